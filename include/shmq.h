@@ -1,0 +1,320 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmq: a single-producer / multi-consumer message queue that lives in a
+ * file and is shared through a MAP_SHARED mapping. This is the one public
+ * header; the shared layout is private (lib/format.h).
+ *
+ * Conventions: every call that can fail returns int (or ssize_t), >= 0 on
+ * success and -errno on failure. shmq_strerror() names every code and
+ * shmq_errdetail() gives the calling thread's detail for its last failure
+ * ("queue already has a producer (pid 1234)", "header field capacity: not a
+ * power of two", ...). Handles come back through out-parameters; every
+ * close(NULL) is a no-op.
+ */
+#ifndef SHMQ_H
+#define SHMQ_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHMQ_VERSION_STRING "0.1.0"
+
+/* Timeouts, in nanoseconds, for every call that may wait. */
+#define SHMQ_NOWAIT  ((int64_t)0)	/* never sleep: -EAGAIN */
+#define SHMQ_FOREVER ((int64_t)-1)	/* no bound */
+
+/*
+ * Status codes that are not plain errors. They are negative errno values so
+ * that the "-errno" convention holds everywhere.
+ */
+#define SHMQ_EOF	(-ESHUTDOWN)	/* producer closed and all was read */
+#define SHMQ_EDIED	(-EOWNERDEAD)	/* producer died and all was read */
+#define SHMQ_ESTALE	(-ESTALE)	/* file truncated, deleted or replaced */
+
+struct shmq;			/* an attached queue file */
+struct shmq_producer;		/* the producer role on one queue */
+struct shmq_consumer;		/* one consumer slot on one queue */
+
+/* What the producer does when the ring is full. */
+enum shmq_when_full {
+	SHMQ_WHEN_FULL_BLOCK = 0,	/* wait for the slowest holder */
+	SHMQ_WHEN_FULL_OVERWRITE = 1,	/* overwrite when nobody holds */
+};
+
+/*
+ * Geometry and options of a new queue. Zero fields take the defaults:
+ * 1 MiB ring, max message 64 KiB (capped to a quarter of the ring), 64
+ * slots, mode 0600, block when full.
+ */
+struct shmq_config {
+	uint64_t capacity;	/* data ring bytes; rounded up to a power of 2 */
+	uint32_t max_message;	/* largest payload, bytes */
+	uint32_t slots;		/* consumer slots, 1..4096 */
+	uint32_t mode;		/* file mode bits, applied whatever the umask */
+	uint32_t when_full;	/* enum shmq_when_full */
+	uint64_t initial_pos;	/* first write position (tests: near 2^64) */
+};
+
+#define SHMQ_DEFAULT_CAPACITY	(1u << 20)
+#define SHMQ_DEFAULT_MAX_MSG	(64u << 10)
+#define SHMQ_DEFAULT_SLOTS	64u
+#define SHMQ_MAX_SLOTS		4096u
+#define SHMQ_NAME_MAX		55	/* consumer name bytes, without NUL */
+
+/* Flags for shmq_open(). */
+#define SHMQ_OPEN_CREATE	0x1	/* create with cfg if it does not exist */
+#define SHMQ_OPEN_RDONLY	0x2	/* map read-only: stat and sync only */
+
+/*
+ * shmq_create - create the queue file PATH (fails if it exists).
+ * The file is fully allocated (posix_fallocate) and published "ready" last;
+ * on any failure nothing is left at PATH.
+ * Returns 0 or -errno: -EEXIST, -EINVAL (bad geometry), -ENOSPC, -EACCES...
+ */
+int shmq_create(const char *path, const struct shmq_config *cfg);
+
+/*
+ * shmq_open - attach to the queue file at PATH.
+ * Validates magic, version, layout and geometry against the file length,
+ * waiting up to two seconds for a creator that has not published "ready".
+ * With SHMQ_OPEN_CREATE a missing file is created with CFG (NULL: defaults)
+ * and two racing creators end up on the same queue.
+ * Returns 0 or -errno: -ENOENT, -EBADMSG (not a queue, corrupt or never
+ * finished), -EPROTO (other version, layout or endianness), -EINVAL,
+ * -ELOOP (symlink), -ENOSPC, -EACCES.
+ */
+int shmq_open(const char *path, int flags, const struct shmq_config *cfg,
+	      struct shmq **out);
+
+/*
+ * shmq_close - detach. Producer and consumer handles made from Q must be
+ * closed first. shmq_close(NULL) is a no-op.
+ */
+void shmq_close(struct shmq *q);
+
+/* Flags for struct shmq_producer_opts. */
+#define SHMQ_PRODUCER_FIFO	0x1	/* -EPIPE once every consumer is gone */
+
+struct shmq_producer_opts {
+	uint32_t flags;
+};
+
+/*
+ * shmq_producer_open - take the producer role. The role is held through an
+ * OFD lock the kernel drops when the process dies, so a dead producer's role
+ * is free at once; a new producer continues the sequence where the last
+ * committed message left it. OPTS may be NULL.
+ * Returns 0 or -errno: -EBUSY (another live producer; shmq_errdetail()
+ * names its pid), -EBADMSG (corrupt ring), -EROFS (opened read-only).
+ */
+int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
+		       struct shmq_producer **out);
+
+/*
+ * shmq_send - copy one message of LEN bytes into the queue and publish it.
+ * TIMEOUT_NS: SHMQ_NOWAIT, SHMQ_FOREVER or a bound in nanoseconds.
+ * Returns 0 or -errno: -EMSGSIZE (LEN > max message), -EAGAIN (full, no
+ * wait), -ETIMEDOUT, -EPIPE (FIFO mode, every consumer gone), -EINTR,
+ * -ESTALE, -EBADMSG (the shared header became invalid).
+ */
+int shmq_send(struct shmq_producer *p, const void *buf, size_t len,
+	      int64_t timeout_ns);
+
+/*
+ * shmq_send_batch - send the N messages of MSGS in order and publish them
+ * with one cursor store (more than one if the ring fills in between).
+ * Returns the number of messages sent (>= 1) or -errno as shmq_send() when
+ * not even the first could be sent.
+ */
+ssize_t shmq_send_batch(struct shmq_producer *p, const struct iovec *msgs,
+			size_t n, int64_t timeout_ns);
+
+/*
+ * shmq_reserve - reserve LEN bytes in the ring and return in *BUF where to
+ * write them (zero copy). *BUF stays valid until shmq_commit(). Only one
+ * reservation may be outstanding. Errors as shmq_send().
+ */
+int shmq_reserve(struct shmq_producer *p, size_t len, void **buf,
+		 int64_t timeout_ns);
+
+/* Flags for shmq_commit(). */
+#define SHMQ_COMMIT_DEFER	0x1	/* seal but publish later */
+
+/*
+ * shmq_commit - seal the reserved message and publish it (with
+ * SHMQ_COMMIT_DEFER: seal only; shmq_publish() or the next commit without
+ * the flag publishes every sealed message with one store).
+ * Returns 0 or -EINVAL (nothing reserved).
+ */
+int shmq_commit(struct shmq_producer *p, unsigned int flags);
+
+/* shmq_publish - publish every sealed message. Returns 0. */
+int shmq_publish(struct shmq_producer *p);
+
+/*
+ * shmq_producer_close - publish what is sealed, mark the stream closed
+ * (consumers get SHMQ_EOF after draining) and give up the role.
+ * shmq_producer_close(NULL) is a no-op. Returns 0 or -errno.
+ */
+int shmq_producer_close(struct shmq_producer *p);
+
+/* Kinds of consumer (groups and observers come with their own issue). */
+enum shmq_consumer_kind {
+	SHMQ_CONSUMER_BROADCAST = 0,	/* sees every message; holds */
+};
+
+enum shmq_start {
+	SHMQ_START_OLDEST = 0,	/* oldest message nobody attached released */
+	SHMQ_START_LATEST = 1,	/* only messages sent from now on */
+};
+
+struct shmq_consumer_opts {
+	uint32_t kind;		/* enum shmq_consumer_kind */
+	uint32_t start;		/* enum shmq_start; a named one resumes */
+	const char *name;	/* NULL: anonymous; else 1..SHMQ_NAME_MAX */
+};
+
+/* Flags in struct shmq_msg. */
+#define SHMQ_MSG_REDELIVERED	0x1
+
+/* One received message, as shmq_peek()/shmq_recv() return it. */
+struct shmq_msg {
+	const void *data;	/* peek only; valid until shmq_release() */
+	size_t len;
+	uint64_t seq;		/* the producer's sequence number */
+	uint32_t flags;		/* SHMQ_MSG_* */
+	uint64_t lost;		/* messages skipped before this one */
+};
+
+/*
+ * shmq_consumer_open - attach a consumer. An anonymous consumer's slot is
+ * freed when it closes or dies; a named one keeps its position in the file
+ * and resumes exactly after the last message it released. OPTS may be
+ * NULL (anonymous broadcast from the oldest message).
+ * Returns 0 or -errno: -EBUSY (a live consumer has that name), -ENOSPC (no
+ * free slot), -EINVAL (bad name), -EBADMSG.
+ */
+int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
+		       struct shmq_consumer **out);
+
+/*
+ * shmq_peek - wait for the next message and return it in place (zero copy)
+ * in *MSG. It stays valid, and is not released, until shmq_release().
+ * Returns 0 or -errno: -EAGAIN, -ETIMEDOUT, SHMQ_EOF, SHMQ_EDIED, -EINTR,
+ * -EBADMSG (a record failed validation; the consumer stays where it is),
+ * -ESTALE.
+ */
+int shmq_peek(struct shmq_consumer *c, struct shmq_msg *msg,
+	      int64_t timeout_ns);
+
+/* shmq_release - release the message shmq_peek() returned. 0 or -EINVAL. */
+int shmq_release(struct shmq_consumer *c);
+
+/*
+ * shmq_recv - copy the next message into BUF (CAP bytes) and release it.
+ * MSG may be NULL. Returns the message length or -errno as shmq_peek(),
+ * plus -EMSGSIZE when CAP is too small (nothing is consumed).
+ */
+ssize_t shmq_recv(struct shmq_consumer *c, void *buf, size_t cap,
+		  struct shmq_msg *msg, int64_t timeout_ns);
+
+/*
+ * shmq_consumer_close - detach. Anonymous: the slot is freed and stops
+ * holding the producer; named: the position stays in the file.
+ * shmq_consumer_close(NULL) is a no-op.
+ */
+void shmq_consumer_close(struct shmq_consumer *c);
+
+/*
+ * shmq_consumer_remove - drop the named consumer NAME from the slot table,
+ * so that it stops holding the producer. Returns 0 or -errno: -ENOENT,
+ * -EBUSY (it is attached and alive).
+ */
+int shmq_consumer_remove(struct shmq *q, const char *name);
+
+/* Producer states, as struct shmq_stat reports them. */
+enum shmq_producer_state {
+	SHMQ_PRODUCER_NONE = 0,		/* none has attached yet */
+	SHMQ_PRODUCER_OPEN = 1,		/* attached and alive */
+	SHMQ_PRODUCER_CLOSED = 2,	/* closed the stream */
+	SHMQ_PRODUCER_DIED = 3,		/* died without closing */
+};
+
+struct shmq_consumer_stat {
+	uint32_t slot;
+	uint32_t kind;		/* enum shmq_consumer_kind */
+	char name[SHMQ_NAME_MAX + 1];	/* "" when anonymous */
+	uint32_t pid;		/* for display only: PIDs lie */
+	int alive;		/* holds its kernel lock */
+	int holding;		/* is (one of) the slowest holding the producer */
+	uint64_t position;
+	uint64_t next_seq;	/* sequence of the next message it reads */
+	uint64_t lag_bytes;
+	uint64_t lag_messages;
+	uint64_t attach_ns;	/* CLOCK_REALTIME */
+};
+
+struct shmq_stat {
+	uint64_t capacity;
+	uint32_t max_message;
+	uint32_t slots;
+	uint32_t when_full;
+	uint32_t version;
+	uint64_t created_ns;	/* CLOCK_REALTIME */
+	uint64_t file_size;
+
+	uint32_t producer_state;	/* enum shmq_producer_state */
+	uint32_t producer_pid;
+	uint64_t write_pos;
+	uint64_t tail_pos;	/* oldest intact record */
+	uint64_t floor_pos;	/* released by consumers that left */
+	uint64_t durable_pos;	/* synced to disk up to here */
+	uint64_t next_seq;
+	uint64_t tail_seq;	/* sequence of the oldest intact record */
+	uint64_t tail_ns;	/* CLOCK_REALTIME when it was sent, or 0 */
+	uint64_t fill_bytes;	/* write_pos - slowest holder (or floor) */
+	uint64_t messages;	/* counters since creation */
+	uint64_t bytes;
+	uint64_t full_waits;
+
+	uint32_t nconsumers;
+	struct shmq_consumer_stat *consumers;	/* nconsumers entries */
+};
+
+/*
+ * shmq_stat_get - a snapshot of everything `shmq stat` shows. It only
+ * reads the file (and probes locks) and never disturbs anyone. Free with
+ * shmq_stat_free(). Returns 0 or -errno: -ENOMEM, -EBADMSG.
+ */
+int shmq_stat_get(struct shmq *q, struct shmq_stat **out);
+void shmq_stat_free(struct shmq_stat *st);
+
+/*
+ * shmq_sync - make every message committed so far durable:
+ * msync(MS_SYNC) of the data written since the last sync, then of the
+ * header with the new durable watermark. Any process may call it.
+ * Returns 0 or -errno from msync (-EIO: the data may be lost).
+ */
+int shmq_sync(struct shmq *q);
+
+/* shmq_strerror - a message for any code a shmq call returns. */
+const char *shmq_strerror(int err);
+
+/*
+ * shmq_errdetail - the calling thread's detail of its last failed call,
+ * or "" when there is none. Valid until the thread's next shmq call.
+ */
+const char *shmq_errdetail(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHMQ_H */
