@@ -1,0 +1,386 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers shared by the command-line tools. Everything that turns a library
+ * status into a message and an exit status lives here, so that the tools
+ * and docs/tools.md cannot drift apart tool by tool.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shmq.h>
+
+#include "common.h"
+
+const char *tool_name = "shmq";
+volatile sig_atomic_t tool_stop;
+
+/*
+ * The SIGBUS message is formatted ahead of time: the handler may only call
+ * async-signal-safe functions, so it just write()s this buffer.
+ */
+static char sigbus_msg[512];
+static size_t sigbus_len;
+
+static void sigbus_prepare(const char *path)
+{
+	int n;
+
+	if (path)
+		n = snprintf(sigbus_msg, sizeof(sigbus_msg),
+			     "%s: %s: queue file truncated\n", tool_name, path);
+	else
+		n = snprintf(sigbus_msg, sizeof(sigbus_msg),
+			     "%s: queue file truncated\n", tool_name);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof(sigbus_msg))
+		n = sizeof(sigbus_msg) - 1;
+	sigbus_len = n;
+}
+
+/*
+ * The tools map nothing but the queue file (stdin and stdout go through
+ * read/write), so a SIGBUS means a page of the queue vanished under us:
+ * another process shrank the file. Returning would re-fault forever.
+ */
+static void on_sigbus(int sig, siginfo_t *si, void *uctx)
+{
+	ssize_t r;
+
+	(void)sig;
+	(void)si;
+	(void)uctx;
+	r = write(STDERR_FILENO, sigbus_msg, sigbus_len);
+	(void)r;
+	_exit(EXIT_TRUNCATED);
+}
+
+void tool_init(const char *name)
+{
+	struct sigaction sa;
+
+	tool_name = name;
+	sigbus_prepare(NULL);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGPIPE, &sa, NULL);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigbus;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+}
+
+void tool_set_path(const char *path)
+{
+	sigbus_prepare(path);
+}
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	tool_stop = 1;
+}
+
+/* No SA_RESTART: a blocked read() or library wait returns EINTR at once. */
+void tool_catch_stop_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+static void vmsg(const char *fmt, va_list ap)
+{
+	char buf[1024];
+	int n;
+
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	if (n < 0)
+		return;
+	/* One line, whatever a file name or detail string contains. */
+	for (char *c = buf; *c; c++)
+		if (iscntrl((unsigned char)*c))
+			*c = '?';
+	fprintf(stderr, "%s: %s\n", tool_name, buf);
+}
+
+void tool_msg(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmsg(fmt, ap);
+	va_end(ap);
+}
+
+int tool_usage_error(const char *fmt, ...)
+{
+	char buf[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	tool_msg("%s (try --help)", buf);
+	return EXIT_USAGE;
+}
+
+int tool_exit_for(int err)
+{
+	switch (err) {
+	case SHMQ_EDIED:
+		return EXIT_DIED;
+	case -ETIMEDOUT:
+		return EXIT_TIMEOUT;
+	case SHMQ_ESTALE:
+		return EXIT_TRUNCATED;
+	case -EBUSY:
+		return EXIT_BUSY;
+	case -EPIPE:
+		return EXIT_PIPE;
+	default:
+		return EXIT_ERROR;
+	}
+}
+
+int tool_fail(const char *path, const char *what, int err)
+{
+	const char *detail = shmq_errdetail();
+	const char *text = shmq_strerror(err);
+
+	if (err == SHMQ_ESTALE)
+		text = "queue file truncated, deleted or replaced";
+	if (detail && *detail && strcmp(detail, text) != 0)
+		tool_msg("%s: %s: %s: %s", path, what, text, detail);
+	else
+		tool_msg("%s: %s: %s", path, what, text);
+	return tool_exit_for(err);
+}
+
+int tool_getopt_error(int c, char **argv)
+{
+	const char *arg = argv[optind - 1];
+
+	if (c == ':')
+		return tool_usage_error("option '%s' needs a value", arg);
+	if (optopt && strncmp(arg, "--", 2))
+		return tool_usage_error("unknown option '-%c'", optopt);
+	return tool_usage_error("unknown option '%s'", arg);
+}
+
+static int bad_value(const char *opt, const char *s, const char *why)
+{
+	tool_usage_error("%s: invalid value '%s': %s", opt, s, why);
+	return -EINVAL;
+}
+
+int parse_u64(const char *opt, const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!*s || !isdigit((unsigned char)*s))
+		return bad_value(opt, s, "not a non-negative integer");
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == ERANGE)
+		return bad_value(opt, s, "too large");
+	if (*end)
+		return bad_value(opt, s, "not a non-negative integer");
+	*out = v;
+	return 0;
+}
+
+int parse_u32(const char *opt, const char *s, uint32_t *out)
+{
+	uint64_t v;
+
+	if (parse_u64(opt, s, &v))
+		return -EINVAL;
+	if (v > UINT32_MAX)
+		return bad_value(opt, s, "too large");
+	*out = v;
+	return 0;
+}
+
+/* Digits with an optional K, M or G (powers of 1024), "KiB" and "KB" too. */
+int parse_size(const char *opt, const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	unsigned int shift = 0;
+	char *end;
+
+	if (!*s || !isdigit((unsigned char)*s))
+		return bad_value(opt, s, "not a size");
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == ERANGE)
+		return bad_value(opt, s, "too large");
+	switch (toupper((unsigned char)*end)) {
+	case 'K': shift = 10; end++; break;
+	case 'M': shift = 20; end++; break;
+	case 'G': shift = 30; end++; break;
+	}
+	if (shift && (!strcmp(end, "iB") || !strcmp(end, "B")))
+		end += strlen(end);
+	if (!shift && !strcmp(end, "B"))
+		end++;
+	if (*end)
+		return bad_value(opt, s, "not a size (use K, M or G)");
+	if (v > (UINT64_MAX >> shift))
+		return bad_value(opt, s, "too large");
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+/* Decimal seconds ("2", "0.25"), at most about a year. */
+int parse_seconds(const char *opt, const char *s, int64_t *ns_out)
+{
+	double v;
+	char *end;
+
+	if (!*s || !(isdigit((unsigned char)*s) || *s == '.'))
+		return bad_value(opt, s, "not a number of seconds");
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || *end || !isfinite(v) || v < 0)
+		return bad_value(opt, s, "not a number of seconds");
+	if (v > 366.0 * 86400)
+		return bad_value(opt, s, "too large");
+	*ns_out = (int64_t)(v * 1e9);
+	return 0;
+}
+
+int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int writev_all(int fd, struct iovec *iov, int iovcnt)
+{
+	while (iovcnt > 0) {
+		ssize_t n = writev(fd, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		/* Skip what was written, then finish a partial vector. */
+		while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= iov->iov_len;
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + n;
+			iov->iov_len -= n;
+		}
+	}
+	return 0;
+}
+
+static int64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t now_mono_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
+}
+
+int64_t now_real_ns(void)
+{
+	return clock_ns(CLOCK_REALTIME);
+}
+
+int tool_open(const char *path, int flags, struct shmq **q)
+{
+	int r;
+
+	/* Set first: a truncated file can fault during validation already. */
+	tool_set_path(path);
+	r = shmq_open(path, flags, NULL, q);
+	if (r == -ENOENT && !(flags & SHMQ_OPEN_CREATE)) {
+		tool_msg("%s: no such queue (create it with 'shmq create' or "
+			 "pass --create)", path);
+		return EXIT_ERROR;
+	}
+	if (r < 0)
+		return tool_fail(path, "cannot open queue", r);
+	return 0;
+}
+
+int tool_check_name(const char *opt, const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len == 0 || len > SHMQ_NAME_MAX)
+		return tool_usage_error("%s: a name has 1 to %d bytes", opt,
+					SHMQ_NAME_MAX);
+	return 0;
+}
+
+int tool_consumer_open(struct shmq *q, const char *path, int kind,
+		       const char *name, uint32_t start,
+		       struct shmq_consumer **out)
+{
+	struct shmq_consumer_opts opts = {
+		.kind = SHMQ_CONSUMER_BROADCAST,
+		.start = start,
+		.name = name,
+	};
+	int r;
+
+	/*
+	 * When the library grows SHMQ_CONSUMER_GROUP / _OBSERVER, these
+	 * become .kind assignments; the flags and statuses stay as they are.
+	 */
+	if (kind == TOOL_GROUP) {
+		tool_msg("%s: --group: consumer groups are not supported yet",
+			 path);
+		return EXIT_UNSUPPORTED;
+	}
+	if (kind == TOOL_OBSERVER) {
+		tool_msg("%s: --observe: observers are not supported yet", path);
+		return EXIT_UNSUPPORTED;
+	}
+	r = shmq_consumer_open(q, &opts, out);
+	if (r < 0)
+		return tool_fail(path, "cannot attach a consumer", r);
+	return 0;
+}

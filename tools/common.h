@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers shared by the command-line tools: argument parsing, exit statuses
+ * (docs/tools.md), one-line error reports, signal setup, full writes.
+ */
+#ifndef SHMQ_TOOLS_COMMON_H
+#define SHMQ_TOOLS_COMMON_H
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+struct shmq;
+
+/* Exit statuses; docs/tools.md is the reference and must match. */
+enum tool_exit {
+	EXIT_OK = 0,
+	EXIT_ERROR = 1,		/* any runtime failure not listed below */
+	EXIT_USAGE = 2,		/* bad command line */
+	EXIT_DIED = 3,		/* the producer died without closing */
+	EXIT_TIMEOUT = 4,	/* get --timeout expired */
+	EXIT_OVERRUN = 5,	/* messages were lost before being read */
+	EXIT_UNSUPPORTED = 6,	/* --group / --observe: not in the library yet */
+	EXIT_TRUNCATED = 7,	/* queue file truncated, deleted or replaced */
+	EXIT_BUSY = 8,		/* role or name taken, or queue in use (rm) */
+	EXIT_PIPE = 141,	/* the other end is gone, as a pipe writer */
+};
+
+/* Set by tool_init(); used in every message ("shmq put", "shmq-consumer"). */
+extern const char *tool_name;
+
+/*
+ * tool_init - name the tool for messages, ignore SIGPIPE (EPIPE is handled
+ * where it happens) and turn SIGBUS into "queue file truncated".
+ */
+void tool_init(const char *name);
+
+/* Name the queue in the SIGBUS message; PATH must outlive the process. */
+void tool_set_path(const char *path);
+
+/* Print "NAME: fmt\n" on stderr. */
+void tool_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Print a usage error and the --help hint; returns EXIT_USAGE. */
+int tool_usage_error(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+/*
+ * Report a failed library call on PATH in one line, with shmq_errdetail()
+ * when it has one, and return the exit status that ERR maps to.
+ */
+int tool_fail(const char *path, const char *what, int err);
+
+/*
+ * Attach to PATH with shmq_open() FLAGS (SHMQ_OPEN_CREATE: default
+ * geometry) and name it in the SIGBUS message. Returns 0, or the exit
+ * status after reporting the failure.
+ */
+int tool_open(const char *path, int flags, struct shmq **q);
+
+/* Consumer kinds as the tools name them (--group, --observe). */
+enum tool_consumer_kind {
+	TOOL_BROADCAST,
+	TOOL_GROUP,
+	TOOL_OBSERVER,
+};
+
+struct shmq_consumer;
+
+/*
+ * Attach a consumer of KIND to Q; NAME is the --name or --group name (or
+ * NULL), START an enum shmq_start. Groups and observers are parsed but not
+ * in the library yet: they fail with EXIT_UNSUPPORTED. Returns 0, or the
+ * exit status after reporting the failure.
+ */
+int tool_consumer_open(struct shmq *q, const char *path, int kind,
+		       const char *name, uint32_t start,
+		       struct shmq_consumer **out);
+
+/* Check a --name / --group value; 0 or EXIT_USAGE (reported). */
+int tool_check_name(const char *opt, const char *name);
+
+/* The exit status a library error maps to (see enum tool_exit). */
+int tool_exit_for(int err);
+
+/*
+ * Report getopt_long()'s '?' (unknown option) or ':' (missing value) for
+ * an optstring that starts with ':'; returns EXIT_USAGE.
+ */
+int tool_getopt_error(int c, char **argv);
+
+/* Parsers: 0 on success, -EINVAL on bad input (already reported). */
+int parse_size(const char *opt, const char *s, uint64_t *out);
+int parse_u64(const char *opt, const char *s, uint64_t *out);
+int parse_u32(const char *opt, const char *s, uint32_t *out);
+int parse_seconds(const char *opt, const char *s, int64_t *ns_out);
+
+/* write() all of BUF; 0, -EPIPE when the reader is gone, or -errno. */
+int write_all(int fd, const void *buf, size_t len);
+/* writev() all of IOV (modified); same returns as write_all(). */
+int writev_all(int fd, struct iovec *iov, int iovcnt);
+
+/* Monotonic and realtime clocks in nanoseconds. */
+int64_t now_mono_ns(void);
+int64_t now_real_ns(void);
+
+/* SIGINT/SIGTERM set this instead of killing, so tools close cleanly. */
+extern volatile sig_atomic_t tool_stop;
+void tool_catch_stop_signals(void);
+
+#endif /* SHMQ_TOOLS_COMMON_H */

@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmq get: queue -> stdout. A message is released only after it has been
+ * written out in full, so a get killed at any point loses nothing that a
+ * named consumer (or, later, a group) would not be given again.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <shmq.h>
+
+#include "cmds.h"
+#include "common.h"
+
+struct get {
+	const char *path;
+	const char *name;	/* --name or --group */
+	int kind;		/* enum tool_consumer_kind */
+	uint32_t start;		/* enum shmq_start */
+	int delim;		/* -1: none; else '\n' or '\0' after each */
+	int create;
+	uint64_t count;		/* stop after this many; 0 with !has_count */
+	int has_count;
+	int64_t timeout_ns;
+	const char *timeout_arg;
+	uint64_t lost;		/* messages the queue reported lost */
+	struct shmq *q;
+	struct shmq_consumer *c;
+};
+
+static const char get_usage[] =
+"Usage: shmq get PATH [--create] [--name NAME | --group NAME | --observe]\n"
+"                     [--from oldest|latest] [--lines | --null] [--count N]\n"
+"                     [--timeout SECONDS]\n"
+"Copy messages from the queue PATH to stdout until the producer closes.\n"
+"\n"
+"  --create         create PATH with the default geometry if it is missing\n"
+"  --name NAME      a named consumer: resumes where it stopped\n"
+"  --group NAME     share the messages with the group's members (not yet)\n"
+"  --observe        never hold the producer back (not yet)\n"
+"  --from WHERE     oldest (default) or latest\n"
+"  --lines          write a newline after each message\n"
+"  --null           write a NUL after each message\n"
+"  --count N        exit 0 after N messages\n"
+"  --timeout SECS   give up when no message came for SECS seconds\n"
+"\n"
+"Exit status: 0 at EOF or after --count messages, 3 if the producer died,\n"
+"4 on timeout, 5 if messages were lost (overrun), 141 if stdout closed.\n";
+
+static int parse_get_opt(int c, struct get *g, int *kinds, int *framings)
+{
+	switch (c) {
+	case 'c':
+		g->create = 1;
+		return 0;
+	case 'n':
+	case 'g':
+		(*kinds)++;
+		g->kind = c == 'n' ? TOOL_BROADCAST : TOOL_GROUP;
+		g->name = optarg;
+		return tool_check_name(c == 'n' ? "--name" : "--group", optarg);
+	case 'o':
+		(*kinds)++;
+		g->kind = TOOL_OBSERVER;
+		return 0;
+	case 'f':
+		if (!strcmp(optarg, "oldest"))
+			g->start = SHMQ_START_OLDEST;
+		else if (!strcmp(optarg, "latest"))
+			g->start = SHMQ_START_LATEST;
+		else
+			return tool_usage_error("--from: expected oldest or "
+						"latest, not '%s'", optarg);
+		return 0;
+	case 'l':
+	case '0':
+		(*framings)++;
+		g->delim = c == 'l' ? '\n' : '\0';
+		return 0;
+	case 'N':
+		g->has_count = 1;
+		return parse_u64("--count", optarg, &g->count) ? EXIT_USAGE : 0;
+	case 't':
+		g->timeout_arg = optarg;
+		return parse_seconds("--timeout", optarg, &g->timeout_ns) ?
+		       EXIT_USAGE : 0;
+	}
+	return EXIT_USAGE;
+}
+
+static int parse_get_opts(int argc, char **argv, struct get *g)
+{
+	static const struct option longopts[] = {
+		{ "create", no_argument, NULL, 'c' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "group", required_argument, NULL, 'g' },
+		{ "observe", no_argument, NULL, 'o' },
+		{ "from", required_argument, NULL, 'f' },
+		{ "lines", no_argument, NULL, 'l' },
+		{ "null", no_argument, NULL, '0' },
+		{ "count", required_argument, NULL, 'N' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int c, r, kinds = 0, framings = 0;
+
+	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+		if (c == 'h')
+			return fputs(get_usage, stdout), -1;
+		if (c == '?' || c == ':')
+			return tool_getopt_error(c, argv);
+		r = parse_get_opt(c, g, &kinds, &framings);
+		if (r)
+			return r;
+	}
+	if (kinds > 1)
+		return tool_usage_error("--name, --group and --observe exclude "
+					"each other");
+	if (framings > 1)
+		return tool_usage_error("--lines and --null exclude each other");
+	g->path = one_path(argc, argv, optind);
+	return g->path ? 0 : EXIT_USAGE;
+}
+
+/* The end of the stream, or why it could not be read; an exit status. */
+static int get_end(struct get *g, int r)
+{
+	switch (r) {
+	case SHMQ_EOF:
+		return g->lost ? EXIT_OVERRUN : EXIT_OK;
+	case SHMQ_EDIED:
+		tool_msg("%s: producer died without closing the queue", g->path);
+		return EXIT_DIED;
+	case -EAGAIN:
+	case -ETIMEDOUT:
+		tool_msg("%s: no message within %s seconds", g->path,
+			 g->timeout_arg);
+		return EXIT_TIMEOUT;
+	}
+	return tool_fail(g->path, "receive failed", r);
+}
+
+static void note_lost(struct get *g, const struct shmq_msg *m)
+{
+	g->lost += m->lost;
+	tool_msg("%s: overrun: %" PRIu64 " message%s lost before seq %" PRIu64,
+		 g->path, m->lost, m->lost == 1 ? "" : "s", m->seq);
+}
+
+/*
+ * Write one peeked message (and its delimiter) to stdout, then release it.
+ * Returns 0, or the exit status: EXIT_PIPE, quietly, when stdout closed.
+ */
+static int get_write(struct get *g, const struct shmq_msg *m)
+{
+	char delim = (char)g->delim;
+	struct iovec iov[2] = {
+		{ .iov_base = (void *)m->data, .iov_len = m->len },
+		{ .iov_base = &delim, .iov_len = 1 },
+	};
+	int r;
+
+	r = writev_all(STDOUT_FILENO, iov, g->delim < 0 ? 1 : 2);
+	if (r == -EPIPE)
+		return EXIT_PIPE;
+	if (r < 0) {
+		tool_msg("%s: writing stdout: %s", g->path, strerror(-r));
+		return EXIT_ERROR;
+	}
+	r = shmq_release(g->c);
+	if (r < 0)
+		return tool_fail(g->path, "release failed", r);
+	return 0;
+}
+
+static int get_loop(struct get *g)
+{
+	struct shmq_msg m;
+	uint64_t got = 0;
+	int r;
+
+	while (!g->has_count || got < g->count) {
+		r = shmq_peek(g->c, &m, g->timeout_ns);
+		if (r == -EINTR)
+			continue;
+		if (r < 0)
+			return get_end(g, r);
+		if (m.lost)
+			note_lost(g, &m);
+		r = get_write(g, &m);
+		if (r)
+			return r;
+		got++;
+	}
+	return g->lost ? EXIT_OVERRUN : EXIT_OK;
+}
+
+int cmd_get(int argc, char **argv)
+{
+	struct get g = {
+		.kind = TOOL_BROADCAST,
+		.start = SHMQ_START_OLDEST,
+		.delim = -1,
+		.timeout_ns = SHMQ_FOREVER,
+	};
+	int r;
+
+	r = parse_get_opts(argc, argv, &g);
+	if (r)
+		return r < 0 ? EXIT_OK : r;
+	r = tool_open(g.path, g.create ? SHMQ_OPEN_CREATE : 0, &g.q);
+	if (r)
+		return r;
+	r = tool_consumer_open(g.q, g.path, g.kind, g.name, g.start, &g.c);
+	if (!r)
+		r = get_loop(&g);
+	/* Closing frees an anonymous slot: the producer may see EPIPE. */
+	shmq_consumer_close(g.c);
+	shmq_close(g.q);
+	return r;
+}

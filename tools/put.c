@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmq put: stdin -> queue until EOF, then close the producer so that
+ * consumers see EOF. A byte stream by default, forwarded unchanged; one
+ * message per line or per NUL-terminated item with --lines / --null.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <shmq.h>
+
+#include "cmds.h"
+#include "common.h"
+
+/* --sync batch: sync after this many messages or this much time. */
+#define SYNC_BATCH_MESSAGES	1000
+#define SYNC_BATCH_NS		(100 * 1000 * 1000)
+
+/* Messages handed to shmq_send_batch() at once in --lines / --null mode. */
+#define PUT_BATCH		256
+
+enum sync_mode { SYNC_NONE, SYNC_BATCH, SYNC_EVERY };
+
+struct put {
+	const char *path;
+	struct shmq *q;
+	struct shmq_producer *p;
+	int delim;		/* -1: byte stream; else '\n' or '\0' */
+	enum sync_mode sync;
+	size_t max_message;
+	uint64_t unsynced;	/* messages sent since the last sync */
+	int64_t synced_ns;
+};
+
+static const char put_usage[] =
+"Usage: shmq put PATH [--create] [--lines | --null] [--sync none|batch|every]\n"
+"Copy stdin into the queue PATH until EOF, then close the producer.\n"
+"\n"
+"  --create         create PATH with the default geometry if it is missing\n"
+"  --lines          one message per line (the newline is not sent)\n"
+"  --null           one message per NUL-terminated item\n"
+"  --sync MODE      none (default); batch: every 1000 messages or 100 ms;\n"
+"                   every: after each message\n"
+"\n"
+"Without --lines/--null the bytes are forwarded unchanged, in messages of\n"
+"at most the queue's max message size. When every consumer that attached\n"
+"has gone, put stops quietly with status 141, like a writer to a closed\n"
+"pipe.\n";
+
+static int maybe_sync(struct put *pt, size_t sent, int force)
+{
+	int64_t now;
+	int r;
+
+	if (pt->sync == SYNC_NONE)
+		return 0;
+	pt->unsynced += sent;
+	if (!pt->unsynced)
+		return 0;
+	now = now_mono_ns();
+	if (!force && pt->sync == SYNC_BATCH &&
+	    pt->unsynced < SYNC_BATCH_MESSAGES &&
+	    now - pt->synced_ns < SYNC_BATCH_NS)
+		return 0;
+	r = shmq_sync(pt->q);
+	if (r < 0)
+		return tool_fail(pt->path, "sync failed", r);
+	pt->unsynced = 0;
+	pt->synced_ns = now;
+	return 0;
+}
+
+/* Library status -> exit status; EPIPE is the quiet end of a pipeline. */
+static int send_failed(struct put *pt, int r)
+{
+	if (r == -EPIPE)
+		return EXIT_PIPE;
+	return tool_fail(pt->path, "send failed", r);
+}
+
+static int send_msgs(struct put *pt, struct iovec *iov, size_t n)
+{
+	while (n) {
+		ssize_t r = shmq_send_batch(pt->p, iov, n, SHMQ_FOREVER);
+
+		if (r == -EINTR)
+			continue;
+		if (r < 0)
+			return send_failed(pt, r);
+		iov += r;
+		n -= r;
+		r = maybe_sync(pt, r, 0);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static int read_some(struct put *pt, char *buf, size_t cap, size_t *got)
+{
+	ssize_t n;
+
+	do {
+		n = read(STDIN_FILENO, buf, cap);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		tool_msg("%s: reading stdin: %s", pt->path, strerror(errno));
+		return EXIT_ERROR;
+	}
+	*got = n;
+	return 0;
+}
+
+/*
+ * A byte stream: each read() becomes one message, so data moves as soon
+ * as it arrives (like a pipe) and large reads make large messages.
+ */
+static int put_stream(struct put *pt)
+{
+	char *buf = malloc(pt->max_message);
+	struct iovec iov;
+	size_t n;
+	int r;
+
+	if (!buf)
+		return tool_msg("out of memory"), EXIT_ERROR;
+	for (;;) {
+		r = read_some(pt, buf, pt->max_message, &n);
+		if (r || n == 0)
+			break;
+		iov.iov_base = buf;
+		iov.iov_len = n;
+		r = send_msgs(pt, &iov, 1);
+		if (r)
+			break;
+	}
+	free(buf);
+	return r;
+}
+
+static int item_too_long(struct put *pt)
+{
+	tool_msg("%s: %s longer than the max message size (%zu bytes)",
+		 pt->path, pt->delim == '\n' ? "line" : "item", pt->max_message);
+	return EXIT_ERROR;
+}
+
+/*
+ * Send every complete item in BUF[0..HAVE) in batches and return in *USED
+ * how many bytes they took; a trailing partial item stays in the buffer.
+ * At EOF the partial item is sent too, as `read -r` and awk do.
+ */
+static int send_items(struct put *pt, char *buf, size_t have, int eof,
+		      size_t *used)
+{
+	struct iovec iov[PUT_BATCH];
+	size_t start = 0, nio = 0, batch = pt->sync == SYNC_EVERY ? 1 : PUT_BATCH;
+	char *d;
+	int r;
+
+	while ((d = memchr(buf + start, pt->delim, have - start))) {
+		size_t len = d - (buf + start);
+
+		if (len > pt->max_message)
+			return item_too_long(pt);
+		iov[nio].iov_base = buf + start;
+		iov[nio++].iov_len = len;
+		start += len + 1;
+		if (nio == batch) {
+			r = send_msgs(pt, iov, nio);
+			if (r)
+				return r;
+			nio = 0;
+		}
+	}
+	if (have - start > pt->max_message)
+		return item_too_long(pt);
+	if (eof && have > start) {
+		iov[nio].iov_base = buf + start;
+		iov[nio++].iov_len = have - start;
+		start = have;
+	}
+	*used = start;
+	return send_msgs(pt, iov, nio);
+}
+
+static int put_items(struct put *pt)
+{
+	size_t cap = 2 * pt->max_message + (1 << 20);
+	size_t have = 0, n, used;
+	char *buf = malloc(cap);
+	int r;
+
+	if (!buf)
+		return tool_msg("out of memory"), EXIT_ERROR;
+	do {
+		r = read_some(pt, buf + have, cap - have, &n);
+		if (r)
+			break;
+		have += n;
+		r = send_items(pt, buf, have, n == 0, &used);
+		if (r)
+			break;
+		/* The partial item is at most max_message: room stays. */
+		memmove(buf, buf + used, have - used);
+		have -= used;
+	} while (n);
+	free(buf);
+	return r;
+}
+
+static int parse_put_opts(int argc, char **argv, struct put *pt, int *create)
+{
+	static const struct option longopts[] = {
+		{ "create", no_argument, NULL, 'c' },
+		{ "lines", no_argument, NULL, 'l' },
+		{ "null", no_argument, NULL, '0' },
+		{ "sync", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int c, framings = 0;
+
+	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			fputs(put_usage, stdout);
+			return -1;
+		case 'c':
+			*create = 1;
+			break;
+		case 'l':
+		case '0':
+			pt->delim = c == 'l' ? '\n' : '\0';
+			framings++;
+			break;
+		case 's':
+			if (!strcmp(optarg, "none"))
+				pt->sync = SYNC_NONE;
+			else if (!strcmp(optarg, "batch"))
+				pt->sync = SYNC_BATCH;
+			else if (!strcmp(optarg, "every"))
+				pt->sync = SYNC_EVERY;
+			else
+				return tool_usage_error("--sync: expected none, "
+							"batch or every, not '%s'",
+							optarg);
+			break;
+		default:
+			return tool_getopt_error(c, argv);
+		}
+	}
+	if (framings > 1)
+		return tool_usage_error("--lines and --null exclude each other");
+	pt->path = one_path(argc, argv, optind);
+	return pt->path ? 0 : EXIT_USAGE;
+}
+
+static int put_attach(struct put *pt, int create)
+{
+	struct shmq_producer_opts popts = { .flags = SHMQ_PRODUCER_FIFO };
+	struct shmq_stat *st;
+	int r;
+
+	r = tool_open(pt->path, create ? SHMQ_OPEN_CREATE : 0, &pt->q);
+	if (r)
+		return r;
+	r = shmq_stat_get(pt->q, &st);
+	if (r < 0)
+		return tool_fail(pt->path, "cannot read queue geometry", r);
+	pt->max_message = st->max_message;
+	shmq_stat_free(st);
+	if (pt->max_message == 0)
+		return tool_msg("%s: queue has a max message size of 0",
+				pt->path), EXIT_ERROR;
+	r = shmq_producer_open(pt->q, &popts, &pt->p);
+	if (r < 0)
+		return tool_fail(pt->path, "cannot become the producer", r);
+	pt->synced_ns = now_mono_ns();
+	return 0;
+}
+
+int cmd_put(int argc, char **argv)
+{
+	struct put pt = { .delim = -1, .sync = SYNC_NONE };
+	int create = 0, r, rc;
+
+	r = parse_put_opts(argc, argv, &pt, &create);
+	if (r)
+		return r < 0 ? EXIT_OK : r;
+	r = put_attach(&pt, create);
+	if (!r)
+		r = pt.delim < 0 ? put_stream(&pt) : put_items(&pt);
+	if (!r)
+		r = maybe_sync(&pt, 0, 1);
+	/*
+	 * Close even after a failure, as a pipe writer's exit does: the
+	 * consumers see EOF, and our status tells the shell what went wrong.
+	 */
+	rc = shmq_producer_close(pt.p);
+	if (rc < 0 && !r && pt.p)
+		r = tool_fail(pt.path, "close failed", rc);
+	shmq_close(pt.q);
+	return r;
+}

@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmq: the command-line front end. This file dispatches to the
+ * subcommands and holds the small ones (create, sync, rm); put, get and
+ * stat have a file each.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <shmq.h>
+
+#include "cmds.h"
+#include "common.h"
+
+static const char usage_text[] =
+"Usage: shmq COMMAND PATH [OPTIONS]\n"
+"A message queue that lives in a file (see shmq(1)).\n"
+"\n"
+"Commands:\n"
+"  create PATH [--size BYTES] [--max-message BYTES] [--slots N]\n"
+"              [--mode OCTAL] [--when-full block|overwrite]\n"
+"  put PATH [--create] [--lines | --null] [--sync none|batch|every]\n"
+"  get PATH [--create] [--name NAME | --group NAME | --observe]\n"
+"           [--from oldest|latest] [--lines | --null] [--count N]\n"
+"           [--timeout SECONDS]\n"
+"  stat PATH [--json] [--watch SECONDS]\n"
+"  sync PATH\n"
+"  rm PATH [--force]\n"
+"\n"
+"Sizes accept K, M and G (powers of 1024). 'shmq COMMAND --help' shows\n"
+"one command. Exit statuses: 0 ok, 1 error, 2 usage, 3 producer died,\n"
+"4 timeout, 5 overrun, 6 not supported yet, 7 queue file truncated,\n"
+"8 busy, 141 the other end is gone.\n";
+
+const char *one_path(int argc, char **argv, int optind_after)
+{
+	if (optind_after >= argc) {
+		tool_usage_error("missing PATH");
+		return NULL;
+	}
+	if (optind_after + 1 < argc) {
+		tool_usage_error("unexpected argument '%s'",
+				 argv[optind_after + 1]);
+		return NULL;
+	}
+	return argv[optind_after];
+}
+
+static const char create_usage[] =
+"Usage: shmq create PATH [--size BYTES] [--max-message BYTES] [--slots N]\n"
+"                        [--mode OCTAL] [--when-full block|overwrite]\n"
+"Create the queue file PATH; fails if PATH exists. Defaults: a 1M ring,\n"
+"64K max message (at most a quarter of the ring), 64 consumer slots,\n"
+"mode 0600, block when full.\n";
+
+static int parse_mode(const char *s, uint32_t *mode)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 8);
+	if (!*s || *end || errno || v > 07777) {
+		tool_usage_error("--mode: invalid value '%s': not an octal mode",
+				 s);
+		return -EINVAL;
+	}
+	*mode = v;
+	return 0;
+}
+
+static int parse_create_opt(int c, struct shmq_config *cfg)
+{
+	uint64_t v;
+
+	switch (c) {
+	case 's':
+		return parse_size("--size", optarg, &cfg->capacity);
+	case 'm':
+		if (parse_size("--max-message", optarg, &v))
+			return -EINVAL;
+		if (v == 0 || v > UINT32_MAX)
+			return tool_usage_error("--max-message: out of range"),
+			       -EINVAL;
+		cfg->max_message = v;
+		return 0;
+	case 'n':
+		return parse_u32("--slots", optarg, &cfg->slots);
+	case 'o':
+		return parse_mode(optarg, &cfg->mode);
+	case 'w':
+		if (!strcmp(optarg, "block"))
+			cfg->when_full = SHMQ_WHEN_FULL_BLOCK;
+		else if (!strcmp(optarg, "overwrite"))
+			cfg->when_full = SHMQ_WHEN_FULL_OVERWRITE;
+		else
+			return tool_usage_error("--when-full: expected block or "
+						"overwrite, not '%s'", optarg),
+			       -EINVAL;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int cmd_create(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "size", required_argument, NULL, 's' },
+		{ "max-message", required_argument, NULL, 'm' },
+		{ "slots", required_argument, NULL, 'n' },
+		{ "mode", required_argument, NULL, 'o' },
+		{ "when-full", required_argument, NULL, 'w' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct shmq_config cfg = { 0 };
+	const char *path;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+		if (c == 'h')
+			return fputs(create_usage, stdout), EXIT_OK;
+		if (c == '?' || c == ':')
+			return tool_getopt_error(c, argv);
+		if (parse_create_opt(c, &cfg))
+			return EXIT_USAGE;
+	}
+	path = one_path(argc, argv, optind);
+	if (!path)
+		return EXIT_USAGE;
+	r = shmq_create(path, &cfg);
+	if (r < 0)
+		return tool_fail(path, "cannot create queue", r);
+	return EXIT_OK;
+}
+
+static const char sync_usage[] =
+"Usage: shmq sync PATH\n"
+"Make every message committed to PATH so far durable on disk.\n";
+
+int cmd_sync(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct shmq *q;
+	const char *path;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+		if (c == 'h')
+			return fputs(sync_usage, stdout), EXIT_OK;
+		return tool_getopt_error(c, argv);
+	}
+	path = one_path(argc, argv, optind);
+	if (!path)
+		return EXIT_USAGE;
+	r = tool_open(path, SHMQ_OPEN_RDONLY, &q);
+	if (r)
+		return r;
+	r = shmq_sync(q);
+	if (r < 0)
+		r = tool_fail(path, "sync failed", r);
+	shmq_close(q);
+	return r;
+}
+
+static const char rm_usage[] =
+"Usage: shmq rm PATH [--force]\n"
+"Remove the queue file PATH. Refuses while a live producer or consumer\n"
+"is attached, unless --force is given.\n";
+
+/* Who is still attached and alive; the message names the producer's pid. */
+static int queue_in_use(const char *path, struct shmq *q, int *busy)
+{
+	struct shmq_stat *st;
+	uint32_t live = 0;
+	int r;
+
+	r = shmq_stat_get(q, &st);
+	if (r < 0)
+		return tool_fail(path, "cannot read queue state", r);
+	for (uint32_t i = 0; i < st->nconsumers; i++)
+		live += !!st->consumers[i].alive;
+	*busy = st->producer_state == SHMQ_PRODUCER_OPEN || live;
+	if (*busy && st->producer_state == SHMQ_PRODUCER_OPEN)
+		tool_msg("%s: queue in use: producer pid %u, %u live consumer%s "
+			 "(use --force)", path, st->producer_pid, live,
+			 live == 1 ? "" : "s");
+	else if (*busy)
+		tool_msg("%s: queue in use: %u live consumer%s (use --force)",
+			 path, live, live == 1 ? "" : "s");
+	shmq_stat_free(st);
+	return 0;
+}
+
+int cmd_rm(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "force", no_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct shmq *q;
+	const char *path;
+	int c, r, force = 0, busy = 0;
+
+	while ((c = getopt_long(argc, argv, ":f", longopts, NULL)) != -1) {
+		if (c == 'h')
+			return fputs(rm_usage, stdout), EXIT_OK;
+		if (c != 'f')
+			return tool_getopt_error(c, argv);
+		force = 1;
+	}
+	path = one_path(argc, argv, optind);
+	if (!path)
+		return EXIT_USAGE;
+	/* Validating first means rm never deletes a file that is no queue. */
+	r = tool_open(path, SHMQ_OPEN_RDONLY, &q);
+	if (r)
+		return r;
+	r = queue_in_use(path, q, &busy);
+	shmq_close(q);
+	if (r)
+		return r;
+	if (busy && !force)
+		return EXIT_BUSY;
+	if (unlink(path) < 0) {
+		tool_msg("%s: cannot remove: %s", path, strerror(errno));
+		return EXIT_ERROR;
+	}
+	return EXIT_OK;
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+} commands[] = {
+	{ "create", cmd_create },
+	{ "put", cmd_put },
+	{ "get", cmd_get },
+	{ "stat", cmd_stat },
+	{ "sync", cmd_sync },
+	{ "rm", cmd_rm },
+};
+
+int main(int argc, char **argv)
+{
+	static char name[64];
+	int r;
+
+	tool_init("shmq");
+	if (argc < 2)
+		return tool_usage_error("missing COMMAND");
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
+		return fputs(usage_text, stdout) == EOF ? EXIT_ERROR : EXIT_OK;
+	if (!strcmp(argv[1], "--version"))
+		return printf("shmq %s\n", SHMQ_VERSION_STRING) < 0 ?
+		       EXIT_ERROR : EXIT_OK;
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(argv[1], commands[i].name))
+			continue;
+		snprintf(name, sizeof(name), "shmq %s", commands[i].name);
+		tool_init(name);
+		/* Subcommands parse argv[1..] as their own command line. */
+		r = commands[i].fn(argc - 1, argv + 1);
+		if (fflush(stdout) == EOF && r == EXIT_OK) {
+			if (errno == EPIPE)
+				return EXIT_PIPE;
+			tool_msg("write error: %s", strerror(errno));
+			return EXIT_ERROR;
+		}
+		return r;
+	}
+	return tool_usage_error("unknown command '%s'", argv[1]);
+}

@@ -1,0 +1,436 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmq stat: a snapshot of a queue, as a table for people or as JSON
+ * (schema in docs/tools.md), once or every N seconds with live rates.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shmq.h>
+
+#include "cmds.h"
+#include "common.h"
+
+#define STAT_JSON_SCHEMA 1
+
+struct rate {
+	int known;
+	double msgs;		/* per second */
+	double bytes;
+};
+
+struct view {
+	const char *path;
+	const struct shmq_stat *st;
+	const struct shmq_stat *prev;	/* NULL: no rates yet */
+	double dt;			/* seconds between prev and st */
+	int64_t now_ns;			/* CLOCK_REALTIME */
+};
+
+static const char stat_usage[] =
+"Usage: shmq stat PATH [--json] [--watch SECONDS]\n"
+"Show the geometry, fill level, producer and consumers of the queue PATH.\n"
+"\n"
+"  --json           one JSON object (schema in shmq(1) and docs/tools.md)\n"
+"  --watch SECS     repeat every SECS seconds with rates, until interrupted\n";
+
+static const char *producer_state_name(uint32_t s)
+{
+	static const char *const names[] = { "none", "open", "closed", "died" };
+
+	return s < 4 ? names[s] : "unknown";
+}
+
+static const char *kind_name(uint32_t k)
+{
+	return k == SHMQ_CONSUMER_BROADCAST ? "broadcast" : "unknown";
+}
+
+/* Age of the oldest unread message, known when it is the ring's tail. */
+static int64_t lag_age_ns(const struct view *v,
+			  const struct shmq_consumer_stat *c)
+{
+	if (c->lag_messages == 0)
+		return 0;
+	if (c->position == v->st->tail_pos && v->st->tail_ns &&
+	    (int64_t)v->st->tail_ns <= v->now_ns)
+		return v->now_ns - (int64_t)v->st->tail_ns;
+	return -1;
+}
+
+static int64_t oldest_age_ns(const struct view *v)
+{
+	const struct shmq_stat *st = v->st;
+
+	if (!st->tail_ns || st->write_pos == st->tail_pos ||
+	    (int64_t)st->tail_ns > v->now_ns)
+		return -1;
+	return v->now_ns - (int64_t)st->tail_ns;
+}
+
+/* The same consumer in the previous snapshot: same slot, same attach. */
+static struct rate consumer_rate(const struct view *v,
+				 const struct shmq_consumer_stat *c)
+{
+	struct rate r = { 0 };
+
+	if (!v->prev || v->dt <= 0)
+		return r;
+	for (uint32_t i = 0; i < v->prev->nconsumers; i++) {
+		const struct shmq_consumer_stat *p = &v->prev->consumers[i];
+
+		if (p->slot != c->slot || p->attach_ns != c->attach_ns ||
+		    p->next_seq > c->next_seq || p->position > c->position)
+			continue;
+		r.known = 1;
+		r.msgs = (c->next_seq - p->next_seq) / v->dt;
+		r.bytes = (c->position - p->position) / v->dt;
+	}
+	return r;
+}
+
+static struct rate producer_rate(const struct view *v)
+{
+	struct rate r = { 0 };
+
+	if (!v->prev || v->dt <= 0 || v->prev->messages > v->st->messages ||
+	    v->prev->bytes > v->st->bytes)
+		return r;
+	r.known = 1;
+	r.msgs = (v->st->messages - v->prev->messages) / v->dt;
+	r.bytes = (v->st->bytes - v->prev->bytes) / v->dt;
+	return r;
+}
+
+/* ---- JSON ---------------------------------------------------------- */
+
+static void json_string(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char ch = *s;
+
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20 || ch == 0x7f)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+static void json_age(const char *key, int64_t ns)
+{
+	if (ns < 0)
+		printf("\"%s\":null", key);
+	else
+		printf("\"%s\":%" PRId64, key, ns);
+}
+
+static void json_rate(struct rate r)
+{
+	if (r.known)
+		printf(",\"messages_per_s\":%.1f,\"bytes_per_s\":%.1f",
+		       r.msgs, r.bytes);
+	else
+		printf(",\"messages_per_s\":null,\"bytes_per_s\":null");
+}
+
+static void json_consumer(const struct view *v,
+			  const struct shmq_consumer_stat *c)
+{
+	printf("{\"slot\":%" PRIu32 ",\"kind\":\"%s\",\"name\":", c->slot,
+	       kind_name(c->kind));
+	if (c->name[0])
+		json_string(c->name);
+	else
+		printf("null");
+	printf(",\"pid\":%" PRIu32 ",\"alive\":%s,\"holding\":%s"
+	       ",\"position\":%" PRIu64 ",\"next_seq\":%" PRIu64
+	       ",\"lag_messages\":%" PRIu64 ",\"lag_bytes\":%" PRIu64 ",",
+	       c->pid, c->alive ? "true" : "false",
+	       c->holding ? "true" : "false", c->position, c->next_seq,
+	       c->lag_messages, c->lag_bytes);
+	json_age("lag_age_ns", lag_age_ns(v, c));
+	printf(",\"attach_ns\":%" PRIu64, c->attach_ns);
+	if (v->prev)
+		json_rate(consumer_rate(v, c));
+	putchar('}');
+}
+
+static void json_header(const struct view *v)
+{
+	const struct shmq_stat *st = v->st;
+
+	printf("{\"schema\":%d,\"path\":", STAT_JSON_SCHEMA);
+	json_string(v->path);
+	printf(",\"time_ns\":%" PRId64 ",\"version\":%" PRIu32
+	       ",\"capacity\":%" PRIu64 ",\"max_message\":%" PRIu32
+	       ",\"slots\":%" PRIu32 ",\"when_full\":\"%s\""
+	       ",\"created_ns\":%" PRIu64 ",\"file_size\":%" PRIu64,
+	       v->now_ns, st->version, st->capacity, st->max_message,
+	       st->slots, st->when_full ? "overwrite" : "block",
+	       st->created_ns, st->file_size);
+	printf(",\"producer\":{\"state\":\"%s\",\"pid\":",
+	       producer_state_name(st->producer_state));
+	if (st->producer_state == SHMQ_PRODUCER_NONE)
+		printf("null}");
+	else
+		printf("%" PRIu32 "}", st->producer_pid);
+}
+
+static void json_positions(const struct view *v)
+{
+	const struct shmq_stat *st = v->st;
+
+	printf(",\"write_pos\":%" PRIu64 ",\"tail_pos\":%" PRIu64
+	       ",\"floor_pos\":%" PRIu64 ",\"durable_pos\":%" PRIu64
+	       ",\"unsynced_bytes\":%" PRIu64 ",\"next_seq\":%" PRIu64
+	       ",\"tail_seq\":%" PRIu64 ",\"tail_ns\":%" PRIu64
+	       ",\"fill_bytes\":%" PRIu64 ",\"fill_ratio\":%.4f,",
+	       st->write_pos, st->tail_pos, st->floor_pos, st->durable_pos,
+	       st->write_pos - st->durable_pos, st->next_seq, st->tail_seq,
+	       st->tail_ns, st->fill_bytes,
+	       st->capacity ? (double)st->fill_bytes / st->capacity : 0.0);
+	json_age("oldest_age_ns", oldest_age_ns(v));
+	printf(",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64
+	       ",\"full_waits\":%" PRIu64, st->messages, st->bytes,
+	       st->full_waits);
+}
+
+static void print_json(const struct view *v)
+{
+	json_header(v);
+	json_positions(v);
+	if (v->prev) {
+		printf(",\"interval_s\":%.3f", v->dt);
+		json_rate(producer_rate(v));
+	}
+	printf(",\"consumers\":[");
+	for (uint32_t i = 0; i < v->st->nconsumers; i++) {
+		if (i)
+			putchar(',');
+		json_consumer(v, &v->st->consumers[i]);
+	}
+	printf("]}\n");
+}
+
+/* ---- table ----------------------------------------------------------- */
+
+static const char *human_bytes(double b, char *buf, size_t len)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	int u = 0;
+
+	while (b >= 1024 && u < 4) {
+		b /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%.0f B", b);
+	else
+		snprintf(buf, len, "%.1f %s", b, units[u]);
+	return buf;
+}
+
+static const char *human_age(int64_t ns, char *buf, size_t len)
+{
+	double s = ns / 1e9;
+
+	if (ns < 0)
+		snprintf(buf, len, "?");
+	else if (s < 120)
+		snprintf(buf, len, "%.1fs", s);
+	else if (s < 7200)
+		snprintf(buf, len, "%.0fm", s / 60);
+	else if (s < 172800)
+		snprintf(buf, len, "%.1fh", s / 3600);
+	else
+		snprintf(buf, len, "%.1fd", s / 86400);
+	return buf;
+}
+
+static const char *human_time(uint64_t ns, char *buf, size_t len)
+{
+	time_t t = ns / 1000000000;
+	struct tm tm;
+
+	if (!ns || !localtime_r(&t, &tm) ||
+	    !strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm))
+		snprintf(buf, len, "unknown");
+	return buf;
+}
+
+static void table_header(const struct view *v)
+{
+	const struct shmq_stat *st = v->st;
+	char a[32], b[32], c[32];
+
+	printf("queue      %s (format %" PRIu32 ", created %s, %" PRIu64
+	       " bytes)\n", v->path, st->version,
+	       human_time(st->created_ns, a, sizeof(a)), st->file_size);
+	printf("geometry   ring %s, max message %s, %" PRIu32
+	       " slots, when full: %s\n",
+	       human_bytes(st->capacity, a, sizeof(a)),
+	       human_bytes(st->max_message, b, sizeof(b)), st->slots,
+	       st->when_full ? "overwrite" : "block");
+	printf("producer   %s", producer_state_name(st->producer_state));
+	if (st->producer_state != SHMQ_PRODUCER_NONE)
+		printf(", pid %" PRIu32, st->producer_pid);
+	printf("\nfill       %s of %s (%.1f%%)\n",
+	       human_bytes(st->fill_bytes, a, sizeof(a)),
+	       human_bytes(st->capacity, b, sizeof(b)),
+	       st->capacity ? 100.0 * st->fill_bytes / st->capacity : 0.0);
+	printf("oldest     seq %" PRIu64 " at position %" PRIu64 ", age %s\n",
+	       st->tail_seq, st->tail_pos,
+	       human_age(oldest_age_ns(v), a, sizeof(a)));
+	printf("sent       %" PRIu64 " messages, %s; next seq %" PRIu64
+	       "; %" PRIu64 " full waits\n", st->messages,
+	       human_bytes(st->bytes, a, sizeof(a)), st->next_seq,
+	       st->full_waits);
+	printf("durable    up to position %" PRIu64 " (%s not synced)\n",
+	       st->durable_pos,
+	       human_bytes(st->write_pos - st->durable_pos, c, sizeof(c)));
+}
+
+static void table_rates(const struct view *v)
+{
+	struct rate r = producer_rate(v);
+	char a[32];
+
+	if (!v->prev)
+		return;
+	if (r.known)
+		printf("rate       %.0f messages/s, %s/s\n", r.msgs,
+		       human_bytes(r.bytes, a, sizeof(a)));
+	else
+		printf("rate       -\n");
+}
+
+static void table_consumer(const struct view *v,
+			   const struct shmq_consumer_stat *c)
+{
+	struct rate r = consumer_rate(v, c);
+	char age[32], bytes[32], rate[48];
+
+	if (!v->prev)
+		rate[0] = '\0';
+	else if (r.known)
+		snprintf(rate, sizeof(rate), "  %9.0f %9.0f", r.msgs, r.bytes);
+	else
+		snprintf(rate, sizeof(rate), "  %9s %9s", "-", "-");
+	printf("%4" PRIu32 " %-9s %-16s %7" PRIu32 " %-5s %-4s %12" PRIu64
+	       " %10" PRIu64 " %10" PRIu64 " %10s %8s%s\n",
+	       c->slot, kind_name(c->kind), c->name[0] ? c->name : "-",
+	       c->pid, c->alive ? "yes" : "no", c->holding ? "yes" : "",
+	       c->position, c->next_seq, c->lag_messages,
+	       human_bytes(c->lag_bytes, bytes, sizeof(bytes)),
+	       human_age(lag_age_ns(v, c), age, sizeof(age)), rate);
+}
+
+static void print_table(const struct view *v)
+{
+	table_header(v);
+	table_rates(v);
+	printf("consumers  %" PRIu32 "\n", v->st->nconsumers);
+	if (!v->st->nconsumers)
+		return;
+	printf("%4s %-9s %-16s %7s %-5s %-4s %12s %10s %10s %10s %8s%s\n",
+	       "SLOT", "KIND", "NAME", "PID", "ALIVE", "HOLD", "POSITION",
+	       "NEXT_SEQ", "LAG_MSGS", "LAG_BYTES", "LAG_AGE",
+	       v->prev ? "      MSG/S       B/S" : "");
+	for (uint32_t i = 0; i < v->st->nconsumers; i++)
+		table_consumer(v, &v->st->consumers[i]);
+}
+
+/* ---- command --------------------------------------------------------- */
+
+static int sleep_ns(int64_t ns)
+{
+	struct timespec ts = { ns / 1000000000, ns % 1000000000 };
+
+	/* SIGINT/SIGTERM interrupt the sleep and end the watch. */
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !tool_stop)
+		;
+	return tool_stop;
+}
+
+static int stat_watch(const char *path, struct shmq *q, int json,
+		      int64_t every_ns)
+{
+	struct shmq_stat *st, *prev = NULL;
+	int64_t t, prev_t = 0;
+	struct view v;
+	int r = 0;
+
+	tool_catch_stop_signals();
+	do {
+		r = shmq_stat_get(q, &st);
+		if (r < 0) {
+			r = tool_fail(path, "cannot read queue state", r);
+			break;
+		}
+		t = now_mono_ns();
+		v = (struct view){ path, st, prev, (t - prev_t) / 1e9,
+				   now_real_ns() };
+		if (!json && isatty(STDOUT_FILENO))
+			printf("\033[H\033[2J");
+		else if (!json && prev)
+			putchar('\n');
+		json ? print_json(&v) : print_table(&v);
+		if (fflush(stdout) == EOF) {
+			r = errno == EPIPE ? EXIT_PIPE : EXIT_ERROR;
+			break;
+		}
+		shmq_stat_free(prev);
+		prev = st;
+		prev_t = t;
+	} while (every_ns >= 0 && !sleep_ns(every_ns));
+	shmq_stat_free(prev);
+	return r;
+}
+
+int cmd_stat(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "watch", required_argument, NULL, 'w' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int64_t every = -1;
+	struct shmq *q;
+	const char *path;
+	int c, r, json = 0;
+
+	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+		if (c == 'h')
+			return fputs(stat_usage, stdout), EXIT_OK;
+		if (c == 'j')
+			json = 1;
+		else if (c == 'w') {
+			if (parse_seconds("--watch", optarg, &every))
+				return EXIT_USAGE;
+			if (every < 1000000)
+				return tool_usage_error("--watch: at least "
+							"0.001 seconds");
+		} else
+			return tool_getopt_error(c, argv);
+	}
+	path = one_path(argc, argv, optind);
+	if (!path)
+		return EXIT_USAGE;
+	r = tool_open(path, SHMQ_OPEN_RDONLY, &q);
+	if (r)
+		return r;
+	r = stat_watch(path, q, json, every);
+	shmq_close(q);
+	return r;
+}
