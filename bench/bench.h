@@ -79,8 +79,7 @@ struct ctl {
 	_Atomic uint64_t sent;			/* producer, at the end */
 	_Alignas(CACHELINE) _Atomic uint64_t t_end;	/* max over consumers */
 	_Atomic uint64_t received;		/* min over consumers */
-	_Atomic uint32_t failed;
-	_Alignas(CACHELINE) uint64_t rss_kb[2];	/* producer, consumer */
+	_Atomic uint64_t stamp;			/* futexwake: send time */
 };
 
 static inline void ctl_wait_ready(struct ctl *c, uint32_t n)

@@ -3,7 +3,7 @@
  * Baselines shmq is measured against, one configuration per invocation,
  * producer and consumer in separate forked processes:
  *   bench_base tput pipe|fifo|sock|mq|ring|memcpy SIZE
- *   bench_base lat cacheline|futex
+ *   bench_base lat cacheline|futex|futexwake
  * Prints one result line (see bench.h) and never judges the numbers.
  */
 #include "bench.h"
@@ -469,11 +469,68 @@ static void lat_pingpong(const char *kind)
 		exit(2);
 }
 
+/*
+ * The kernel part of waking a sleeper, measured as shmq_sleep measures
+ * its sleeping consumer: the waker pauses BENCH_GAP_US (200 us) so that
+ * the waiter is asleep, then stamps CLOCK_MONOTONIC, bumps the futex word
+ * and wakes it; the waiter takes one-way time from the stamp.
+ */
+static void lat_futex_wake(void)
+{
+	struct pingpong *pp = shared_alloc(sizeof(*pp));
+	_Atomic uint64_t *stamp = &ctl->stamp;
+	const char *g = getenv("BENCH_GAP_US");
+	long gap_us = g ? atol(g) : 200;
+
+	if (fork() == 0) {
+		uint64_t *v = malloc(MAX_SAMPLES * sizeof(*v)), n = 0;
+		uint32_t seen = 0, w;
+
+		maybe_pin(1);
+		atomic_fetch_add(&ctl->ready, 1);
+		for (;;) {
+			while ((w = atomic_load(&pp->turn)) == seen)
+				futex(&pp->turn, FUTEX_WAIT, seen, NULL);
+			/* The stamp was stored before the word: seq_cst. */
+			if (w > 20 && n < MAX_SAMPLES)
+				v[n++] = now_ns() - atomic_load(stamp);
+			seen = w;
+			if (atomic_load(&pp->stop))
+				break;
+		}
+		print_lat("futex-wake", 4, v, n);
+		exit(0);
+	}
+	if (fork() == 0) {
+		struct timespec ts = { 0, gap_us * 1000 };
+		uint64_t end;
+		uint32_t i;
+
+		maybe_pin(0);
+		ctl_wait_ready(ctl, 1);
+		end = now_ns() + 2 * dur_ns;
+		for (i = 1; now_ns() < end; i++) {
+			nanosleep(&ts, NULL);
+			atomic_store(stamp, now_ns());
+			atomic_store(&pp->turn, i);
+			futex(&pp->turn, FUTEX_WAKE, 1, NULL);
+		}
+		nanosleep(&ts, NULL);
+		atomic_store(&pp->stop, 1);
+		atomic_store(stamp, now_ns());
+		atomic_store(&pp->turn, i);
+		futex(&pp->turn, FUTEX_WAKE, 1, NULL);
+		exit(0);
+	}
+	if (wait_children())
+		exit(2);
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
 		"usage: bench_base tput pipe|fifo|sock|mq|ring|memcpy SIZE\n"
-		"       bench_base lat cacheline|futex\n"
+		"       bench_base lat cacheline|futex|futexwake\n"
 		"env: BENCH_TIME seconds per run (0.25), BENCH_PIN=1\n");
 	exit(2);
 }
@@ -488,9 +545,13 @@ int main(int argc, char **argv)
 	dur_ns = run_ns();
 	ctl = shared_alloc(sizeof(*ctl));
 	if (!strcmp(argv[1], "lat")) {
-		if (strcmp(argv[2], "cacheline") && strcmp(argv[2], "futex"))
+		if (!strcmp(argv[2], "futexwake"))
+			lat_futex_wake();
+		else if (!strcmp(argv[2], "cacheline") ||
+			 !strcmp(argv[2], "futex"))
+			lat_pingpong(argv[2]);
+		else
 			usage();
-		lat_pingpong(argv[2]);
 		return 0;
 	}
 	if (strcmp(argv[1], "tput") || argc < 4)

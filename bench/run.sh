@@ -1,0 +1,376 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# bench/run.sh - the whole shmq bench suite in one command.
+#
+# Builds bench/ in its own meson build dir, runs every configuration
+# BENCH_REPS times, interleaved (rep 1 of everything in a shuffled order,
+# then rep 2, ...) because cross-core timing on small VMs is bimodal and
+# drifts, and prints per configuration the median and min-max. Ratios
+# against the baselines are taken from medians of the same run. Nothing
+# here asserts on time: the exit status only says whether runs failed.
+#
+# Usage: bench/run.sh [--quick] [--reps N] [--time SECONDS] [--out DIR]
+#                     [--only REGEX]
+# Env:   BENCH_QUICK=1 (about 30 s), BENCH_REPS (5), BENCH_TIME (0.25 s per
+#        run; 0.05 quick), BENCH_BUILD (/work/main/build-bench or
+#        <src>/build-bench), BENCH_OUT, BENCH_PIN=1 (producer on CPU 0,
+#        consumers on CPU 1), BENCH_DIR (queue files; /dev/shm),
+#        BENCH_PIPELINE_SIZE (1G; 256M quick), BENCH_STRACE=0 to skip the
+#        syscall count.
+set -u
+
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BENCH_BUILD:-$SRC/build-bench}
+QUICK=${BENCH_QUICK:-0}
+REPS=${BENCH_REPS:-5}
+TIME=${BENCH_TIME:-}
+OUT=${BENCH_OUT:-}
+ONLY=${BENCH_ONLY:-}
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--quick) QUICK=1 ;;
+	--reps) REPS=$2; shift ;;
+	--time) TIME=$2; shift ;;
+	--out) OUT=$2; shift ;;
+	--only) ONLY=$2; shift ;;
+	-h|--help) sed -n '3,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
+	esac
+	shift
+done
+if [ -z "$TIME" ]; then
+	if [ "$QUICK" = 1 ]; then TIME=0.05; else TIME=0.25; fi
+fi
+export BENCH_TIME=$TIME
+[ -n "$OUT" ] || OUT=$BUILD/bench-results/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$OUT" || exit 2
+RAW=$OUT/raw.csv
+SUMMARY=$OUT/summary.csv
+NOTES=$OUT/notes.txt
+: > "$RAW"
+: > "$NOTES"
+
+note() { echo "note: $*"; echo "$*" >> "$NOTES"; }
+
+# ---- build -------------------------------------------------------------
+# The baselines build even when the library does not (yet): if meson fails,
+# bench_base is compiled directly and the shmq rows are skipped.
+build() {
+	if [ ! -f "$BUILD/build.ninja" ]; then
+		meson setup "$BUILD" "$SRC" -Dtests=false >"$OUT/build.log" 2>&1 ||
+			return 1
+	fi
+	ninja -C "$BUILD" bench/bench_base >>"$OUT/build.log" 2>&1 || return 1
+	BASE=$BUILD/bench/bench_base
+	if ninja -C "$BUILD" bench/bench_shmq >>"$OUT/build.log" 2>&1; then
+		SHMQ=$BUILD/bench/bench_shmq
+	else
+		note "bench_shmq did not build (library missing?): shmq rows skipped; see $OUT/build.log"
+	fi
+	return 0
+}
+BASE=
+SHMQ=
+if ! build; then
+	note "meson build failed (see $OUT/build.log): building the baselines alone"
+	mkdir -p "$BUILD/bench-standalone"
+	BASE=$BUILD/bench-standalone/bench_base
+	${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -o "$BASE" "$SRC/bench/bench_base.c" \
+		-lrt || exit 2
+fi
+TOOLS_SHMQ=$BUILD/tools/shmq
+
+# ---- the machine -------------------------------------------------------
+CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+[ -n "$CPU" ] || CPU=$(uname -m)
+MACHINE="nproc=$(nproc) cpu=$CPU kernel=$(uname -r)"
+MQMAX=$(cat /proc/sys/fs/mqueue/msgsize_max 2>/dev/null || echo 8192)
+
+# ---- the configurations ------------------------------------------------
+SIZES="16 64 1024 65536 1048576"
+CONFIGS=()
+for s in $SIZES; do
+	for t in pipe fifo sock ring memcpy; do
+		CONFIGS+=("base tput $t $s")
+	done
+	if [ "$s" -le "$MQMAX" ]; then
+		CONFIGS+=("base tput mq $s")
+	else
+		note "POSIX mq skipped at $s B: above /proc/sys/fs/mqueue/msgsize_max = $MQMAX"
+	fi
+done
+CONFIGS+=("base lat cacheline" "base lat futex" "base lat futexwake")
+if [ -n "$SHMQ" ]; then
+	for s in $SIZES; do
+		for api in copy zc batch defer; do
+			CONFIGS+=("shmq tput $api $s 1")
+		done
+	done
+	for n in 2 4; do
+		CONFIGS+=("shmq tput copy 64 $n" "shmq tput copy 65536 $n")
+	done
+	# TODO(groups): a group of 2 and of 4 ("shmq tput copy SIZE N group")
+	# once struct shmq_consumer_opts has a group kind; see issue 7.
+	CONFIGS+=("shmq lat spin" "shmq lat sleep" "shmq idle")
+	for r in 65536 1048576 16777216; do
+		CONFIGS+=("shmq mem $r")
+	done
+fi
+# The pipeline needs the command-line tools.
+PIPE_SIZE=${BENCH_PIPELINE_SIZE:-}
+[ -n "$PIPE_SIZE" ] || { [ "$QUICK" = 1 ] && PIPE_SIZE=256M || PIPE_SIZE=1G; }
+if [ -x "$TOOLS_SHMQ" ] && "$TOOLS_SHMQ" put --help >/dev/null 2>&1 &&
+   "$TOOLS_SHMQ" get --help >/dev/null 2>&1; then
+	CONFIGS+=("pipeline shmq" "pipeline fifo")
+else
+	# TODO(pipeline): runs by itself once tools/shmq has put and get.
+	note "pipeline skipped: $TOOLS_SHMQ with put/get not built yet"
+fi
+if [ -n "$ONLY" ]; then
+	FILTERED=()
+	for c in "${CONFIGS[@]}"; do
+		[[ $c =~ $ONLY ]] && FILTERED+=("$c")
+	done
+	CONFIGS=("${FILTERED[@]}")
+fi
+
+# ---- the pipeline ------------------------------------------------------
+PIPE_DIR=
+pipeline_setup() {
+	local base=${BENCH_DIR:-/dev/shm}
+	[ -w "$base" ] || base=/tmp
+	PIPE_DIR=$(mktemp -d "$base/shmq-pipeline.XXXXXX") || return 1
+	head -c "$PIPE_SIZE" /dev/urandom > "$PIPE_DIR/data" 2>/dev/null ||
+		dd if=/dev/urandom of="$PIPE_DIR/data" bs=1M \
+			count=$(( $(numfmt --from=iec "$PIPE_SIZE") >> 20 )) 2>/dev/null
+}
+
+# Prints a result line like the C programs do: msgs/s is runs per second.
+pipeline_run() {
+	local kind=$1 f=$PIPE_DIR/data bytes t0 t1 rc=0
+	bytes=$(stat -c %s "$f")
+	rm -f "$PIPE_DIR/q" "$PIPE_DIR/fifo"
+	t0=$(date +%s%N)
+	if [ "$kind" = shmq ]; then
+		"$TOOLS_SHMQ" put "$PIPE_DIR/q" --create < "$f" &
+		"$TOOLS_SHMQ" get "$PIPE_DIR/q" --create > /dev/null || rc=1
+		wait $! || rc=1
+	else
+		mkfifo "$PIPE_DIR/fifo"
+		cat "$f" > "$PIPE_DIR/fifo" &
+		cat "$PIPE_DIR/fifo" > /dev/null || rc=1
+		wait $! || rc=1
+	fi
+	t1=$(date +%s%N)
+	[ $rc = 0 ] || return 1
+	awk -v k="$kind" -v b="$bytes" -v ns=$((t1 - t0)) 'BEGIN {
+		printf "tput,pipeline-%s,%d,1,%.6g,%.6g,\n", k, b,
+			1e9 / ns, b / ns }'
+}
+
+# ---- run, interleaved --------------------------------------------------
+echo "shmq bench: $MACHINE"
+echo "  ${#CONFIGS[@]} configurations x $REPS reps, ${TIME}s each; results in $OUT"
+for c in "${CONFIGS[@]}"; do
+	[[ $c == pipeline* ]] && { pipeline_setup || note "pipeline setup failed"; break; }
+done
+FAILS=0
+T0=$(date +%s)
+for rep in $(seq 1 "$REPS"); do
+	if command -v shuf >/dev/null; then
+		mapfile -t ORDER < <(printf '%s\n' "${CONFIGS[@]}" | shuf)
+	else
+		ORDER=("${CONFIGS[@]}")
+	fi
+	for c in "${ORDER[@]}"; do
+		set -- $c
+		prog=$1; shift
+		case $prog in
+		base) line=$("$BASE" "$@" 2>>"$OUT/errors.log") ;;
+		shmq) line=$(timeout 60 "$SHMQ" "$@" 2>>"$OUT/errors.log") ;;
+		pipeline) line=$(pipeline_run "$@" 2>>"$OUT/errors.log") ;;
+		esac
+		if [ $? -ne 0 ] || [ -z "$line" ]; then
+			FAILS=$((FAILS + 1))
+			echo "  failed: $c (rep $rep; see $OUT/errors.log)"
+			echo "--- $c rep $rep failed" >> "$OUT/errors.log"
+			continue
+		fi
+		printf '%s\n' "$line" | sed "s/^/$rep,/" >> "$RAW"
+	done
+	printf '  rep %d/%d done (%ds)\n' "$rep" "$REPS" $(( $(date +%s) - T0 ))
+done
+[ -n "$PIPE_DIR" ] && rm -rf "$PIPE_DIR"
+
+# ---- summary: median and min-max per configuration ---------------------
+# raw.csv: rep,kind,name,size,consumers,a,b,c
+#   tput: a = msgs/s, b = GB/s (1e9 bytes)
+#   lat:  a, b, c = one-way p50, p99, p99.9 in ns
+#   mem:  a, b, c = VmRSS KiB before attach, after 1 ring, after 11 rings
+#   idle: a = % of one core
+LC_ALL=C sort -t, -k2,2 -k3,3 -k4,4n -k5,5n "$RAW" | awk -F, -v m="$MACHINE" '
+function flush(   i, j, k, t, n, col, out) {
+	if (key == "")
+		return
+	out = m "," key "," cnt
+	for (col = 1; col <= 3; col++) {
+		n = 0
+		for (i = 1; i <= cnt; i++)
+			if (v[col, i] != "")
+				s[++n] = v[col, i] + 0
+		for (i = 2; i <= n; i++) {	# insertion sort: n is small
+			t = s[i]
+			for (j = i - 1; j >= 1 && s[j] > t; j--)
+				s[j + 1] = s[j]
+			s[j + 1] = t
+		}
+		if (n == 0)
+			out = out ",,,"
+		else if (n % 2)
+			out = out sprintf(",%.6g,%.6g,%.6g", s[(n + 1) / 2], s[1], s[n])
+		else
+			out = out sprintf(",%.6g,%.6g,%.6g",
+				(s[n / 2] + s[n / 2 + 1]) / 2, s[1], s[n])
+	}
+	print out
+}
+BEGIN { print "machine,kind,name,size,consumers,reps,a_median,a_min,a_max,b_median,b_min,b_max,c_median,c_min,c_max" }
+$2 == "skip" { next }
+{
+	k = $2 "," $3 "," $4 "," $5
+	if (k != key) { flush(); key = k; cnt = 0 }
+	cnt++
+	v[1, cnt] = $6; v[2, cnt] = $7; v[3, cnt] = $8
+}
+END { flush() }' > "$SUMMARY"
+
+# ---- the table ---------------------------------------------------------
+# Throughput is grouped by size so that the transports sit side by side.
+RANK="memcpy ring shmq-copy shmq-zc shmq-batch shmq-defer pipe fifo sock mq pipeline-shmq pipeline-fifo"
+table() {
+	awk -F, -v rank="$RANK" '
+	function sz(b) {
+		if (b >= 1048576 && b % 1048576 == 0) return (b / 1048576) "M"
+		if (b >= 1024 && b % 1024 == 0) return (b / 1024) "K"
+		return b
+	}
+	BEGIN { n = split(rank, r, " "); for (i = 1; i <= n; i++) rk[r[i]] = i }
+	NR == 1 { next }
+	$2 == "tput" {
+		printf "%012d,%03d,%03d,%-22s %5s %2d  %9.4g [%9.4g-%9.4g]  %8.4g [%8.4g-%8.4g]\n",
+			$4, $5, rk[$3] + 0, $3, sz($4), $5, $7, $8, $9, $10, $11, $12
+	}' "$SUMMARY" | LC_ALL=C sort | cut -d, -f4- |
+	awk -v h="$(printf '%-22s %5s %2s  %-30s  %s' throughput size c \
+		'msgs/s median [min-max]' 'GB/s median [min-max]')" '
+		NR == 1 { print h } { print }'
+	awk -F, '
+	function sz(b) {
+		if (b >= 1024 && b % 1024 == 0) return (b / 1024) "K"
+		return b
+	}
+	$2 == "lat" && !lh++ { printf "\n%-22s %5s     %-25s %-25s %s\n", "latency (one-way ns)", "size", "p50 [min-max]", "p99 [min-max]", "p99.9 [min-max]" }
+	$2 == "lat" {
+		printf "%-22s %5s     %7.0f [%6.0f-%6.0f]  %7.0f [%6.0f-%6.0f]  %7.0f [%6.0f-%6.0f]\n",
+			$3, sz($4), $7, $8, $9, $10, $11, $12, $13, $14, $15
+	}' "$SUMMARY"
+	awk -F, '
+	$2 == "mem" && !mh++ { printf "\n%-22s %9s   %-14s %-14s %s\n", "memory (VmRSS KiB)", "ring", "before attach", "after 1 ring", "after 11 rings" }
+	$2 == "mem" { printf "%-22s %9d   %-14d %-14d %d\n", $3, $4, $7, $10, $13 }
+	$2 == "idle" { printf "\nidle consumer: %.3g %% of a core (median; %.3g-%.3g)\n", $7, $8, $9 }
+	' "$SUMMARY"
+}
+echo
+table | tee "$OUT/table.txt"
+
+# ---- ratios against baselines of this run ------------------------------
+med() {	# kind name size consumers column(a|b|c) -> median or empty
+	awk -F, -v k="$1" -v n="$2" -v s="$3" -v c="$4" -v col="$5" '
+	$2 == k && $3 == n && $4 == s && $5 == c {
+		print (col == "a" ? $7 : col == "b" ? $10 : $13); exit }' "$SUMMARY"
+}
+ratio() {	# label num den target(>=x or <=x)
+	awk -v l="$1" -v a="$2" -v b="$3" -v t="$4" 'BEGIN {
+		if (a == "" || b == "" || b + 0 == 0) {
+			printf "  %-44s n/a (not measured in this run)\n", l; exit }
+		r = a / b; op = substr(t, 1, 2); x = substr(t, 3) + 0
+		ok = (op == ">=") ? r >= x : r <= x
+		printf "  %-44s %8.3g   target %s %s\n", l, r, t,
+			ok ? "(met)" : "(MISSED)" }' | tee -a "$OUT/ratios.txt"
+}
+: > "$OUT/ratios.txt"
+echo
+echo "ratios (medians of this run; targets from issue 7):"
+CL=$(med lat cacheline-pingpong 64 1 a)
+FX=$(med lat futex-pingpong 4 1 a)
+ratio "shmq copy 64B / pipe 64B (msgs/s)" "$(med tput shmq-copy 64 1 a)" "$(med tput pipe 64 1 a)" ">=30"
+ratio "shmq copy 64B / reference ring 64B" "$(med tput shmq-copy 64 1 a)" "$(med tput ring 64 1 a)" ">=0.5"
+ratio "shmq copy 64K / memcpy 64K (GB/s)" "$(med tput shmq-copy 65536 1 b)" "$(med tput memcpy 65536 1 b)" ">=0.6"
+ratio "shmq copy 64K / pipe 64K" "$(med tput shmq-copy 65536 1 b)" "$(med tput pipe 65536 1 b)" ">=10"
+ratio "shmq spin p50 / cache-line round trip" "$(med lat shmq-spin 64 1 a)" "$(awk -v x="$CL" 'BEGIN { if (x != "") print 2 * x }')" "<=2"
+ratio "shmq sleep p50 / futex ping-pong one-way" "$(med lat shmq-sleep 64 1 a)" "$FX" "<=1.5"
+ratio "shmq sleep p50 / futex wake one-way" "$(med lat shmq-sleep 64 1 a)" "$(med lat futex-wake 4 1 a)" "<=1.5"
+PB=$(awk -F, '$3 == "pipeline-shmq" { print $4; exit }' "$SUMMARY")
+ratio "pipeline shmq / cat through a FIFO" "$(med tput pipeline-shmq "$PB" 1 b)" "$(med tput pipeline-fifo "$PB" 1 b)" ">=1.5"
+ratio "idle consumer, % of a core" "$(med idle consumer 0 1 a)" "1" "<=1"
+echo "  (more: shmq zc/batch/defer and 2/4 consumers in the table; ratios are informative, nothing is asserted)"
+
+# ---- syscalls per message (producer makes none when nobody sleeps) ------
+if [ -n "$SHMQ" ] && [ "${BENCH_STRACE:-1}" != 0 ] && command -v strace >/dev/null; then
+	for api in copy batch; do
+		line=$(BENCH_TIME=0.2 strace -f -c -o "$OUT/strace-$api.txt" \
+			"$SHMQ" tput $api 64 1 2>/dev/null)
+		msgs=$(awk -F, '{ printf "%.0f", $5 * 0.2 }' <<<"$line")
+		calls=$(awk '$NF == "total" { print $(NF-1) }' "$OUT/strace-$api.txt")
+		fut=$(awk '$NF == "futex" { print $4 }' "$OUT/strace-$api.txt")
+		awk -v a="$api" -v m="$msgs" -v c="$calls" -v f="${fut:-0}" 'BEGIN {
+			if (m > 0) printf "strace -c, shmq %s 64B, both sides: %d syscalls (%d futex) for ~%d msgs = %.3g per msg\n", a, c, f, m, c / m }' |
+			tee -a "$NOTES"
+	done
+fi
+
+# ---- plot --------------------------------------------------------------
+if ! grep -q '^[^,]*,tput,' "$SUMMARY"; then
+	note "no throughput rows: no plot"
+elif command -v gnuplot >/dev/null; then
+	SERIES=
+	for n in pipe fifo sock mq ring memcpy shmq-copy shmq-zc shmq-batch shmq-defer; do
+		awk -F, -v n="$n" '$2 == "tput" && $3 == n && $5 == 1 {
+			print $4, $7, $8, $9, $10, $11, $12 }' "$SUMMARY" > "$OUT/plot-$n.dat"
+		[ -s "$OUT/plot-$n.dat" ] && SERIES="$SERIES $n"
+		[ -s "$OUT/plot-$n.dat" ] || rm -f "$OUT/plot-$n.dat"
+	done
+	SERIES=${SERIES# }
+	cat > "$OUT/plot.gp" <<EOF
+set terminal svg size 1100,480 dynamic font "sans,11"
+set output "$OUT/throughput.svg"
+set multiplot layout 1,2 title "shmq bench: 1 producer, 1 consumer, median and min-max of $REPS interleaved runs\\n$MACHINE" noenhanced
+set logscale xy
+set xlabel "message size (bytes)"
+set key left bottom font "sans,9"
+set grid
+set xtics ("16" 16, "64" 64, "1K" 1024, "64K" 65536, "1M" 1048576)
+set xrange [10:1.7e6]
+set format y "%.0s%c"
+set ylabel "messages/s"
+plot for [n in "$SERIES"] \
+	"$OUT/plot-".n.".dat" using 1:2:3:4 with yerrorlines title n noenhanced
+set ylabel "GB/s"
+set key left top
+plot for [n in "$SERIES"] \
+	"$OUT/plot-".n.".dat" using 1:5:6:7 with yerrorlines title n noenhanced
+unset multiplot
+EOF
+	if gnuplot "$OUT/plot.gp" 2>"$OUT/gnuplot.log"; then
+		echo "plot: $OUT/throughput.svg"
+	else
+		note "gnuplot failed (see $OUT/gnuplot.log); no plot"
+	fi
+else
+	note "gnuplot not installed (apt-get install gnuplot-nox): no plot"
+fi
+echo "csv: $SUMMARY (raw runs: $RAW)"
+[ -s "$NOTES" ] && { echo "notes:"; sed 's/^/  /' "$NOTES"; }
+[ $FAILS -eq 0 ] || { echo "$FAILS runs failed"; exit 1; }
+exit 0
