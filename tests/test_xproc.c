@@ -43,7 +43,10 @@ static void spawn(struct h_peer *p, const char *const *argv)
 static void expect_line(struct h_peer *p, const char *prefix, char *line,
 			int timeout_ms)
 {
-	int r = h_expect(p, prefix, line, LINE, timeout_ms);
+	int r;
+
+	line[0] = '\0';
+	r = h_expect(p, prefix, line, LINE, timeout_ms);
 
 	cr_assert_geq(r, 0, "peer %d: no \"%s\" line within %d ms (%s); "
 		      "last line \"%s\"", (int)p->pid, prefix, timeout_ms,
