@@ -1,0 +1,584 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Broadcast consumers: the slot table (claim, resume, reclaim, free, all
+ * under the attach lock), choosing a start position safely against a
+ * producer that reclaims space, reading and releasing records.
+ * Orderings are labelled; docs/concurrency.md tables the pairs.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define ATTACH_LOCK_NS	5000000000ll	/* bound on waiting for the table */
+#define LIVE_CHECK_NS	10000000ll	/* NOWAIT polls probe this often */
+
+bool shmqi_slot_holds(uint32_t state, uint32_t kind)
+{
+	return state == SHMQ_SLOT_ACTIVE &&
+	       (kind == SHMQ_KIND_ANON || kind == SHMQ_KIND_NAMED ||
+		kind == SHMQ_KIND_GROUP);
+}
+
+/* The slowest holder's position in *MIN; returns how many hold. */
+int shmqi_holders_min(struct shmq *q, uint64_t *min)
+{
+	int n = 0;
+
+	for (uint32_t i = 0; i < q->g.nslots; i++) {
+		struct shmq_slot *s = &q->slots[i];
+		uint32_t st = load_acquire(&s->state);
+		uint64_t pos;
+
+		if (!shmqi_slot_holds(st, load_relaxed(&s->kind)))
+			continue;
+		pos = load_acquire(&s->position);	/* A2 pairs with R1 */
+		if (!n || pos_before(pos, *min))
+			*min = pos;
+		n++;
+	}
+	return n;
+}
+
+static void wake_producer(struct shmq_hdr *h)
+{
+	if (load_relaxed(&h->prod_waiting) && rmw_xchg(&h->prod_waiting, 0)) {
+		rmw_add(&h->space_futex, 1);
+		shmqi_futex_wake(&h->space_futex);
+	}
+}
+
+/*
+ * Free slot I (attach lock held): what it had read counts as released by
+ * a consumer that left, so the floor rises to its position.
+ */
+static void free_slot_locked(struct shmq *q, uint32_t i)
+{
+	struct shmq_hdr *h = q->hdr;
+	uint64_t pos = load_acquire(&q->slots[i].position);
+	uint64_t floor = load_relaxed(&h->floor_pos);
+
+	if (pos_before(floor, pos))
+		store_release(&h->floor_pos, pos);
+	store_release(&q->slots[i].state, SHMQ_SLOT_FREE);
+	rmw_add(&h->slot_gen, 1);
+	wake_producer(h);
+}
+
+/*
+ * Free the slots of anonymous consumers that died: their kernel lock is
+ * gone, so they no longer hold the producer (F5, F17: the PID is never
+ * looked at). FD is the caller's own open file description. Best effort:
+ * if someone is attaching right now, the next call does it.
+ */
+int shmqi_reclaim_dead(struct shmq *q, int fd)
+{
+	int n = 0;
+
+	if (shmqi_lock_try(fd, SHMQ_LOCK_ATTACH) < 0)
+		return 0;
+	for (uint32_t i = 0; i < q->g.nslots; i++) {
+		struct shmq_slot *s = &q->slots[i];
+
+		if (load_acquire(&s->state) != SHMQ_SLOT_ACTIVE ||
+		    load_relaxed(&s->kind) != SHMQ_KIND_ANON)
+			continue;
+		if (shmqi_lock_try(fd, SHMQ_LOCK_SLOT0 + i) == 0) {
+			free_slot_locked(q, i);
+			shmqi_unlock(fd, SHMQ_LOCK_SLOT0 + i);
+			n++;
+		}
+	}
+	shmqi_unlock(fd, SHMQ_LOCK_ATTACH);
+	return n;
+}
+
+static bool name_valid(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n < 1 || n > SHMQ_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (name[i] < 0x21 || name[i] > 0x7e)
+			return false;
+	return true;
+}
+
+static bool slot_has_name(struct shmq_slot *s, const char *name)
+{
+	char buf[sizeof(s->name) + 1];
+
+	memcpy(buf, s->name, sizeof(s->name));
+	buf[sizeof(s->name)] = '\0';
+	return strcmp(buf, name) == 0;
+}
+
+/* A named slot called NAME (attach lock held), or -ENOENT. */
+static int find_named(struct shmq *q, const char *name)
+{
+	for (uint32_t i = 0; i < q->g.nslots; i++) {
+		struct shmq_slot *s = &q->slots[i];
+
+		if (load_acquire(&s->state) == SHMQ_SLOT_ACTIVE &&
+		    load_relaxed(&s->kind) == SHMQ_KIND_NAMED &&
+		    slot_has_name(s, name))
+			return (int)i;
+	}
+	return -ENOENT;
+}
+
+/* Claim a free slot or a dead anonymous one, holding its lock on FD. */
+static int claim_slot(struct shmq *q, int fd)
+{
+	for (uint32_t i = 0; i < q->g.nslots; i++) {
+		struct shmq_slot *s = &q->slots[i];
+		uint32_t st = load_acquire(&s->state);
+
+		if (st == SHMQ_SLOT_ACTIVE &&
+		    load_relaxed(&s->kind) != SHMQ_KIND_ANON)
+			continue;	/* named ones keep their slot when dead */
+		if (shmqi_lock_try(fd, SHMQ_LOCK_SLOT0 + i) < 0)
+			continue;	/* alive */
+		if (st == SHMQ_SLOT_ACTIVE)
+			free_slot_locked(q, i);
+		return (int)i;
+	}
+	return shmqi_fail(-ENOSPC, "all %u consumer slots are in use",
+			  q->g.nslots);
+}
+
+/* The first position of a new consumer, before the F1 handshake. */
+static uint64_t start_position(struct shmq *q, uint32_t start)
+{
+	struct shmq_hdr *h = q->hdr;
+	uint64_t w = load_acquire(&h->write_pos);
+	uint64_t t = load_acquire(&h->tail_pos);
+	uint64_t s;
+
+	if (start == SHMQ_START_LATEST)
+		return w;
+	if (shmqi_holders_min(q, &s) == 0) {
+		s = load_acquire(&h->floor_pos);
+		if (pos_before(s, t))
+			s = t;
+	}
+	if (pos_before(s, t))
+		s = t;	/* the F1 loop would move it there anyway */
+	if (pos_before(w, s))
+		s = w;
+	return s;
+}
+
+/*
+ * Publish S as our position and make sure the producer cannot have
+ * reclaimed it. F1 pairs with F1 in the producer's refresh_limit(): we
+ * store the position with a full fence, then read tail_pos; the producer
+ * stores tail_pos with a full fence, then scans positions. If we read an
+ * old tail, the producer's scan sees us and stays behind S; if we read
+ * the new tail, we move up to it and never read what lies below.
+ */
+static uint64_t publish_start(struct shmq *q, struct shmq_slot *s, uint64_t pos)
+{
+	uint64_t t;
+
+	store_relaxed(&s->position, pos);
+	/* Identity and position before ACTIVE: scanners acquire state. */
+	store_release(&s->state, SHMQ_SLOT_ACTIVE);
+	for (;;) {
+		store_fenced(&s->position, pos);	/* F1 */
+		t = load_acquire(&q->hdr->tail_pos);
+		if (!pos_before(pos, t))
+			return pos;
+		pos = t;
+	}
+}
+
+static void init_slot(struct shmq_slot *s, uint32_t kind, const char *name)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	store_relaxed(&s->kind, kind);
+	memset(s->name, 0, sizeof(s->name));
+	if (name)
+		memcpy(s->name, name, strlen(name));
+	store_relaxed(&s->attach_ns, (uint64_t)ts.tv_sec * 1000000000u +
+		      (uint64_t)ts.tv_nsec);
+	store_relaxed(&s->bytes, 0);
+	store_relaxed(&s->flags, 0);
+	store_relaxed(&s->generation, load_relaxed(&s->generation) + 1);
+}
+
+/* A named consumer's stored position must lie inside the live ring. */
+static int check_resume(struct shmq *q, uint64_t pos)
+{
+	uint64_t w = load_acquire(&q->hdr->write_pos);
+	uint64_t t = load_acquire(&q->hdr->tail_pos);
+
+	if (w - pos > w - t || (pos & (SHMQ_REC_ALIGN - 1)))
+		return shmqi_fail(-EBADMSG, "consumer position %llu outside the ring [%llu, %llu]",
+				  (unsigned long long)pos, (unsigned long long)t,
+				  (unsigned long long)w);
+	return 0;
+}
+
+/* Attach lock held: find or claim the slot and set the position. */
+static int attach_locked(struct shmq_consumer *c,
+			 const struct shmq_consumer_opts *o)
+{
+	struct shmq *q = c->q;
+	int idx = o->name ? find_named(q, o->name) : -ENOENT;
+	int ret;
+
+	if (idx >= 0) {
+		ret = shmqi_lock_try(c->lock_fd, SHMQ_LOCK_SLOT0 + (uint32_t)idx);
+		if (ret == -EAGAIN)
+			return shmqi_fail(-EBUSY, "consumer %s is already attached (pid %u)",
+					  o->name, load_relaxed(&q->slots[idx].pid));
+		if (ret < 0)
+			return ret;
+		c->idx = (uint32_t)idx;
+		c->slot = &q->slots[idx];
+		c->pos = load_acquire(&c->slot->position);
+		ret = check_resume(q, c->pos);
+		if (ret < 0)
+			shmqi_unlock(c->lock_fd, SHMQ_LOCK_SLOT0 + c->idx);
+		return ret;
+	}
+	idx = claim_slot(q, c->lock_fd);
+	if (idx < 0)
+		return idx;
+	c->idx = (uint32_t)idx;
+	c->slot = &q->slots[idx];
+	init_slot(c->slot, c->kind, o->name);
+	c->pos = publish_start(q, c->slot, start_position(q, o->start));
+	rmw_add(&q->hdr->attach_count, 1);
+	return 0;
+}
+
+/* The sequence of the record at the consumer's position, if one is there. */
+static void learn_seq(struct shmq_consumer *c)
+{
+	uint64_t w = load_acquire(&c->q->hdr->write_pos);
+	uint64_t pos = c->pos;
+	struct shmqi_rec_view v;
+
+	for (int i = 0; i < 2 && pos != w; i++) {
+		if (shmqi_rec_view(c->q, pos, w, &v) < 0)
+			return;
+		if (v.type == SHMQ_REC_DATA) {
+			c->seq = v.seq;
+			c->seq_known = true;
+			return;
+		}
+		pos = v.next;
+	}
+}
+
+int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
+		       struct shmq_consumer **out)
+{
+	struct shmq_consumer_opts o = opts ? *opts : (struct shmq_consumer_opts){ 0 };
+	struct shmq_consumer *c;
+	int ret;
+
+	shmqi_clear_error();
+	*out = NULL;
+	if (o.kind != SHMQ_CONSUMER_BROADCAST || o.start > SHMQ_START_LATEST)
+		return shmqi_fail(-EINVAL, "unsupported consumer kind or start");
+	if (o.name && !name_valid(o.name))
+		return shmqi_fail(-EINVAL, "consumer name must be 1 to %d printable characters without spaces",
+				  SHMQ_NAME_MAX);
+	if (q->rdonly)
+		return shmqi_fail(-EROFS, "queue opened read-only");
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->q = q;
+	c->kind = o.name ? SHMQ_KIND_NAMED : SHMQ_KIND_ANON;
+	c->lock_fd = shmqi_reopen(q, O_RDWR);
+	if (c->lock_fd < 0) {
+		ret = c->lock_fd;
+		goto fail_free;
+	}
+	ret = shmqi_lock_wait(c->lock_fd, SHMQ_LOCK_ATTACH, ATTACH_LOCK_NS);
+	if (ret < 0) {
+		ret = shmqi_fail(ret, "waiting for the slot table lock: %s",
+				 shmq_strerror(ret));
+		goto fail_close;
+	}
+	ret = attach_locked(c, &o);
+	if (ret == 0) {
+		store_relaxed(&c->slot->pid, (uint32_t)getpid());
+		rmw_add(&q->hdr->slot_gen, 1);
+	}
+	shmqi_unlock(c->lock_fd, SHMQ_LOCK_ATTACH);
+	if (ret < 0)
+		goto fail_close;
+	c->wpos_cache = c->pos;
+	c->bytes = load_relaxed(&c->slot->bytes);
+	learn_seq(c);
+	q->nhandles++;
+	*out = c;
+	return 0;
+fail_close:
+	close(c->lock_fd);
+fail_free:
+	free(c);
+	return ret;
+}
+
+/*
+ * Give the space up to c->pos back. R1 pairs with A2 in holders_min():
+ * our reads of the records below pos happen before the producer may
+ * overwrite them. The store is fenced (F3): it is visible before we read
+ * prod_waiting, against the producer's flag store before its re-scan.
+ */
+static void publish_pos(struct shmq_consumer *c)
+{
+	struct shmq_slot *s = c->slot;
+
+	store_relaxed(&s->next_seq, c->seq);
+	store_relaxed(&s->bytes, c->bytes);
+	store_fenced(&s->position, c->pos);	/* R1, F3 */
+	wake_producer(c->q->hdr);
+}
+
+void shmq_consumer_close(struct shmq_consumer *c)
+{
+	struct shmq *q;
+
+	if (!c)
+		return;
+	q = c->q;
+	/* A peeked message is not released: a named consumer gets it again. */
+	if (load_relaxed(&c->slot->position) != c->pos)
+		publish_pos(c);
+	if (shmqi_lock_wait(c->lock_fd, SHMQ_LOCK_ATTACH, ATTACH_LOCK_NS) == 0) {
+		if (c->kind == SHMQ_KIND_ANON)
+			free_slot_locked(q, c->idx);
+		else
+			rmw_add(&q->hdr->slot_gen, 1);
+		shmqi_unlock(c->lock_fd, SHMQ_LOCK_ATTACH);
+	}
+	/* Without the table lock the slot stays; a dead-slot reclaim frees it. */
+	close(c->lock_fd);
+	q->nhandles--;
+	free(c);
+}
+
+int shmq_consumer_remove(struct shmq *q, const char *name)
+{
+	int fd, idx, ret;
+
+	shmqi_clear_error();
+	if (!name || !name_valid(name))
+		return shmqi_fail(-EINVAL, "bad consumer name");
+	if (q->rdonly)
+		return shmqi_fail(-EROFS, "queue opened read-only");
+	fd = shmqi_reopen(q, O_RDWR);
+	if (fd < 0)
+		return fd;
+	ret = shmqi_lock_wait(fd, SHMQ_LOCK_ATTACH, ATTACH_LOCK_NS);
+	if (ret < 0)
+		goto out;
+	idx = find_named(q, name);
+	if (idx < 0) {
+		ret = shmqi_fail(-ENOENT, "no consumer named %s", name);
+	} else if (shmqi_lock_try(fd, SHMQ_LOCK_SLOT0 + (uint32_t)idx) < 0) {
+		ret = shmqi_fail(-EBUSY, "consumer %s is attached (pid %u)",
+				 name, load_relaxed(&q->slots[idx].pid));
+	} else {
+		free_slot_locked(q, (uint32_t)idx);
+		ret = 0;
+	}
+	shmqi_unlock(fd, SHMQ_LOCK_ATTACH);
+out:
+	close(fd);	/* drops the slot lock too */
+	return ret;
+}
+
+/* Producer state as readers see it: OPEN with a free lock means it died. */
+static int producer_gone(struct shmq_consumer *c)
+{
+	struct shmq_hdr *h = c->q->hdr;
+	uint32_t st = load_acquire(&h->prod_state);
+
+	if (st == SHMQ_PSTATE_CLOSED)
+		return SHMQ_EOF;
+	if (st == SHMQ_PSTATE_OPEN &&
+	    shmqi_lock_held(c->q->fd, SHMQ_LOCK_PRODUCER) == 0)
+		return SHMQ_EDIED;
+	return 0;
+}
+
+/*
+ * Nothing to read at c->pos. Returns 0 to look again, or the status to
+ * return: -EAGAIN, -ETIMEDOUT, -EINTR, SHMQ_EOF, SHMQ_EDIED, -ESTALE.
+ * The end-of-stream statuses are only returned after write_pos is re-read
+ * (acquire) once the state is known, so nothing committed is left behind.
+ */
+static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
+		     int64_t *deadline)
+{
+	struct shmq_hdr *h = c->q->hdr;
+	int64_t now, spin_until;
+	uint32_t v;
+	int gone, ret;
+
+	if (load_relaxed(&c->slot->position) != c->pos)
+		publish_pos(c);	/* padding skipped: the producer may need it */
+	if (load_acquire(&h->prod_state) == SHMQ_PSTATE_CLOSED)
+		goto check_end;
+	if (timeout_ns == 0) {
+		now = shmqi_now_ns();
+		if (now - c->live_check_ns < LIVE_CHECK_NS)
+			return -EAGAIN;
+		c->live_check_ns = now;
+		if (producer_gone(c))
+			goto check_end;
+		return -EAGAIN;
+	}
+	if (*deadline == 0)
+		*deadline = shmqi_deadline(timeout_ns);
+	spin_until = shmqi_now_ns() + SHMQ_SPIN_NS;
+	do {
+		for (int i = 0; i < 128; i++) {
+			if (load_relaxed(&h->write_pos) != c->pos)
+				return 0;
+			caa_cpu_relax();
+		}
+	} while (shmqi_now_ns() < spin_until);
+
+	v = load_relaxed(&h->data_futex);
+	/*
+	 * F2 pairs with F2 in shmq_publish(): our flag is visible before we
+	 * re-read write_pos; the producer's write_pos is visible before it
+	 * reads the flag. One of us sees the other: no lost wake-up.
+	 */
+	store_fenced(&h->data_waiters, 1);
+	if (load_acquire(&h->write_pos) != c->pos)
+		return 0;
+	gone = producer_gone(c);
+	if (gone)
+		goto check_end;
+	ret = shmqi_futex_wait(&h->data_futex, v, *deadline, SHMQ_SLICE_NS);
+	if (ret < 0)
+		return ret;
+	return shmqi_check_file(c->q);
+check_end:
+	gone = producer_gone(c);
+	if (load_acquire(&h->write_pos) != c->pos || !gone)
+		return 0;
+	return gone;
+}
+
+/* The next data record, validated, into c->view (no checksum yet). */
+static int next_record(struct shmq_consumer *c, int64_t timeout_ns)
+{
+	struct shmq_hdr *h = c->q->hdr;
+	int64_t deadline = 0;
+	int ret;
+
+	for (;;) {
+		if (c->pos == c->wpos_cache) {
+			c->wpos_cache = load_acquire(&h->write_pos);	/* A1 */
+			if (c->pos == c->wpos_cache) {
+				ret = wait_data(c, timeout_ns, &deadline);
+				if (ret < 0)
+					return ret;
+				continue;
+			}
+		}
+		ret = shmqi_rec_view(c->q, c->pos, c->wpos_cache, &c->view);
+		if (ret < 0)
+			return ret;
+		if (c->view.type == SHMQ_REC_PAD) {
+			c->pos = c->view.next;
+			continue;
+		}
+		if (c->seq_known && c->view.seq != c->seq)
+			return shmqi_fail(-EBADMSG, "record at %llu: sequence %llu, expected %llu",
+					  (unsigned long long)c->pos,
+					  (unsigned long long)c->view.seq,
+					  (unsigned long long)c->seq);
+		return 0;
+	}
+}
+
+static void fill_msg(struct shmq_consumer *c, struct shmq_msg *msg)
+{
+	msg->data = c->view.hdr + 1;
+	msg->len = c->view.len;
+	msg->seq = c->view.seq;
+	msg->flags = (c->view.flags & SHMQ_REC_F_REDELIVERED) ?
+		     SHMQ_MSG_REDELIVERED : 0;
+	msg->lost = 0;
+}
+
+int shmq_peek(struct shmq_consumer *c, struct shmq_msg *msg,
+	      int64_t timeout_ns)
+{
+	int ret;
+
+	if (!c->peeked) {
+		ret = next_record(c, timeout_ns);
+		if (ret < 0)
+			return ret;
+		if (!shmqi_rec_crc_ok(c->q, &c->view, c->view.hdr + 1))
+			return shmqi_fail(-EBADMSG, "record at %llu: bad checksum",
+					  (unsigned long long)c->pos);
+		c->peeked = true;
+	}
+	fill_msg(c, msg);
+	return 0;
+}
+
+int shmq_release(struct shmq_consumer *c)
+{
+	if (!c->peeked)
+		return shmqi_fail(-EINVAL, "nothing peeked");
+	c->peeked = false;
+	c->pos = c->view.next;
+	c->seq = c->view.seq + 1;
+	c->seq_known = true;
+	c->bytes += c->view.len;
+	publish_pos(c);
+	return 0;
+}
+
+ssize_t shmq_recv(struct shmq_consumer *c, void *buf, size_t cap,
+		  struct shmq_msg *msg, int64_t timeout_ns)
+{
+	struct shmq_msg m;
+	int ret;
+
+	if (!c->peeked) {
+		ret = next_record(c, timeout_ns);
+		if (ret < 0)
+			return ret;
+	}
+	if (c->view.len > cap) {
+		c->peeked = true;	/* nothing consumed; it stays next */
+		return shmqi_fail(-EMSGSIZE, "message of %u bytes, buffer of %zu",
+				  c->view.len, cap);
+	}
+	memcpy(buf, c->view.hdr + 1, c->view.len);
+	/* Check the copy, not the ring: a scribbler cannot race the check. */
+	if (!shmqi_rec_crc_ok(c->q, &c->view, buf)) {
+		c->peeked = false;
+		return shmqi_fail(-EBADMSG, "record at %llu: bad checksum",
+				  (unsigned long long)c->pos);
+	}
+	fill_msg(c, &m);
+	m.data = buf;
+	if (msg)
+		*msg = m;
+	c->peeked = true;
+	shmq_release(c);
+	return (ssize_t)m.len;
+}

@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The on-file format of a shmq queue: header, consumer slots, records.
+ * Layout only, no code. docs/format.md draws the same thing with offsets;
+ * the _Static_asserts at the bottom pin every offset to that drawing.
+ *
+ * Fixed-width integers only, host byte order (the magic reveals it).
+ * Every field says who writes it and who reads it; every value read from
+ * the file is untrusted and is validated after one load into a local.
+ */
+#ifndef SHMQ_FORMAT_H
+#define SHMQ_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* "SHMQ" then 04 03 02 01 in a little-endian file; byte-swapped elsewhere. */
+#define SHMQ_MAGIC		0x01020304514d4853ull
+#define SHMQ_MAGIC_SWAPPED	0x53484d5104030201ull
+#define SHMQ_FORMAT_VERSION	1u
+#define SHMQ_READY		0x59444552u	/* "REDY": creator is done */
+
+#define SHMQ_LINE		64u	/* cache line the layout assumes */
+#define SHMQ_PAGE		4096u
+#define SHMQ_HDR_SIZE		512u	/* fixed header, then the slots */
+#define SHMQ_SLOT_SIZE		128u
+#define SHMQ_REC_HDR		24u	/* record header */
+#define SHMQ_REC_ALIGN		8u
+
+/*
+ * The layout word: a build whose structures differ in any of these refuses
+ * a file made by another (LMDB's format word).
+ */
+#define SHMQ_LAYOUT (((uint32_t)SHMQ_LINE << 0) |			\
+		     ((uint32_t)(SHMQ_HDR_SIZE / 64) << 8) |		\
+		     ((uint32_t)(SHMQ_SLOT_SIZE / 8) << 16) |		\
+		     ((uint32_t)SHMQ_REC_HDR << 24))
+
+/* Geometry limits enforced at create and at attach. */
+#define SHMQ_MIN_CAPACITY	4096ull
+#define SHMQ_MAX_CAPACITY	(1ull << 40)
+
+/* hdr.flags */
+#define SHMQ_FLAG_OVERWRITE	0x1u	/* when_full = overwrite */
+#define SHMQ_FLAGS_KNOWN	0x1u
+
+/* hdr.prod_state */
+#define SHMQ_PSTATE_NONE	0u
+#define SHMQ_PSTATE_OPEN	1u
+#define SHMQ_PSTATE_CLOSED	2u
+
+/* slot.state */
+#define SHMQ_SLOT_FREE		0u
+#define SHMQ_SLOT_ACTIVE	1u
+
+/*
+ * slot.kind. GROUP and OBSERVER are reserved for the consumer-kinds issue
+ * so that they fit without a format change: a group is one named slot
+ * holding the group's position plus member slots that point at it through
+ * slot.group; an observer never holds the producer.
+ */
+#define SHMQ_KIND_ANON		1u
+#define SHMQ_KIND_NAMED		2u
+#define SHMQ_KIND_GROUP		3u
+#define SHMQ_KIND_MEMBER	4u
+#define SHMQ_KIND_OBSERVER	5u
+
+/* rec.type; the high 16 bits are flags. */
+#define SHMQ_REC_DATA		1u
+#define SHMQ_REC_PAD		2u
+#define SHMQ_REC_TYPE_MASK	0xffffu
+#define SHMQ_REC_F_REDELIVERED	0x10000u
+
+/*
+ * OFD lock bytes. Locks may lie beyond EOF; they never touch data. Each
+ * role holds a write lock on its byte for as long as it lives, and the
+ * kernel drops it when the process dies.
+ */
+#define SHMQ_LOCK_ATTACH	0ull	/* slot table mutations, briefly */
+#define SHMQ_LOCK_PRODUCER	1ull	/* the producer role */
+#define SHMQ_LOCK_SLOT0		4096ull	/* slot i: SHMQ_LOCK_SLOT0 + i */
+
+struct shmq_hdr {
+	/* Line 0: identity, written once by the creator before "ready". */
+	uint64_t magic;		/*   0 */
+	uint32_t version;	/*   8 */
+	uint32_t layout;	/*  12 */
+	uint64_t capacity;	/*  16 data ring bytes, power of two */
+	uint64_t data_off;	/*  24 file offset of the ring, page aligned */
+	uint64_t file_size;	/*  32 data_off + capacity */
+	uint32_t max_message;	/*  40 */
+	uint32_t nslots;	/*  44 */
+	uint64_t salt;		/*  48 random, seeds every checksum */
+	uint64_t created_ns;	/*  56 CLOCK_REALTIME */
+
+	/* Line 1: identity, cont. */
+	uint32_t flags;		/*  64 SHMQ_FLAG_* */
+	uint32_t ready;		/*  68 SHMQ_READY, stored last by creator */
+	uint64_t initial_pos;	/*  72 first write position */
+	uint8_t pad1[48];	/*  80 */
+
+	/*
+	 * Line 2: the producer's published cursors. write_pos: W1 (release)
+	 * by the producer, A1 (acquire) by consumers. tail_pos: W2 by the
+	 * producer before it overwrites anything, read by attaching
+	 * consumers after F1 (see docs/concurrency.md).
+	 */
+	uint64_t write_pos;	/* 128 end of the last published record */
+	uint64_t tail_pos;	/* 136 oldest intact record */
+	uint8_t pad2[48];	/* 144 */
+
+	/* Line 3: producer, cold. Written by the producer only. */
+	uint64_t next_seq;	/* 192 sequence of the next record */
+	uint32_t prod_state;	/* 200 SHMQ_PSTATE_* */
+	uint32_t prod_pid;	/* 204 display only */
+	uint64_t stat_msgs;	/* 208 counters, relaxed */
+	uint64_t stat_bytes;	/* 216 */
+	uint64_t stat_full_waits; /* 224 */
+	uint64_t durable_pos;	/* 232 synced up to here (any process, CAS) */
+	uint32_t prod_epoch;	/* 240 bumped by every producer_open */
+	uint32_t prod_flags;	/* 244 reserved */
+	uint64_t tail_seq;	/* 248 sequence of the record at tail_pos */
+
+	/* Line 4: the data futex: producer bumps it to wake consumers. */
+	uint32_t data_futex;	/* 256 */
+	uint8_t pad4[60];	/* 260 */
+
+	/* Line 5: consumers sleeping on data_futex (consumers write). */
+	uint32_t data_waiters;	/* 320 */
+	uint8_t pad5[60];	/* 324 */
+
+	/*
+	 * Line 6: written by consumers. space_futex wakes a producer waiting
+	 * for room; the rest changes under the attach lock.
+	 */
+	uint32_t space_futex;	/* 384 */
+	uint32_t attach_count;	/* 388 holding consumers ever attached */
+	uint64_t floor_pos;	/* 392 released by consumers that left */
+	uint32_t slot_gen;	/* 400 bumped by every slot table change */
+	uint8_t pad6[44];	/* 404 */
+
+	/* Line 7: the producer says it sleeps (consumers read per release). */
+	uint32_t prod_waiting;	/* 448 */
+	uint8_t pad7[60];	/* 452 */
+};
+
+/*
+ * A consumer slot: two cache lines, owned by the consumer that holds the
+ * slot's lock. Line 0 is hot (position per release), line 1 cold.
+ */
+struct shmq_slot {
+	uint64_t position;	/*   0 R1 release by owner; A2 by producer */
+	uint64_t next_seq;	/*   8 sequence of the next record, relaxed */
+	uint64_t bytes;		/*  16 payload bytes released, relaxed */
+	uint64_t progress_ns;	/*  24 CLOCK_MONOTONIC of last progress */
+	uint32_t state;		/*  32 SHMQ_SLOT_* (attach lock) */
+	uint32_t kind;		/*  36 SHMQ_KIND_* (attach lock) */
+	uint32_t pid;		/*  40 display only */
+	uint32_t flags;		/*  44 reserved: evicted, ... */
+	uint64_t attach_ns;	/*  48 CLOCK_REALTIME */
+	uint32_t group;		/*  56 reserved: group slot of a member */
+	uint32_t generation;	/*  60 bumped at each claim */
+	char name[56];		/*  64 NUL-padded, no NUL when 56 long */
+	uint64_t claim;		/* 120 reserved: group claim word */
+};
+
+/*
+ * A record: header then payload, padded to 8 bytes. A record never wraps;
+ * a PAD record fills the end of the ring when the next record would not
+ * fit, and when fewer than SHMQ_REC_HDR bytes remain before the end there
+ * is no room even for a PAD header, so readers skip to the start.
+ */
+struct shmq_rec {
+	uint32_t len;		/*  0 payload bytes */
+	uint32_t type;		/*  4 SHMQ_REC_* | flags */
+	uint64_t seq;		/*  8 */
+	uint32_t crc;		/* 16 CRC32C(salt, header with crc=0, payload) */
+	uint32_t ts_lo;		/* 20 low 32 bits of send time in ms, for age */
+};
+
+_Static_assert(sizeof(struct shmq_hdr) == SHMQ_HDR_SIZE, "header size");
+_Static_assert(offsetof(struct shmq_hdr, magic) == 0, "magic");
+_Static_assert(offsetof(struct shmq_hdr, version) == 8, "version");
+_Static_assert(offsetof(struct shmq_hdr, layout) == 12, "layout");
+_Static_assert(offsetof(struct shmq_hdr, capacity) == 16, "capacity");
+_Static_assert(offsetof(struct shmq_hdr, data_off) == 24, "data_off");
+_Static_assert(offsetof(struct shmq_hdr, file_size) == 32, "file_size");
+_Static_assert(offsetof(struct shmq_hdr, max_message) == 40, "max_message");
+_Static_assert(offsetof(struct shmq_hdr, nslots) == 44, "nslots");
+_Static_assert(offsetof(struct shmq_hdr, salt) == 48, "salt");
+_Static_assert(offsetof(struct shmq_hdr, created_ns) == 56, "created_ns");
+_Static_assert(offsetof(struct shmq_hdr, flags) == 64, "flags");
+_Static_assert(offsetof(struct shmq_hdr, ready) == 68, "ready");
+_Static_assert(offsetof(struct shmq_hdr, initial_pos) == 72, "initial_pos");
+_Static_assert(offsetof(struct shmq_hdr, write_pos) == 128, "write_pos");
+_Static_assert(offsetof(struct shmq_hdr, tail_pos) == 136, "tail_pos");
+_Static_assert(offsetof(struct shmq_hdr, next_seq) == 192, "next_seq");
+_Static_assert(offsetof(struct shmq_hdr, prod_state) == 200, "prod_state");
+_Static_assert(offsetof(struct shmq_hdr, prod_pid) == 204, "prod_pid");
+_Static_assert(offsetof(struct shmq_hdr, stat_msgs) == 208, "stat_msgs");
+_Static_assert(offsetof(struct shmq_hdr, durable_pos) == 232, "durable_pos");
+_Static_assert(offsetof(struct shmq_hdr, prod_epoch) == 240, "prod_epoch");
+_Static_assert(offsetof(struct shmq_hdr, tail_seq) == 248, "tail_seq");
+_Static_assert(offsetof(struct shmq_hdr, data_futex) == 256, "data_futex");
+_Static_assert(offsetof(struct shmq_hdr, data_waiters) == 320, "waiters");
+_Static_assert(offsetof(struct shmq_hdr, space_futex) == 384, "space_futex");
+_Static_assert(offsetof(struct shmq_hdr, attach_count) == 388, "attaches");
+_Static_assert(offsetof(struct shmq_hdr, floor_pos) == 392, "floor_pos");
+_Static_assert(offsetof(struct shmq_hdr, slot_gen) == 400, "slot_gen");
+_Static_assert(offsetof(struct shmq_hdr, prod_waiting) == 448, "waiting");
+
+_Static_assert(sizeof(struct shmq_slot) == SHMQ_SLOT_SIZE, "slot size");
+_Static_assert(offsetof(struct shmq_slot, position) == 0, "slot position");
+_Static_assert(offsetof(struct shmq_slot, next_seq) == 8, "slot next_seq");
+_Static_assert(offsetof(struct shmq_slot, progress_ns) == 24, "slot prog");
+_Static_assert(offsetof(struct shmq_slot, state) == 32, "slot state");
+_Static_assert(offsetof(struct shmq_slot, kind) == 36, "slot kind");
+_Static_assert(offsetof(struct shmq_slot, pid) == 40, "slot pid");
+_Static_assert(offsetof(struct shmq_slot, attach_ns) == 48, "slot attach");
+_Static_assert(offsetof(struct shmq_slot, group) == 56, "slot group");
+_Static_assert(offsetof(struct shmq_slot, name) == 64, "slot name");
+_Static_assert(offsetof(struct shmq_slot, claim) == 120, "slot claim");
+
+_Static_assert(sizeof(struct shmq_rec) == SHMQ_REC_HDR, "record header");
+_Static_assert(offsetof(struct shmq_rec, seq) == 8, "rec seq");
+_Static_assert(offsetof(struct shmq_rec, crc) == 16, "rec crc");
+
+#endif /* SHMQ_FORMAT_H */

@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private handles and the functions the library's files share. Internal
+ * symbols are prefixed shmqi_ so that the version script (shmq_*) keeps
+ * them out of the shared library's interface.
+ */
+#ifndef SHMQ_INTERNAL_H
+#define SHMQ_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "shmq.h"
+#include "format.h"
+#include "order.h"
+
+#define likely(x)	__builtin_expect(!!(x), 1)
+#define unlikely(x)	__builtin_expect(!!(x), 0)
+
+/* Geometry validated once at attach; the only copy the code trusts. */
+struct shmq_geom {
+	uint64_t capacity;
+	uint64_t mask;
+	uint64_t data_off;
+	uint64_t file_size;
+	uint32_t max_message;
+	uint32_t nslots;
+	uint32_t flags;
+	uint64_t salt;
+	uint32_t max_record;	/* header + max payload, aligned */
+};
+
+/* ring.c: one record, validated from a single copy of its header. */
+struct shmqi_rec_view {
+	struct shmq_rec *hdr;	/* in the ring; NULL for an implicit skip */
+	uint32_t type;		/* SHMQ_REC_DATA or SHMQ_REC_PAD */
+	uint32_t flags;
+	uint32_t len;
+	uint32_t crc;
+	uint32_t ts_lo;
+	uint64_t seq;
+	uint64_t next;		/* position of the following record */
+};
+struct shmq {
+	int fd;			/* the mapping's fd; also the probe OFD */
+	bool rdonly;
+	void *map;
+	struct shmq_hdr *hdr;
+	struct shmq_slot *slots;
+	uint8_t *data;
+	struct shmq_geom g;
+	dev_t dev;		/* identity of the file, to notice F18 */
+	ino_t ino;
+	char *path;
+	int nhandles;		/* producer + consumers still open */
+};
+
+struct shmq_producer {
+	struct shmq *q;
+	int lock_fd;		/* own OFD: holds SHMQ_LOCK_PRODUCER */
+	uint32_t flags;		/* SHMQ_PRODUCER_* */
+	uint64_t pub_pos;	/* write_pos as last published */
+	uint64_t pos;		/* end of sealed records (>= pub_pos) */
+	uint64_t seq;		/* next sequence to write */
+	uint64_t limit;		/* cached: may write below limit + capacity */
+	uint64_t tail;		/* our copy of tail_pos */
+	uint64_t tail_seq;
+	uint32_t ts_ms;		/* coarse send time for this batch */
+	struct shmq_rec *reserved;	/* outstanding reservation or NULL */
+	uint32_t reserved_len;
+	uint64_t unpublished;	/* sealed records not yet published */
+	uint64_t unpub_bytes;
+	uint32_t attach_base;	/* hdr.attach_count when we opened */
+	uint32_t slot_gen;	/* hdr.slot_gen at the last FIFO check */
+	uint32_t fifo_tick;
+	bool seen_consumer;	/* FIFO: some consumer attached in our time */
+};
+
+struct shmq_consumer {
+	struct shmq *q;
+	int lock_fd;		/* own OFD: holds the slot's lock */
+	uint32_t idx;
+	struct shmq_slot *slot;
+	uint32_t kind;
+	uint64_t pos;		/* next record to read */
+	uint64_t seq;		/* its expected sequence */
+	bool seq_known;
+	uint64_t wpos_cache;	/* last write_pos seen */
+	bool peeked;		/* view holds a message not yet released */
+	uint64_t bytes;
+	int64_t live_check_ns;	/* last producer liveness probe (NOWAIT) */
+	struct shmqi_rec_view view;
+};
+
+/* errors.c */
+int shmqi_fail(int err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void shmqi_clear_error(void);
+
+/* crc32c.c */
+uint32_t shmqi_crc32c(uint32_t crc, const void *buf, size_t len);
+uint32_t shmqi_rec_crc(uint64_t salt, const struct shmq_rec *rec,
+		       const void *payload, size_t len);
+
+/* liveness.c: OFD byte locks on the queue file. */
+int shmqi_lock_try(int fd, uint64_t byte);	/* 0, -EAGAIN, -errno */
+int shmqi_lock_wait(int fd, uint64_t byte, int64_t timeout_ns);
+void shmqi_unlock(int fd, uint64_t byte);
+int shmqi_lock_held(int fd, uint64_t byte);	/* 1 held, 0 free, -errno */
+int shmqi_reopen(struct shmq *q, int flags);	/* a fresh OFD */
+
+/* wait.c */
+int64_t shmqi_now_ns(void);
+uint32_t shmqi_now_ms_coarse(void);
+int64_t shmqi_deadline(int64_t timeout_ns);
+int shmqi_futex_wait(uint32_t *word, uint32_t val, int64_t deadline_ns,
+		     int64_t slice_ns);
+void shmqi_futex_wake(uint32_t *word);
+int shmqi_check_file(struct shmq *q);
+#define SHMQ_SPIN_NS		50000	/* spin this long before sleeping */
+#define SHMQ_SLICE_NS		100000000	/* re-check liveness this often */
+
+uint64_t shmqi_rec_size(uint64_t payload);
+int shmqi_rec_view(const struct shmq *q, uint64_t pos, uint64_t end,
+		   struct shmqi_rec_view *v);
+bool shmqi_rec_crc_ok(const struct shmq *q, const struct shmqi_rec_view *v,
+		      const void *payload);
+
+/* consumer.c: slot table, under the attach lock. */
+bool shmqi_slot_holds(uint32_t state, uint32_t kind);
+int shmqi_holders_min(struct shmq *q, uint64_t *min);
+int shmqi_reclaim_dead(struct shmq *q, int fd);
+
+/* Positions are free-running u64s: compare by difference. */
+static inline bool pos_before(uint64_t a, uint64_t b)
+{
+	return (int64_t)(a - b) < 0;
+}
+
+static inline uint64_t align_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+#ifdef SHMQ_KILL_POINTS
+void shmqi_kill_point(const char *name);
+#define KILL_POINT(name) shmqi_kill_point(name)
+#else
+#define KILL_POINT(name) do { } while (0)
+#endif
+
+#endif /* SHMQ_INTERNAL_H */

@@ -1,0 +1,431 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The producer: the exclusive role, reserving space in the ring (reclaiming
+ * what every holder released), sealing records and publishing them.
+ * Orderings are labelled; docs/concurrency.md tables the pairs.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/*
+ * Walk the records between tail and write position: the new producer
+ * learns the sequence to continue with, and refuses a ring whose published
+ * records do not validate.
+ */
+static int scan_ring(struct shmq_producer *p, uint64_t tail, uint64_t end)
+{
+	struct shmq *q = p->q;
+	struct shmqi_rec_view v;
+	uint64_t pos = tail;
+	bool seen = false;
+	int ret;
+
+	p->seq = load_relaxed(&q->hdr->next_seq);
+	while (pos != end) {
+		ret = shmqi_rec_view(q, pos, end, &v);
+		if (ret < 0)
+			return ret;
+		if (v.type == SHMQ_REC_DATA) {
+			if (seen && v.seq != p->seq)
+				return shmqi_fail(-EBADMSG, "record at %llu: sequence %llu, expected %llu",
+						  (unsigned long long)pos,
+						  (unsigned long long)v.seq,
+						  (unsigned long long)p->seq);
+			if (!shmqi_rec_crc_ok(q, &v, v.hdr + 1))
+				return shmqi_fail(-EBADMSG, "record at %llu: bad checksum",
+						  (unsigned long long)pos);
+			if (!seen)
+				p->tail_seq = v.seq;
+			seen = true;
+			p->seq = v.seq + 1;
+		}
+		pos = v.next;
+	}
+	if (!seen)
+		p->tail_seq = p->seq;
+	return 0;
+}
+
+int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
+		       struct shmq_producer **out)
+{
+	struct shmq_producer *p;
+	struct shmq_hdr *h = q->hdr;
+	uint64_t w, t;
+	int ret;
+
+	shmqi_clear_error();
+	*out = NULL;
+	if (q->rdonly)
+		return shmqi_fail(-EROFS, "queue opened read-only");
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->q = q;
+	p->flags = opts ? opts->flags : 0;
+	p->lock_fd = shmqi_reopen(q, O_RDWR);
+	if (p->lock_fd < 0) {
+		ret = p->lock_fd;
+		goto fail_free;
+	}
+	ret = shmqi_lock_try(p->lock_fd, SHMQ_LOCK_PRODUCER);
+	if (ret == -EAGAIN) {
+		ret = shmqi_fail(-EBUSY, "queue already has a producer (pid %u)",
+				 load_relaxed(&h->prod_pid));
+		goto fail_close;
+	}
+	if (ret < 0)
+		goto fail_close;
+
+	/* We hold the role: nobody else writes the producer's fields now. */
+	w = load_acquire(&h->write_pos);
+	t = load_acquire(&h->tail_pos);
+	if (w - t > q->g.capacity || ((w | t) & (SHMQ_REC_ALIGN - 1))) {
+		ret = shmqi_fail(-EBADMSG, "header fields write_pos/tail_pos: %llu/%llu inconsistent",
+				 (unsigned long long)w, (unsigned long long)t);
+		goto fail_unlock;
+	}
+	ret = scan_ring(p, t, w);
+	if (ret < 0)
+		goto fail_unlock;
+	p->pos = p->pub_pos = w;
+	p->tail = p->limit = t;
+	store_relaxed(&h->next_seq, p->seq);
+	store_relaxed(&h->tail_seq, p->tail_seq);
+	store_relaxed(&h->prod_pid, (uint32_t)getpid());
+	rmw_add(&h->prod_epoch, 1);
+	p->attach_base = load_relaxed(&h->attach_count);
+	p->slot_gen = load_relaxed(&h->slot_gen) - 1;	/* scan at first send */
+	/* Consumers that see OPEN also see the fields above. */
+	store_release(&h->prod_state, SHMQ_PSTATE_OPEN);
+	q->nhandles++;
+	*out = p;
+	return 0;
+fail_unlock:
+	shmqi_unlock(p->lock_fd, SHMQ_LOCK_PRODUCER);
+fail_close:
+	close(p->lock_fd);
+fail_free:
+	free(p);
+	return ret;
+}
+
+/*
+ * Publish every sealed record. W1 pairs with A1 in the consumer's
+ * refresh: record contents before write_pos. The store is a locked xchg
+ * (store_fenced), so it is also F2: write_pos is visible before we read
+ * data_waiters, against a consumer's waiters store before its re-read of
+ * write_pos. Either it sees our records or we see it sleeping.
+ */
+int shmq_publish(struct shmq_producer *p)
+{
+	struct shmq_hdr *h = p->q->hdr;
+
+	if (p->pos == p->pub_pos)
+		return 0;
+	KILL_POINT("publish:before");
+	store_fenced(&h->write_pos, p->pos);	/* W1, F2 */
+	KILL_POINT("publish:after");
+	p->pub_pos = p->pos;
+	store_relaxed(&h->next_seq, p->seq);
+	store_relaxed(&h->stat_msgs, load_relaxed(&h->stat_msgs) + p->unpublished);
+	store_relaxed(&h->stat_bytes, load_relaxed(&h->stat_bytes) + p->unpub_bytes);
+	p->unpublished = 0;
+	p->unpub_bytes = 0;
+	if (load_relaxed(&h->data_waiters) &&
+	    rmw_xchg(&h->data_waiters, 0)) {
+		rmw_add(&h->data_futex, 1);
+		shmqi_futex_wake(&h->data_futex);
+	}
+	return 0;
+}
+
+/*
+ * Find how far the ring may be written: below limit + capacity. The limit
+ * is the tail (oldest intact record), which may advance over records that
+ * every holder has released, never past a holder. Returns 1 when NEED_END
+ * fits, 0 when it does not, or -errno.
+ *
+ * F1: tail_pos is published with a full fence before the holders are
+ * scanned again. A consumer attaching stores its position, fences, then
+ * re-reads tail_pos. So either we see its position and stay behind it, or
+ * it sees the new tail and moves up to it: a consumer that attaches while
+ * we reclaim space never reads overwritten data.
+ */
+static int refresh_limit(struct shmq_producer *p, uint64_t need_end)
+{
+	struct shmq *q = p->q;
+	struct shmq_hdr *h = q->hdr;
+	uint64_t need = need_end - q->g.capacity;
+	uint64_t m, t = p->tail, tseq = p->tail_seq;
+	struct shmqi_rec_view v;
+	int n, ret;
+
+	n = shmqi_holders_min(q, &m);
+	if (n == 0) {
+		if (q->g.flags & SHMQ_FLAG_OVERWRITE) {
+			m = p->pub_pos;
+		} else {
+			m = load_acquire(&h->floor_pos);
+			if (pos_before(m, t))
+				m = t;
+		}
+	}
+	/* A holder past what we published is corrupt; stopping there is safe. */
+	if (pos_before(p->pub_pos, m))
+		m = p->pub_pos;
+	while (pos_before(t, need) && pos_before(t, m)) {
+		ret = shmqi_rec_view(q, t, p->pub_pos, &v);
+		if (ret < 0)
+			return ret;
+		if (pos_before(m, v.next))
+			break;	/* a holder inside a record: corrupt, stop */
+		if (v.type == SHMQ_REC_DATA)
+			tseq = v.seq + 1;
+		t = v.next;
+	}
+	if (t != p->tail) {
+		store_relaxed(&h->tail_seq, tseq);
+		store_fenced(&h->tail_pos, t);		/* W2, F1 */
+		p->tail = t;
+		p->tail_seq = tseq;
+		n = shmqi_holders_min(q, &m);		/* after F1 */
+	}
+	p->limit = (n > 0 && pos_before(m, t)) ? m : t;
+	return need_end - p->limit <= q->g.capacity;
+}
+
+/* FIFO mode: -EPIPE once consumers attached in our time and all are gone. */
+static int fifo_check(struct shmq_producer *p)
+{
+	struct shmq *q = p->q;
+	uint32_t live = 0;
+
+	p->slot_gen = load_acquire(&q->hdr->slot_gen);
+	if (load_relaxed(&q->hdr->attach_count) != p->attach_base)
+		p->seen_consumer = true;
+	for (uint32_t i = 0; i < q->g.nslots; i++) {
+		struct shmq_slot *s = &q->slots[i];
+
+		if (load_acquire(&s->state) != SHMQ_SLOT_ACTIVE ||
+		    !shmqi_slot_holds(SHMQ_SLOT_ACTIVE, load_relaxed(&s->kind)))
+			continue;
+		if (shmqi_lock_held(q->fd, SHMQ_LOCK_SLOT0 + i) == 1)
+			live++;
+	}
+	if (live)
+		p->seen_consumer = true;
+	if (p->seen_consumer && !live)
+		return shmqi_fail(-EPIPE, "every consumer has gone");
+	return 0;
+}
+
+/* One sleep on space_futex, with F3 against the consumers' release. */
+static int sleep_for_space(struct shmq_producer *p, uint64_t need_end,
+			   int64_t deadline)
+{
+	struct shmq_hdr *h = p->q->hdr;
+	uint32_t v = load_relaxed(&h->space_futex);
+	int ret;
+
+	/*
+	 * F3: our waiting flag is visible before we re-scan positions; a
+	 * consumer stores its position (fenced) before it reads the flag.
+	 */
+	store_fenced(&h->prod_waiting, 1);
+	ret = refresh_limit(p, need_end);
+	if (ret != 0)
+		goto out;
+	ret = shmqi_futex_wait(&h->space_futex, v, deadline, SHMQ_SLICE_NS);
+	if (ret == 0)
+		ret = shmqi_check_file(p->q);
+out:
+	store_relaxed(&h->prod_waiting, 0);
+	return ret < 0 ? ret : 0;
+}
+
+/* Wait until the ring has room up to NEED_END. Returns 0 or -errno. */
+static int wait_space(struct shmq_producer *p, uint64_t need_end,
+		      int64_t timeout_ns, int64_t *deadline)
+{
+	struct shmq_hdr *h = p->q->hdr;
+	bool counted = false;
+	int64_t spin_until = 0;
+	int ret;
+
+	if (likely(need_end - p->limit <= p->q->g.capacity))
+		return 0;
+	for (;;) {
+		ret = refresh_limit(p, need_end);
+		if (ret != 0)
+			return ret < 0 ? ret : 0;
+		/* Consumers can only release what they can see. */
+		if (p->pos != p->pub_pos) {
+			shmq_publish(p);
+			continue;
+		}
+		if ((p->flags & SHMQ_PRODUCER_FIFO) && (ret = fifo_check(p)) < 0)
+			return ret;
+		if (timeout_ns == 0)
+			return shmqi_fail(-EAGAIN, "ring full");
+		if (*deadline == 0)
+			*deadline = shmqi_deadline(timeout_ns);
+		if (!counted) {
+			counted = true;
+			store_relaxed(&h->stat_full_waits,
+				      load_relaxed(&h->stat_full_waits) + 1);
+			spin_until = shmqi_now_ns() + SHMQ_SPIN_NS;
+		}
+		if (shmqi_now_ns() < spin_until) {
+			caa_cpu_relax();
+			continue;
+		}
+		shmqi_reclaim_dead(p->q, p->lock_fd);
+		ret = sleep_for_space(p, need_end, *deadline);
+		if (ret < 0)
+			return ret;
+	}
+}
+
+static void seal(struct shmq_producer *p, struct shmq_rec *rec, uint32_t type,
+		 uint32_t len, uint64_t seq)
+{
+	struct shmq_rec h = {
+		.len = len,
+		.type = type,
+		.seq = seq,
+		.crc = 0,
+		.ts_lo = p->ts_ms,
+	};
+
+	h.crc = shmqi_rec_crc(p->q->g.salt, &h, rec + 1, len);
+	/* Plain stores: W1 (the publish) orders them for consumers. */
+	memcpy(rec, &h, sizeof(h));
+}
+
+/* Make room for a record of SIZE bytes at p->pos, padding at the wrap. */
+static int make_room(struct shmq_producer *p, uint64_t size,
+		     int64_t timeout_ns)
+{
+	struct shmq *q = p->q;
+	uint64_t room = q->g.capacity - (p->pos & q->g.mask);
+	int64_t deadline = 0;
+	int ret;
+
+	if (size > room) {
+		ret = wait_space(p, p->pos + room, timeout_ns, &deadline);
+		if (ret < 0)
+			return ret;
+		/* A record never wraps: pad to the end (implicit if tiny). */
+		if (room >= SHMQ_REC_HDR)
+			seal(p, (struct shmq_rec *)(q->data + (p->pos & q->g.mask)),
+			     SHMQ_REC_PAD, (uint32_t)(room - SHMQ_REC_HDR), p->seq);
+		p->pos += room;
+	}
+	return wait_space(p, p->pos + size, timeout_ns, &deadline);
+}
+
+int shmq_reserve(struct shmq_producer *p, size_t len, void **buf,
+		 int64_t timeout_ns)
+{
+	struct shmq *q = p->q;
+	int ret;
+
+	if (unlikely(p->reserved))
+		return shmqi_fail(-EINVAL, "a reservation is already outstanding");
+	if (unlikely(len > q->g.max_message))
+		return shmqi_fail(-EMSGSIZE, "message of %zu bytes, the queue's maximum is %u",
+				  len, q->g.max_message);
+	if (p->flags & SHMQ_PRODUCER_FIFO) {
+		if (load_relaxed(&q->hdr->slot_gen) != p->slot_gen ||
+		    !(++p->fifo_tick & 4095)) {
+			ret = fifo_check(p);
+			if (ret < 0)
+				return ret;
+		}
+	}
+	ret = make_room(p, shmqi_rec_size(len), timeout_ns);
+	if (ret < 0)
+		return ret;
+	p->reserved = (struct shmq_rec *)(q->data + (p->pos & q->g.mask));
+	p->reserved_len = (uint32_t)len;
+	*buf = p->reserved + 1;
+	return 0;
+}
+
+int shmq_commit(struct shmq_producer *p, unsigned int flags)
+{
+	uint32_t len = p->reserved_len;
+
+	if (unlikely(!p->reserved))
+		return shmqi_fail(-EINVAL, "nothing reserved");
+	if (!p->unpublished)
+		p->ts_ms = shmqi_now_ms_coarse();
+	KILL_POINT("commit:before-seal");
+	seal(p, p->reserved, SHMQ_REC_DATA, len, p->seq);
+	p->reserved = NULL;
+	p->seq++;
+	p->pos += shmqi_rec_size(len);
+	p->unpublished++;
+	p->unpub_bytes += len;
+	if (flags & SHMQ_COMMIT_DEFER)
+		return 0;
+	return shmq_publish(p);
+}
+
+int shmq_send(struct shmq_producer *p, const void *buf, size_t len,
+	      int64_t timeout_ns)
+{
+	void *dst;
+	int ret;
+
+	ret = shmq_reserve(p, len, &dst, timeout_ns);
+	if (ret < 0)
+		return ret;
+	memcpy(dst, buf, len);
+	KILL_POINT("send:after-payload");
+	return shmq_commit(p, 0);
+}
+
+ssize_t shmq_send_batch(struct shmq_producer *p, const struct iovec *msgs,
+			size_t n, int64_t timeout_ns)
+{
+	size_t i;
+	void *dst;
+	int ret = 0;
+
+	for (i = 0; i < n; i++) {
+		ret = shmq_reserve(p, msgs[i].iov_len, &dst, timeout_ns);
+		if (ret < 0)
+			break;
+		memcpy(dst, msgs[i].iov_base, msgs[i].iov_len);
+		shmq_commit(p, SHMQ_COMMIT_DEFER);
+	}
+	shmq_publish(p);
+	return i ? (ssize_t)i : ret;
+}
+
+int shmq_producer_close(struct shmq_producer *p)
+{
+	struct shmq_hdr *h;
+
+	if (!p)
+		return 0;
+	h = p->q->hdr;
+	p->reserved = NULL;	/* an uncommitted reservation is dropped */
+	shmq_publish(p);
+	/* Consumers that read CLOSED (acquire) see the final write_pos. */
+	store_release(&h->prod_state, SHMQ_PSTATE_CLOSED);
+	fence_full();
+	rmw_add(&h->data_futex, 1);
+	shmqi_futex_wake(&h->data_futex);
+	shmqi_unlock(p->lock_fd, SHMQ_LOCK_PRODUCER);
+	close(p->lock_fd);
+	p->q->nhandles--;
+	free(p);
+	return 0;
+}

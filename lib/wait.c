@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Waiting: clocks, deadlines and the shared futex. Futex words live in the
+ * queue file, so the futexes are shared (no FUTEX_PRIVATE_FLAG), and every
+ * wait is bounded by a slice so that a waiter re-checks liveness: a dead
+ * peer cannot wake anyone.
+ */
+#include <limits.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <urcu/futex.h>
+
+#include "internal.h"
+
+int64_t shmqi_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+uint32_t shmqi_now_ms_coarse(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+	return (uint32_t)((uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/* An absolute CLOCK_MONOTONIC deadline, or -1 for none. */
+int64_t shmqi_deadline(int64_t timeout_ns)
+{
+	if (timeout_ns < 0)
+		return -1;
+	return shmqi_now_ns() + timeout_ns;
+}
+
+/*
+ * Sleep while *WORD == VAL, until woken, the deadline, or one slice.
+ * Returns 0 (woken, changed or slice over: re-check) or -ETIMEDOUT, -EINTR.
+ */
+int shmqi_futex_wait(uint32_t *word, uint32_t val, int64_t deadline_ns,
+		     int64_t slice_ns)
+{
+	int64_t left = slice_ns;
+	struct timespec ts;
+
+	if (deadline_ns >= 0) {
+		int64_t now = shmqi_now_ns();
+
+		if (now >= deadline_ns)
+			return -ETIMEDOUT;
+		if (deadline_ns - now < left)
+			left = deadline_ns - now;
+	}
+	ts.tv_sec = left / 1000000000;
+	ts.tv_nsec = left % 1000000000;
+	if (futex_noasync((int32_t *)word, FUTEX_WAIT, (int32_t)val, &ts,
+			  NULL, 0) < 0) {
+		if (errno == EINTR)
+			return -EINTR;
+		/* EAGAIN: the word changed; ETIMEDOUT: slice over. */
+	}
+	return 0;
+}
+
+void shmqi_futex_wake(uint32_t *word)
+{
+	futex_noasync((int32_t *)word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/*
+ * Slow-path check that the file is still the one we mapped and still long
+ * enough (F9, F18). Returns 0 or -ESTALE.
+ */
+int shmqi_check_file(struct shmq *q)
+{
+	struct stat st;
+
+	if (fstat(q->fd, &st) < 0)
+		return shmqi_fail(-ESTALE, "fstat of the queue file: %m");
+	if ((uint64_t)st.st_size < q->g.file_size)
+		return shmqi_fail(-ESTALE, "queue file truncated to %lld bytes",
+				  (long long)st.st_size);
+	if (st.st_nlink == 0)
+		return shmqi_fail(-ESTALE, "queue file was deleted");
+	return 0;
+}
