@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "shmq.h"
 #include "harness.h"
@@ -442,4 +443,71 @@ Test(xproc, a_fifo_producer_gets_epipe_after_its_only_consumer_is_sigkilled,
      .timeout = 30)
 {
 	fifo_epipe(1);
+}
+
+/* utime + stime of PID in clock ticks, from /proc/PID/stat. */
+static uint64_t cpu_ticks(pid_t pid)
+{
+	unsigned long long ut = 0, stt = 0;
+	char path[64], buf[1024], *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	cr_assert_not_null(f, "%s", path);
+	cr_assert_not_null(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	/* Fields after the ")" of comm: state is 3, utime 14, stime 15. */
+	p = strrchr(buf, ')');
+	cr_assert_not_null(p);
+	cr_assert_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+			    "%*u %llu %llu", &ut, &stt), 2);
+	return ut + stt;
+}
+
+static void expect_idle(struct h_peer *p, const char *who)
+{
+	long hz = sysconf(_SC_CLK_TCK);
+	uint64_t t0 = cpu_ticks(p->pid), used;
+
+	h_sleep_ms(1000);
+	used = cpu_ticks(p->pid) - t0;
+	cr_assert_lt(used, (uint64_t)hz / 5, "the %s used %" PRIu64 " of %ld "
+		     "ticks in one second: it spins instead of sleeping", who,
+		     used, hz);
+}
+
+Test(xproc, a_waiting_consumer_and_a_blocked_producer_sleep_instead_of_spinning,
+     .timeout = 30)
+{
+	const char *pargs[] = { "--pause-after", "0", NULL };
+	const char *held[] = { "--count", "0", "--hold", NULL };
+	struct h_peer c, p, h, p2;
+	char line[LINE];
+
+	/* A consumer waiting on an empty ring with a live producer. */
+	mkq(16 << 10, 256);
+	start_producer(&p, 10, 1111, 256, pargs);
+	expect_line(&p, "paused", line, 10000);
+	start_consumer(&c, NULL, 1111, 256);
+	h_sleep_ms(100);
+	expect_idle(&c, "consumer waiting for data");
+	h_kill(&c, SIGKILL);
+	h_kill(&p, SIGKILL);
+	expect_exit(&c, 128 + SIGKILL, 5000);
+	expect_exit(&p, 128 + SIGKILL, 5000);
+
+	/* A producer waiting for room behind a consumer that holds. */
+	snprintf(qpath, sizeof(qpath), "%s", h_path("q2"));
+	{
+		struct shmq_config cfg = { .capacity = 16 << 10,
+					   .max_message = 256 };
+
+		cr_assert_eq(shmq_create(qpath, &cfg), 0);
+	}
+	start_consumer(&h, held, 1112, 256);
+	start_producer(&p2, 100000, 1112, 256, NULL);
+	expect_line(&h, "holding seq=0", line, 10000);
+	h_sleep_ms(100);
+	expect_idle(&p2, "producer waiting for room");
 }

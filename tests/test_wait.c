@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of the blocking paths, one process: a second thread sleeps in
+ * a call with SHMQ_FOREVER or a bound while the main thread does what must
+ * wake it. A lost wake-up shows up as the criterion timeout. Also FIFO
+ * (EPIPE) semantics and racing creators.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shmq.h"
+#include "harness.h"
+
+struct fx {
+	struct shmq *q;
+	struct shmq_producer *p;
+	struct shmq_consumer *c;
+};
+
+static void fx_open(struct fx *f, uint32_t pflags)
+{
+	struct shmq_config cfg = { .capacity = 4096, .max_message = 1024 };
+	struct shmq_producer_opts po = { .flags = pflags };
+	int err;
+
+	memset(f, 0, sizeof(*f));
+	cr_assert_eq(shmq_create(h_path("q"), &cfg), 0);
+	cr_assert_eq(shmq_open(h_path("q"), 0, NULL, &f->q), 0);
+	err = shmq_consumer_open(f->q, NULL, &f->c);
+	cr_assert_eq(err, 0, "consumer_open: %s", shmq_strerror(err));
+	err = shmq_producer_open(f->q, &po, &f->p);
+	cr_assert_eq(err, 0, "producer_open: %s", shmq_strerror(err));
+}
+
+static void fx_close(struct fx *f)
+{
+	shmq_consumer_close(f->c);
+	shmq_producer_close(f->p);
+	shmq_close(f->q);
+}
+
+/* The other thread: one blocking call, its result and when it returned. */
+struct call {
+	struct fx *f;
+	int64_t timeout;
+	int ret;
+	uint64_t seq;
+	uint64_t done_ns;
+};
+
+static void *peek_thread(void *arg)
+{
+	struct call *k = arg;
+	struct shmq_msg m = { 0 };
+
+	k->ret = shmq_peek(k->f->c, &m, k->timeout);
+	k->seq = m.seq;
+	k->done_ns = h_now_ns();
+	return NULL;
+}
+
+static void *send_thread(void *arg)
+{
+	struct call *k = arg;
+	uint8_t b[1000] = { 0 };
+
+	k->ret = shmq_send(k->f->p, b, sizeof(b), k->timeout);
+	k->done_ns = h_now_ns();
+	return NULL;
+}
+
+TestSuite(wait, .init = h_setup, .fini = h_teardown, .timeout = 15);
+
+Test(wait, a_consumer_sleeping_forever_wakes_for_a_message_sent_later,
+     .timeout = 10)
+{
+	struct fx f;
+	struct call k = { .f = &f, .timeout = SHMQ_FOREVER };
+	uint8_t b[8] = "payload";
+	pthread_t t;
+	uint64_t sent;
+
+	fx_open(&f, 0);
+	cr_assert_eq(pthread_create(&t, NULL, peek_thread, &k), 0);
+	/* Long enough for it to pass the spin and sleep on the futex. */
+	h_sleep_ms(200);
+	sent = h_now_ns();
+	cr_assert_eq(shmq_send(f.p, b, sizeof(b), SHMQ_NOWAIT), 0);
+	pthread_join(t, NULL);
+	cr_assert_eq(k.ret, 0, "peek: %d (%s)", k.ret, shmq_strerror(k.ret));
+	cr_assert_eq(k.seq, 0);
+	cr_assert_lt(k.done_ns - sent, 1000000000ull,
+		     "woke %llu ms after the send",
+		     (unsigned long long)((k.done_ns - sent) / 1000000));
+	cr_assert_eq(shmq_release(f.c), 0);
+	fx_close(&f);
+}
+
+Test(wait, a_consumer_sleeping_forever_wakes_with_eof_when_the_producer_closes,
+     .timeout = 10)
+{
+	struct fx f;
+	struct call k = { .f = &f, .timeout = SHMQ_FOREVER };
+	pthread_t t;
+
+	fx_open(&f, 0);
+	cr_assert_eq(pthread_create(&t, NULL, peek_thread, &k), 0);
+	h_sleep_ms(200);
+	cr_assert_eq(shmq_producer_close(f.p), 0);
+	f.p = NULL;
+	pthread_join(t, NULL);
+	cr_assert_eq(k.ret, SHMQ_EOF, "peek: %d (%s)", k.ret,
+		     shmq_strerror(k.ret));
+	fx_close(&f);
+}
+
+Test(wait, a_producer_sleeping_on_a_full_ring_wakes_when_the_consumer_releases,
+     .timeout = 10)
+{
+	struct fx f;
+	struct call k = { .f = &f, .timeout = SHMQ_FOREVER };
+	uint8_t b[1000] = { 0 };
+	uint64_t freed;
+	pthread_t t;
+
+	fx_open(&f, 0);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(shmq_send(f.p, b, sizeof(b), SHMQ_NOWAIT), 0);
+	cr_assert_eq(shmq_send(f.p, b, sizeof(b), SHMQ_NOWAIT), -EAGAIN);
+	cr_assert_eq(pthread_create(&t, NULL, send_thread, &k), 0);
+	h_sleep_ms(200);
+	cr_assert_eq(k.done_ns, 0, "send returned %d into a full ring", k.ret);
+	freed = h_now_ns();
+	cr_assert_eq(shmq_recv(f.c, b, sizeof(b), NULL, SHMQ_NOWAIT), 1000);
+	pthread_join(t, NULL);
+	cr_assert_eq(k.ret, 0, "send: %d (%s)", k.ret, shmq_strerror(k.ret));
+	cr_assert_lt(k.done_ns - freed, 1000000000ull,
+		     "woke %llu ms after the release",
+		     (unsigned long long)((k.done_ns - freed) / 1000000));
+	fx_close(&f);
+}
+
+Test(wait, a_waiting_consumer_reports_estale_when_the_file_is_deleted,
+     .timeout = 10)
+{
+	struct fx f;
+	struct shmq_msg m;
+	int err;
+
+	fx_open(&f, 0);
+	cr_assert_eq(unlink(h_path("q")), 0);
+	err = shmq_peek(f.c, &m, 500000000);
+	cr_assert_eq(err, SHMQ_ESTALE, "peek after unlink: %d (%s)", err,
+		     shmq_strerror(err));
+	fx_close(&f);
+}
+
+Test(wait, a_fifo_producer_gets_epipe_once_its_only_consumer_closed,
+     .timeout = 10)
+{
+	struct fx f;
+	uint8_t b[10] = { 0 };
+	int err;
+
+	fx_open(&f, SHMQ_PRODUCER_FIFO);
+	cr_assert_eq(shmq_send(f.p, b, sizeof(b), SHMQ_NOWAIT), 0);
+	shmq_consumer_close(f.c);
+	f.c = NULL;
+	/* Like write(2) to a pipe without readers: at once, not when full. */
+	err = shmq_send(f.p, b, sizeof(b), SHMQ_NOWAIT);
+	cr_assert_eq(err, -EPIPE, "send: %d (%s)", err, shmq_strerror(err));
+	err = shmq_send(f.p, b, sizeof(b), SHMQ_FOREVER);
+	cr_assert_eq(err, -EPIPE, "blocking send: %d (%s)", err,
+		     shmq_strerror(err));
+	fx_close(&f);
+}
+
+Test(wait, a_fifo_producer_without_any_consumer_yet_keeps_the_data,
+     .timeout = 10)
+{
+	struct shmq_config cfg = { .capacity = 4096, .max_message = 1024 };
+	struct shmq_producer_opts po = { .flags = SHMQ_PRODUCER_FIFO };
+	struct shmq_producer *p;
+	struct shmq_consumer *c;
+	struct shmq_msg m;
+	struct shmq *q;
+	uint8_t b[10] = { 0 };
+
+	cr_assert_eq(shmq_create(h_path("q"), &cfg), 0);
+	cr_assert_eq(shmq_open(h_path("q"), 0, NULL, &q), 0);
+	cr_assert_eq(shmq_producer_open(q, &po, &p), 0);
+	cr_assert_eq(shmq_send(p, b, sizeof(b), SHMQ_NOWAIT), 0,
+		     "a FIFO producer with no consumer yet must not get EPIPE");
+	cr_assert_eq(shmq_consumer_open(q, NULL, &c), 0);
+	cr_assert_eq(shmq_recv(c, b, sizeof(b), &m, SHMQ_NOWAIT), 10);
+	cr_assert_eq(m.seq, 0);
+	shmq_consumer_close(c);
+	shmq_producer_close(p);
+	shmq_close(q);
+}
+
+struct racer {
+	const char *path;
+	int ret;
+	uint64_t created_ns;
+};
+
+static pthread_barrier_t start_line;
+
+static void *open_create(void *arg)
+{
+	struct racer *r = arg;
+	struct shmq_stat *st;
+	struct shmq *q;
+
+	pthread_barrier_wait(&start_line);
+	r->ret = shmq_open(r->path, SHMQ_OPEN_CREATE, NULL, &q);
+	if (r->ret == 0) {
+		if (shmq_stat_get(q, &st) == 0) {
+			r->created_ns = st->created_ns;
+			shmq_stat_free(st);
+		}
+		shmq_close(q);
+	}
+	return NULL;
+}
+
+Test(wait, racing_open_create_calls_end_up_on_the_same_queue, .timeout = 30)
+{
+	enum { N = 4, ROUNDS = 20 };
+
+	for (int round = 0; round < ROUNDS; round++) {
+		struct racer r[N];
+		pthread_t t[N];
+		char name[16];
+
+		snprintf(name, sizeof(name), "q%d", round);
+		cr_assert_eq(pthread_barrier_init(&start_line, NULL, N), 0);
+		for (int i = 0; i < N; i++) {
+			r[i] = (struct racer){ .path = h_path(name) };
+			cr_assert_eq(pthread_create(&t[i], NULL, open_create,
+						    &r[i]), 0);
+		}
+		for (int i = 0; i < N; i++)
+			pthread_join(t[i], NULL);
+		pthread_barrier_destroy(&start_line);
+		for (int i = 0; i < N; i++) {
+			cr_assert_eq(r[i].ret, 0, "round %d racer %d: %d (%s)",
+				     round, i, r[i].ret,
+				     shmq_strerror(r[i].ret));
+			cr_assert_eq(r[i].created_ns, r[0].created_ns,
+				     "round %d: racers on different queues",
+				     round);
+		}
+	}
+}
