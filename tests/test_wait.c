@@ -258,3 +258,85 @@ Test(wait, racing_open_create_calls_end_up_on_the_same_queue, .timeout = 30)
 		}
 	}
 }
+
+/* Drain N messages with unbounded waits, checking their order. */
+struct drain {
+	struct fx *f;
+	int n;
+	int got;
+	int ret;
+};
+
+static void *drain_thread(void *arg)
+{
+	struct drain *d = arg;
+	uint8_t b[1024];
+	struct shmq_msg m;
+
+	for (d->got = 0; d->got < d->n; d->got++) {
+		ssize_t r = shmq_recv(d->f->c, b, sizeof(b), &m, SHMQ_FOREVER);
+
+		if (r < 0) {
+			d->ret = (int)r;
+			return NULL;
+		}
+		if (m.seq != (uint64_t)d->got) {
+			d->ret = -EBADMSG;
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+Test(wait, a_producer_that_must_wait_for_room_publishes_its_deferred_records,
+     .timeout = 10)
+{
+	struct fx f;
+	struct drain d = { .f = &f, .n = 6 };
+	pthread_t t;
+	void *b;
+
+	fx_open(&f, 0);
+	cr_assert_eq(pthread_create(&t, NULL, drain_thread, &d), 0);
+	/*
+	 * Six deferred 1000-byte records in a 4 KiB ring: the fifth cannot
+	 * fit until the reader has the first ones, which it can only have
+	 * once they are published. Waiting without publishing deadlocks.
+	 */
+	for (int i = 0; i < 6; i++) {
+		int err = shmq_reserve(f.p, 1000, &b, SHMQ_FOREVER);
+
+		cr_assert_eq(err, 0, "reserve %d: %s", i, shmq_strerror(err));
+		memset(b, i, 1000);
+		cr_assert_eq(shmq_commit(f.p, SHMQ_COMMIT_DEFER), 0);
+	}
+	cr_assert_eq(shmq_publish(f.p), 0);
+	pthread_join(t, NULL);
+	cr_assert_eq(d.ret, 0, "reader: %d (%s) after %d", d.ret,
+		     shmq_strerror(d.ret), d.got);
+	cr_assert_eq(d.got, 6);
+	fx_close(&f);
+}
+
+Test(wait, a_blocking_batch_larger_than_the_ring_is_sent_whole, .timeout = 10)
+{
+	struct fx f;
+	struct drain d = { .f = &f, .n = 12 };
+	static uint8_t bufs[12][1000];
+	struct iovec iov[12];
+	pthread_t t;
+	ssize_t r;
+
+	fx_open(&f, 0);
+	for (int i = 0; i < 12; i++) {
+		iov[i].iov_base = bufs[i];
+		iov[i].iov_len = sizeof(bufs[i]);
+	}
+	cr_assert_eq(pthread_create(&t, NULL, drain_thread, &d), 0);
+	r = shmq_send_batch(f.p, iov, 12, SHMQ_FOREVER);
+	pthread_join(t, NULL);
+	cr_assert_eq(r, 12, "send_batch: %zd", r);
+	cr_assert_eq(d.ret, 0, "reader: %d (%s) after %d", d.ret,
+		     shmq_strerror(d.ret), d.got);
+	fx_close(&f);
+}
