@@ -86,6 +86,8 @@ TOOLS_SHMQ=$BUILD/tools/shmq
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 [ -n "$CPU" ] || CPU=$(uname -m)
 MACHINE="nproc=$(nproc) cpu=$CPU kernel=$(uname -r)"
+# Other work on a 2-vCPU machine skews the spinning benches most: say so.
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 MQMAX=$(cat /proc/sys/fs/mqueue/msgsize_max 2>/dev/null || echo 8192)
 
 # ---- the configurations ------------------------------------------------
@@ -171,7 +173,7 @@ pipeline_run() {
 }
 
 # ---- run, interleaved --------------------------------------------------
-echo "shmq bench: $MACHINE"
+echo "shmq bench: $MACHINE (load average $LOAD0 at start)"
 echo "  ${#CONFIGS[@]} configurations x $REPS reps, ${TIME}s each; results in $OUT"
 for c in "${CONFIGS[@]}"; do
 	[[ $c == pipeline* ]] && { pipeline_setup || note "pipeline setup failed"; break; }
@@ -203,6 +205,7 @@ for rep in $(seq 1 "$REPS"); do
 	printf '  rep %d/%d done (%ds)\n' "$rep" "$REPS" $(( $(date +%s) - T0 ))
 done
 [ -n "$PIPE_DIR" ] && rm -rf "$PIPE_DIR"
+note "load average at start $LOAD0, at end $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- summary: median and min-max per configuration ---------------------
 # raw.csv: rep,kind,name,size,consumers,a,b,c
@@ -322,7 +325,7 @@ if [ -n "$SHMQ" ] && [ "${BENCH_STRACE:-1}" != 0 ] && command -v strace >/dev/nu
 		line=$(BENCH_TIME=0.2 strace -f -c -o "$OUT/strace-$api.txt" \
 			"$SHMQ" tput $api 64 1 2>/dev/null)
 		msgs=$(awk -F, '{ printf "%.0f", $5 * 0.2 }' <<<"$line")
-		calls=$(awk '$NF == "total" { print $(NF-1) }' "$OUT/strace-$api.txt")
+		calls=$(awk '$NF == "total" { print $4 }' "$OUT/strace-$api.txt")
 		fut=$(awk '$NF == "futex" { print $4 }' "$OUT/strace-$api.txt")
 		awk -v a="$api" -v m="$msgs" -v c="$calls" -v f="${fut:-0}" 'BEGIN {
 			if (m > 0) printf "strace -c, shmq %s 64B, both sides: %d syscalls (%d futex) for ~%d msgs = %.3g per msg\n", a, c, f, m, c / m }' |
