@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Install what is missing, build, and run every test suite: once with the
+# normal build, once more under ASan+UBSan. Ends with "N passed, N failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+shmq_install_deps
+
+passed=0
+failed=0
+
+# run_suites BUILD_DIR [meson setup options...]
+run_suites() {
+	local dir=$1 log ok fail
+	shift
+	rm -rf "$dir"
+	meson setup "$dir" "$@" >/dev/null
+	ninja -C "$dir" >/dev/null
+	log=$(mktemp)
+	set +e
+	meson test -C "$dir" --print-errorlogs --num-processes 2 2>&1 | tee "$log"
+	set -e
+	ok=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$log")
+	fail=$(awk '/^(Fail|Timeout|Unexpected Pass):/ { n += $2 } END { print n + 0 }' "$log")
+	passed=$((passed + ${ok:-0}))
+	failed=$((failed + fail))
+	[ -n "$ok" ] || failed=$((failed + 1))
+	rm -f "$log"
+}
+
+echo "== build and test (debugoptimized)"
+run_suites build-test
+echo "== build and test under ASan+UBSan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	run_suites build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+		-Dbuildtype=debug
+
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
