@@ -299,7 +299,8 @@ void shmq_stat_free(struct shmq_stat *st);
 /*
  * shmq_sync - make every message committed so far durable:
  * msync(MS_SYNC) of the data written since the last sync, then of the
- * header with the new durable watermark. Any process may call it.
+ * header with the new durable watermark. Any process may call it; on a
+ * handle opened SHMQ_OPEN_RDONLY it syncs but cannot raise the watermark.
  * Returns 0 or -errno from msync (-EIO: the data may be lost).
  */
 int shmq_sync(struct shmq *q);

@@ -75,6 +75,8 @@ struct shmq_producer {
 	uint32_t slot_gen;	/* hdr.slot_gen at the last FIFO check */
 	uint32_t fifo_tick;
 	bool seen_consumer;	/* FIFO: some consumer attached in our time */
+	bool epipe;		/* FIFO: they have all gone; it sticks */
+	int64_t fifo_check_ns;
 };
 
 struct shmq_consumer {

@@ -219,9 +219,34 @@ static int fifo_check(struct shmq_producer *p)
 	}
 	if (live)
 		p->seen_consumer = true;
-	if (p->seen_consumer && !live)
+	if (p->seen_consumer && !live) {
+		p->epipe = true;
 		return shmqi_fail(-EPIPE, "every consumer has gone");
+	}
 	return 0;
+}
+
+/*
+ * FIFO mode, once per send: a clean detach bumps slot_gen, which costs one
+ * load to notice; a consumer killed by a signal bumps nothing, so every
+ * 256 sends we look at the clock and probe the locks every 20 ms. -EPIPE
+ * sticks, as it does for a writer to a pipe without readers.
+ */
+static int fifo_poll(struct shmq_producer *p)
+{
+	int64_t now;
+
+	if (unlikely(p->epipe))
+		return shmqi_fail(-EPIPE, "every consumer has gone");
+	if (load_relaxed(&p->q->hdr->slot_gen) == p->slot_gen &&
+	    (++p->fifo_tick & 255))
+		return 0;
+	now = shmqi_now_ns();
+	if (load_relaxed(&p->q->hdr->slot_gen) == p->slot_gen &&
+	    now - p->fifo_check_ns < 20000000)
+		return 0;
+	p->fifo_check_ns = now;
+	return fifo_check(p);
 }
 
 /* One sleep on space_futex, with F3 against the consumers' release. */
@@ -341,12 +366,9 @@ int shmq_reserve(struct shmq_producer *p, size_t len, void **buf,
 		return shmqi_fail(-EMSGSIZE, "message of %zu bytes, the queue's maximum is %u",
 				  len, q->g.max_message);
 	if (p->flags & SHMQ_PRODUCER_FIFO) {
-		if (load_relaxed(&q->hdr->slot_gen) != p->slot_gen ||
-		    !(++p->fifo_tick & 4095)) {
-			ret = fifo_check(p);
-			if (ret < 0)
-				return ret;
-		}
+		ret = fifo_poll(p);
+		if (ret < 0)
+			return ret;
 	}
 	ret = make_room(p, shmqi_rec_size(len), timeout_ns);
 	if (ret < 0)
