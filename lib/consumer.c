@@ -406,7 +406,7 @@ out:
 static int producer_gone(struct shmq_consumer *c)
 {
 	struct shmq_hdr *h = c->q->hdr;
-	uint32_t st = load_acquire(&h->prod_state);
+	uint32_t st = load_acquire(&h->prod_state);	/* S1 */
 
 	if (st == SHMQ_PSTATE_CLOSED)
 		return SHMQ_EOF;

@@ -440,7 +440,7 @@ int shmq_producer_close(struct shmq_producer *p)
 	h = p->q->hdr;
 	p->reserved = NULL;	/* an uncommitted reservation is dropped */
 	shmq_publish(p);
-	/* Consumers that read CLOSED (acquire) see the final write_pos. */
+	/* S1: consumers that read CLOSED (acquire) see the final write_pos. */
 	store_release(&h->prod_state, SHMQ_PSTATE_CLOSED);
 	fence_full();
 	rmw_add(&h->data_futex, 1);
