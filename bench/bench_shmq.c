@@ -359,14 +359,14 @@ static void lat_sleep(void)
 		struct shmq_producer *p;
 		struct timespec ts = { 0, gap_us * 1000 };
 		char buf[LAT_SIZE] = { 0 };
-		uint64_t end;
+		uint64_t end, n;
 
 		maybe_pin(0);
 		check(shmq_producer_open(q, NULL, &p), "producer_open");
 		ctl_wait_ready(ctl, 1);
-		/* Twice the run: each sample costs a gap. */
+		/* Twice the run, and at least 400 samples: each costs a gap. */
 		end = now_ns() + 2 * dur_ns;
-		while (now_ns() < end) {
+		for (n = 0; n < 400 || now_ns() < end; n++) {
 			uint64_t t;
 
 			nanosleep(&ts, NULL);

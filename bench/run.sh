@@ -69,6 +69,8 @@ build() {
 	else
 		note "bench_shmq did not build (library missing?): shmq rows skipped; see $OUT/build.log"
 	fi
+	# The pipeline bench needs the command-line tool; absent is fine.
+	ninja -C "$BUILD" tools/shmq >>"$OUT/build.log" 2>&1 || true
 	return 0
 }
 BASE=
@@ -86,6 +88,7 @@ TOOLS_SHMQ=$BUILD/tools/shmq
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 [ -n "$CPU" ] || CPU=$(uname -m)
 MACHINE="nproc=$(nproc) cpu=$CPU kernel=$(uname -r)"
+TREE=$(git -C "$SRC" describe --always --dirty 2>/dev/null || echo unknown)
 # Other work on a 2-vCPU machine skews the spinning benches most: say so.
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 MQMAX=$(cat /proc/sys/fs/mqueue/msgsize_max 2>/dev/null || echo 8192)
@@ -173,7 +176,8 @@ pipeline_run() {
 }
 
 # ---- run, interleaved --------------------------------------------------
-echo "shmq bench: $MACHINE (load average $LOAD0 at start)"
+echo "shmq bench: $MACHINE (load average $LOAD0 at start), tree $TREE"
+note "tree $TREE; $MACHINE"
 echo "  ${#CONFIGS[@]} configurations x $REPS reps, ${TIME}s each; results in $OUT"
 for c in "${CONFIGS[@]}"; do
 	[[ $c == pipeline* ]] && { pipeline_setup || note "pipeline setup failed"; break; }
@@ -346,9 +350,15 @@ elif command -v gnuplot >/dev/null; then
 	done
 	SERIES=${SERIES# }
 	cat > "$OUT/plot.gp" <<EOF
-set terminal svg size 1100,480 dynamic font "sans,11"
+set terminal svg size 1100,520 dynamic font "sans,11"
 set output "$OUT/throughput.svg"
 set multiplot layout 1,2 title "shmq bench: 1 producer, 1 consumer, median and min-max of $REPS interleaved runs\\n$MACHINE" noenhanced
+# Ten distinguishable colours; shmq drawn thick with points.
+array C[10] = ["#9400d3", "#009e73", "#56b4e9", "#e69f00", "#f0e442", "#0072b2", "#e51e10", "#000000", "#ff00ff", "#808080"]
+S = "$SERIES"
+isq(n) = (strstrt(n, "shmq") == 1)
+lws(n) = isq(n) ? 2.5 : 1
+pts(n) = isq(n) ? 7 : 0
 set logscale xy
 set xlabel "message size (bytes)"
 set key left bottom font "sans,9"
@@ -357,12 +367,15 @@ set xtics ("16" 16, "64" 64, "1K" 1024, "64K" 65536, "1M" 1048576)
 set xrange [10:1.7e6]
 set format y "%.0s%c"
 set ylabel "messages/s"
-plot for [n in "$SERIES"] \
-	"$OUT/plot-".n.".dat" using 1:2:3:4 with yerrorlines title n noenhanced
+plot for [i=1:words(S)] "$OUT/plot-".word(S,i).".dat" using 1:2:3:4 \\
+	with yerrorlines lc rgb C[i] \\
+	lw lws(word(S,i)) pt pts(word(S,i)) title word(S,i) noenhanced
 set ylabel "GB/s"
+set format y "%g"
 set key left top
-plot for [n in "$SERIES"] \
-	"$OUT/plot-".n.".dat" using 1:5:6:7 with yerrorlines title n noenhanced
+plot for [i=1:words(S)] "$OUT/plot-".word(S,i).".dat" using 1:5:6:7 \\
+	with yerrorlines lc rgb C[i] \\
+	lw lws(word(S,i)) pt pts(word(S,i)) title word(S,i) noenhanced
 unset multiplot
 EOF
 	if gnuplot "$OUT/plot.gp" 2>"$OUT/gnuplot.log"; then
