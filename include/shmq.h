@@ -59,6 +59,7 @@ struct shmq_config {
 	uint32_t slots;		/* consumer slots, 1..4096 */
 	uint32_t mode;		/* file mode bits, applied whatever the umask */
 	uint32_t when_full;	/* enum shmq_when_full */
+	uint32_t evict_after_ms; /* 0: never evict (default); see below */
 	uint64_t initial_pos;	/* first write position (tests: near 2^64) */
 };
 
@@ -71,6 +72,7 @@ struct shmq_config {
 /* Flags for shmq_open(). */
 #define SHMQ_OPEN_CREATE	0x1	/* create with cfg if it does not exist */
 #define SHMQ_OPEN_RDONLY	0x2	/* map read-only: stat and sync only */
+#define SHMQ_OPEN_ANY_OWNER	0x4	/* accept a file another user owns */
 
 /*
  * shmq_create - create the queue file PATH (fails if it exists).
@@ -85,10 +87,13 @@ int shmq_create(const char *path, const struct shmq_config *cfg);
  * Validates magic, version, layout and geometry against the file length,
  * waiting up to two seconds for a creator that has not published "ready".
  * With SHMQ_OPEN_CREATE a missing file is created with CFG (NULL: defaults)
- * and two racing creators end up on the same queue.
+ * and two racing creators end up on the same queue. The file must be a
+ * regular file with one link, not world-writable, and owned by the caller's
+ * effective uid unless SHMQ_OPEN_ANY_OWNER is given (docs/security.md).
  * Returns 0 or -errno: -ENOENT, -EBADMSG (not a queue, corrupt or never
- * finished), -EPROTO (other version, layout or endianness), -EINVAL,
- * -ELOOP (symlink), -ENOSPC, -EACCES.
+ * finished), -EPROTO (other version, layout or endianness), -EINVAL (not a
+ * regular file, bad flags), -ELOOP (symlink), -EMLINK (hard-linked),
+ * -EACCES (permissions, other owner, world-writable), -ENOSPC.
  */
 int shmq_open(const char *path, int flags, const struct shmq_config *cfg,
 	      struct shmq **out);
@@ -165,9 +170,20 @@ int shmq_publish(struct shmq_producer *p);
  */
 int shmq_producer_close(struct shmq_producer *p);
 
-/* Kinds of consumer (groups and observers come with their own issue). */
+/*
+ * Kinds of consumer. BROADCAST sees every message and holds the producer
+ * back until it has released them (anonymous or named). GROUP members
+ * share the stream of their group (opts.name): each message goes to one
+ * live member; the group, not the member, holds the producer, and keeps
+ * its position when every member has left. OBSERVER never holds the
+ * producer; when lapped it skips to the oldest intact message and
+ * shmq_msg.lost says how many it missed. MEMBER appears only in stat.
+ */
 enum shmq_consumer_kind {
-	SHMQ_CONSUMER_BROADCAST = 0,	/* sees every message; holds */
+	SHMQ_CONSUMER_BROADCAST = 0,
+	SHMQ_CONSUMER_GROUP = 1,
+	SHMQ_CONSUMER_OBSERVER = 2,
+	SHMQ_CONSUMER_MEMBER = 3,	/* stat only: one member of a group */
 };
 
 enum shmq_start {
@@ -178,7 +194,9 @@ enum shmq_start {
 struct shmq_consumer_opts {
 	uint32_t kind;		/* enum shmq_consumer_kind */
 	uint32_t start;		/* enum shmq_start; a named one resumes */
-	const char *name;	/* NULL: anonymous; else 1..SHMQ_NAME_MAX */
+	const char *name;	/* NULL: anonymous; else 1..SHMQ_NAME_MAX;
+				   the group's name for GROUP; NULL for
+				   OBSERVER */
 };
 
 /* Flags in struct shmq_msg. */
@@ -193,13 +211,16 @@ struct shmq_msg {
 	uint64_t lost;		/* messages skipped before this one */
 };
 
+#define SHMQ_EVICTED	(-ECONNRESET)	/* this consumer was evicted */
+
 /*
  * shmq_consumer_open - attach a consumer. An anonymous consumer's slot is
  * freed when it closes or dies; a named one keeps its position in the file
  * and resumes exactly after the last message it released. OPTS may be
  * NULL (anonymous broadcast from the oldest message).
  * Returns 0 or -errno: -EBUSY (a live consumer has that name), -ENOSPC (no
- * free slot), -EINVAL (bad name), -EBADMSG.
+ * free slot), -EINVAL (bad name or kind), -EBADMSG, SHMQ_EVICTED (a named
+ * consumer or group that was evicted: shmq_consumer_remove() it first).
  */
 int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 		       struct shmq_consumer **out);
@@ -209,12 +230,16 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
  * in *MSG. It stays valid, and is not released, until shmq_release().
  * Returns 0 or -errno: -EAGAIN, -ETIMEDOUT, SHMQ_EOF, SHMQ_EDIED, -EINTR,
  * -EBADMSG (a record failed validation; the consumer stays where it is),
- * -ESTALE.
+ * -ESTALE, SHMQ_EVICTED, -EINVAL (observers receive by copy only).
  */
 int shmq_peek(struct shmq_consumer *c, struct shmq_msg *msg,
 	      int64_t timeout_ns);
 
-/* shmq_release - release the message shmq_peek() returned. 0 or -EINVAL. */
+/*
+ * shmq_release - release the message shmq_peek() returned.
+ * Returns 0, -EINVAL (nothing peeked) or SHMQ_EVICTED (the consumer was
+ * evicted while it held the message: its bytes may have been overwritten).
+ */
 int shmq_release(struct shmq_consumer *c);
 
 /*
@@ -239,6 +264,15 @@ void shmq_consumer_close(struct shmq_consumer *c);
  */
 int shmq_consumer_remove(struct shmq *q, const char *name);
 
+/*
+ * shmq_set_evict_after - change the queue's eviction policy: a holding
+ * consumer (broadcast or group) that makes no progress for MS milliseconds
+ * while the producer waits on it is evicted: it stops holding the producer
+ * and gets SHMQ_EVICTED on its next call. 0 means never (the default:
+ * nothing is ever lost). Returns 0 or -EROFS.
+ */
+int shmq_set_evict_after(struct shmq *q, uint32_t ms);
+
 /* Producer states, as struct shmq_stat reports them. */
 enum shmq_producer_state {
 	SHMQ_PRODUCER_NONE = 0,		/* none has attached yet */
@@ -250,9 +284,12 @@ enum shmq_producer_state {
 struct shmq_consumer_stat {
 	uint32_t slot;
 	uint32_t kind;		/* enum shmq_consumer_kind */
-	char name[SHMQ_NAME_MAX + 1];	/* "" when anonymous */
+	char name[SHMQ_NAME_MAX + 1];	/* "" when anonymous; group name */
 	uint32_t pid;		/* for display only: PIDs lie */
-	int alive;		/* holds its kernel lock */
+	int alive;		/* holds its kernel lock (a group: a member does) */
+	int evicted;		/* evicted; stays until removed */
+	uint32_t group_slot;	/* MEMBER: its group's slot */
+	int claimed;		/* MEMBER: holds a claimed message */
 	int holding;		/* is (one of) the slowest holding the producer */
 	uint64_t position;
 	uint64_t next_seq;	/* sequence of the next message it reads */
@@ -266,6 +303,7 @@ struct shmq_stat {
 	uint32_t max_message;
 	uint32_t slots;
 	uint32_t when_full;
+	uint32_t evict_after_ms;
 	uint32_t version;
 	uint64_t created_ns;	/* CLOCK_REALTIME */
 	uint64_t file_size;

@@ -71,6 +71,9 @@ static int resolve_config(const struct shmq_config *in, struct shmq_config *c)
 		c->mode = 0600;
 	if (c->mode & ~07777u)
 		return shmqi_fail(-EINVAL, "bad file mode %o", c->mode);
+	/* Attach refuses world-writable files (F16): never make one. */
+	if (c->mode & S_IWOTH)
+		return shmqi_fail(-EINVAL, "file mode %o is world-writable", c->mode);
 	if (c->when_full > SHMQ_WHEN_FULL_OVERWRITE)
 		return shmqi_fail(-EINVAL, "bad when-full policy %u",
 				  c->when_full);
@@ -104,6 +107,7 @@ static int init_header(int fd, const struct shmq_config *c, uint64_t size)
 	store_relaxed(&h->flags, c->when_full == SHMQ_WHEN_FULL_OVERWRITE ?
 		      SHMQ_FLAG_OVERWRITE : 0u);
 	store_relaxed(&h->initial_pos, c->initial_pos);
+	store_relaxed(&h->evict_ms, c->evict_after_ms);
 	store_relaxed(&h->write_pos, c->initial_pos);
 	store_relaxed(&h->tail_pos, c->initial_pos);
 	store_relaxed(&h->floor_pos, c->initial_pos);
@@ -250,11 +254,34 @@ static int read_header(int fd, struct shmq_geom *g, struct stat *st)
 	return check_header(&h, (uint64_t)st->st_size, g);
 }
 
-static int open_file(const char *path, bool rdonly)
+/*
+ * Who may have written the file we are about to trust (F16). A second
+ * hard link lets someone else keep or swap a name for it; another owner,
+ * or anyone at all for a world-writable file, could have planted or may
+ * rewrite it. Symlinks, FIFOs, devices and directories never get here.
+ */
+static int check_owner(const char *path, const struct stat *st, int flags)
 {
+	if (st->st_nlink > 1)
+		return shmqi_fail(-EMLINK, "%s has %ju hard links; a queue file must have one",
+				  path, (uintmax_t)st->st_nlink);
+	if (st->st_mode & S_IWOTH)
+		return shmqi_fail(-EACCES, "%s is world-writable (mode %o)",
+				  path, (unsigned int)(st->st_mode & 07777));
+	if (st->st_uid != geteuid() && !(flags & SHMQ_OPEN_ANY_OWNER))
+		return shmqi_fail(-EACCES, "%s is owned by uid %u, not by us (uid %u); SHMQ_OPEN_ANY_OWNER allows it",
+				  path, (unsigned int)st->st_uid,
+				  (unsigned int)geteuid());
+	return 0;
+}
+
+static int open_file(const char *path, int flags)
+{
+	bool rdonly = flags & SHMQ_OPEN_RDONLY;
 	int fd = open(path, (rdonly ? O_RDONLY : O_RDWR) | O_NOFOLLOW |
 		      O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	struct stat st;
+	int ret;
 
 	if (fd < 0) {
 		if (errno == ELOOP)
@@ -265,6 +292,11 @@ static int open_file(const char *path, bool rdonly)
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
 		return shmqi_fail(-EINVAL, "%s is not a regular file", path);
+	}
+	ret = check_owner(path, &st, flags);
+	if (ret < 0) {
+		close(fd);
+		return ret;
 	}
 	if (fcntl(fd, F_SETFL, 0) < 0) {
 		close(fd);
@@ -292,6 +324,13 @@ static int attach_fd(struct shmq *q, const char *path)
 	q->hdr = q->map;
 	q->slots = (struct shmq_slot *)((uint8_t *)q->map + SHMQ_HDR_SIZE);
 	q->data = (uint8_t *)q->map + q->g.data_off;
+	/*
+	 * Only the producer writes the ring: until one opens on this handle
+	 * (shmq_producer_open makes it writable), a stray write through a
+	 * peeked message faults here instead of corrupting every reader.
+	 */
+	if (!q->rdonly && mprotect(q->data, q->g.capacity, PROT_READ) < 0)
+		return shmqi_fail(-errno, "mprotect of the ring: %m");
 	return 0;
 }
 
@@ -304,14 +343,14 @@ int shmq_open(const char *path, int flags, const struct shmq_config *cfg,
 
 	shmqi_clear_error();
 	*out = NULL;
-	if (flags & ~(SHMQ_OPEN_CREATE | SHMQ_OPEN_RDONLY))
+	if (flags & ~(SHMQ_OPEN_CREATE | SHMQ_OPEN_RDONLY | SHMQ_OPEN_ANY_OWNER))
 		return shmqi_fail(-EINVAL, "unknown open flags %#x", flags);
 	q = calloc(1, sizeof(*q));
 	if (!q)
 		return -ENOMEM;
 	q->rdonly = rdonly;
 	for (;;) {
-		q->fd = open_file(path, rdonly);
+		q->fd = open_file(path, flags);
 		if (q->fd != -ENOENT || !(flags & SHMQ_OPEN_CREATE))
 			break;
 		ret = shmq_create(path, cfg);

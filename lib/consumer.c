@@ -43,7 +43,7 @@ int shmqi_holders_min(struct shmq *q, uint64_t *min)
 	return n;
 }
 
-static void wake_producer(struct shmq_hdr *h)
+void shmqi_wake_producer(struct shmq_hdr *h)
 {
 	if (load_relaxed(&h->prod_waiting) && rmw_xchg(&h->prod_waiting, 0)) {
 		rmw_add(&h->space_futex, 1);
@@ -52,20 +52,21 @@ static void wake_producer(struct shmq_hdr *h)
 }
 
 /*
- * Free slot I (attach lock held): what it had read counts as released by
- * a consumer that left, so the floor rises to its position.
+ * Free slot I (attach lock held): what a holder had read counts as
+ * released by a consumer that left, so the floor rises to its position.
  */
-static void free_slot_locked(struct shmq *q, uint32_t i)
+void shmqi_free_slot_locked(struct shmq *q, uint32_t i)
 {
 	struct shmq_hdr *h = q->hdr;
+	uint32_t kind = load_relaxed(&q->slots[i].kind);
 	uint64_t pos = load_acquire(&q->slots[i].position);
 	uint64_t floor = load_relaxed(&h->floor_pos);
 
-	if (pos_before(floor, pos))
+	if (shmqi_slot_holds(SHMQ_SLOT_ACTIVE, kind) && pos_before(floor, pos))
 		store_release(&h->floor_pos, pos);
 	store_release(&q->slots[i].state, SHMQ_SLOT_FREE);
 	rmw_add(&h->slot_gen, 1);
-	wake_producer(h);
+	shmqi_wake_producer(h);
 }
 
 /*
@@ -83,11 +84,13 @@ int shmqi_reclaim_dead(struct shmq *q, int fd)
 	for (uint32_t i = 0; i < q->g.nslots; i++) {
 		struct shmq_slot *s = &q->slots[i];
 
-		if (load_acquire(&s->state) != SHMQ_SLOT_ACTIVE ||
-		    load_relaxed(&s->kind) != SHMQ_KIND_ANON)
+		uint32_t kind = load_relaxed(&s->kind);
+
+		if (load_acquire(&s->state) == SHMQ_SLOT_FREE ||
+		    (kind != SHMQ_KIND_ANON && kind != SHMQ_KIND_OBSERVER))
 			continue;
 		if (shmqi_lock_try(fd, SHMQ_LOCK_SLOT0 + i) == 0) {
-			free_slot_locked(q, i);
+			shmqi_free_slot_locked(q, i);
 			shmqi_unlock(fd, SHMQ_LOCK_SLOT0 + i);
 			n++;
 		}
@@ -117,15 +120,14 @@ static bool slot_has_name(struct shmq_slot *s, const char *name)
 	return strcmp(buf, name) == 0;
 }
 
-/* A named slot called NAME (attach lock held), or -ENOENT. */
-static int find_named(struct shmq *q, const char *name)
+/* A slot of KIND called NAME, active or evicted, or -ENOENT. */
+static int find_named(struct shmq *q, const char *name, uint32_t kind)
 {
 	for (uint32_t i = 0; i < q->g.nslots; i++) {
 		struct shmq_slot *s = &q->slots[i];
 
-		if (load_acquire(&s->state) == SHMQ_SLOT_ACTIVE &&
-		    load_relaxed(&s->kind) == SHMQ_KIND_NAMED &&
-		    slot_has_name(s, name))
+		if (load_acquire(&s->state) != SHMQ_SLOT_FREE &&
+		    load_relaxed(&s->kind) == kind && slot_has_name(s, name))
 			return (int)i;
 	}
 	return -ENOENT;
@@ -138,13 +140,16 @@ static int claim_slot(struct shmq *q, int fd)
 		struct shmq_slot *s = &q->slots[i];
 		uint32_t st = load_acquire(&s->state);
 
-		if (st == SHMQ_SLOT_ACTIVE &&
-		    load_relaxed(&s->kind) != SHMQ_KIND_ANON)
-			continue;	/* named ones keep their slot when dead */
+		uint32_t kind = load_relaxed(&s->kind);
+
+		/* Named ones, groups and members keep their slot when dead. */
+		if (st != SHMQ_SLOT_FREE && kind != SHMQ_KIND_ANON &&
+		    kind != SHMQ_KIND_OBSERVER)
+			continue;
 		if (shmqi_lock_try(fd, SHMQ_LOCK_SLOT0 + i) < 0)
 			continue;	/* alive */
-		if (st == SHMQ_SLOT_ACTIVE)
-			free_slot_locked(q, i);
+		if (st != SHMQ_SLOT_FREE)
+			shmqi_free_slot_locked(q, i);
 		return (int)i;
 	}
 	return shmqi_fail(-ENOSPC, "all %u consumer slots are in use",
@@ -210,6 +215,8 @@ static void init_slot(struct shmq_slot *s, uint32_t kind, const char *name)
 		      (uint64_t)ts.tv_nsec);
 	store_relaxed(&s->bytes, 0);
 	store_relaxed(&s->flags, 0);
+	store_relaxed(&s->claim, 0);
+	store_relaxed(&s->group, 0);
 	store_relaxed(&s->generation, load_relaxed(&s->generation) + 1);
 }
 
@@ -226,28 +233,78 @@ static int check_resume(struct shmq *q, uint64_t pos)
 	return 0;
 }
 
+/* Attach lock held: resume the named consumer in slot IDX. */
+static int resume_named(struct shmq_consumer *c, int idx, const char *name)
+{
+	struct shmq *q = c->q;
+	int ret;
+
+	ret = shmqi_lock_try(c->lock_fd, SHMQ_LOCK_SLOT0 + (uint32_t)idx);
+	if (ret == -EAGAIN)
+		return shmqi_fail(-EBUSY, "consumer %s is already attached (pid %u)",
+				  name, load_relaxed(&q->slots[idx].pid));
+	if (ret < 0)
+		return ret;
+	c->idx = (uint32_t)idx;
+	c->slot = &q->slots[idx];
+	if (load_acquire(&c->slot->state) == SHMQ_SLOT_EVICTED)
+		ret = shmqi_fail(SHMQ_EVICTED, "consumer %s was evicted; remove it first",
+				 name);
+	else
+		ret = check_resume(q, c->pos = load_acquire(&c->slot->position));
+	if (ret < 0)
+		shmqi_unlock(c->lock_fd, SHMQ_LOCK_SLOT0 + c->idx);
+	return ret;
+}
+
+/* Attach lock held: find or create the group slot called NAME. */
+static int group_slot(struct shmq_consumer *c, const char *name, uint32_t start)
+{
+	struct shmq *q = c->q;
+	int idx = find_named(q, name, SHMQ_KIND_GROUP);
+	struct shmq_slot *g;
+	uint64_t pos;
+
+	if (idx >= 0) {
+		g = &q->slots[idx];
+		if (load_acquire(&g->state) == SHMQ_SLOT_EVICTED)
+			return shmqi_fail(SHMQ_EVICTED, "group %s was evicted; remove it first",
+					  name);
+		return check_resume(q, load_acquire(&g->position)) < 0 ?
+		       -EBADMSG : idx;
+	}
+	idx = claim_slot(q, c->lock_fd);
+	if (idx < 0)
+		return idx;
+	g = &q->slots[idx];
+	init_slot(g, SHMQ_KIND_GROUP, name);
+	pos = start_position(q, start);
+	store_relaxed(&g->claim, pos);
+	pos = publish_start(q, g, pos);
+	/* Members attach under the attach lock we hold: none can claim yet. */
+	store_release(&g->claim, pos);
+	rmw_add(&q->hdr->attach_count, 1);
+	/* A group slot is not owned by a process: it outlives its members. */
+	shmqi_unlock(c->lock_fd, SHMQ_LOCK_SLOT0 + (uint32_t)idx);
+	return idx;
+}
+
 /* Attach lock held: find or claim the slot and set the position. */
 static int attach_locked(struct shmq_consumer *c,
 			 const struct shmq_consumer_opts *o)
 {
 	struct shmq *q = c->q;
-	int idx = o->name ? find_named(q, o->name) : -ENOENT;
-	int ret;
+	int idx, gidx = -1;
 
-	if (idx >= 0) {
-		ret = shmqi_lock_try(c->lock_fd, SHMQ_LOCK_SLOT0 + (uint32_t)idx);
-		if (ret == -EAGAIN)
-			return shmqi_fail(-EBUSY, "consumer %s is already attached (pid %u)",
-					  o->name, load_relaxed(&q->slots[idx].pid));
-		if (ret < 0)
-			return ret;
-		c->idx = (uint32_t)idx;
-		c->slot = &q->slots[idx];
-		c->pos = load_acquire(&c->slot->position);
-		ret = check_resume(q, c->pos);
-		if (ret < 0)
-			shmqi_unlock(c->lock_fd, SHMQ_LOCK_SLOT0 + c->idx);
-		return ret;
+	if (c->kind == SHMQ_KIND_NAMED) {
+		idx = find_named(q, o->name, SHMQ_KIND_NAMED);
+		if (idx >= 0)
+			return resume_named(c, idx, o->name);
+	}
+	if (c->kind == SHMQ_KIND_MEMBER) {
+		gidx = group_slot(c, o->name, o->start);
+		if (gidx < 0)
+			return gidx;
 	}
 	idx = claim_slot(q, c->lock_fd);
 	if (idx < 0)
@@ -255,6 +312,24 @@ static int attach_locked(struct shmq_consumer *c,
 	c->idx = (uint32_t)idx;
 	c->slot = &q->slots[idx];
 	init_slot(c->slot, c->kind, o->name);
+	if (c->kind == SHMQ_KIND_MEMBER) {
+		c->gidx = (uint32_t)gidx;
+		c->group = &q->slots[gidx];
+		store_relaxed(&c->slot->group, (uint32_t)gidx);
+		c->pos = load_acquire(&c->group->claim);
+		store_relaxed(&c->slot->position, c->pos);
+		store_release(&c->slot->state, SHMQ_SLOT_ACTIVE);
+		return 0;
+	}
+	if (c->kind == SHMQ_KIND_OBSERVER) {
+		/* Not a holder: no handshake; a lap is detected when reading. */
+		c->pos = o->start == SHMQ_START_LATEST ?
+			 load_acquire(&q->hdr->write_pos) :
+			 load_acquire(&q->hdr->tail_pos);
+		store_relaxed(&c->slot->position, c->pos);
+		store_release(&c->slot->state, SHMQ_SLOT_ACTIVE);
+		return 0;
+	}
 	c->pos = publish_start(q, c->slot, start_position(q, o->start));
 	rmw_add(&q->hdr->attach_count, 1);
 	return 0;
@@ -288,8 +363,12 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 
 	shmqi_clear_error();
 	*out = NULL;
-	if (o.kind != SHMQ_CONSUMER_BROADCAST || o.start > SHMQ_START_LATEST)
+	if (o.kind > SHMQ_CONSUMER_OBSERVER || o.start > SHMQ_START_LATEST)
 		return shmqi_fail(-EINVAL, "unsupported consumer kind or start");
+	if (o.kind == SHMQ_CONSUMER_GROUP && !o.name)
+		return shmqi_fail(-EINVAL, "a group member needs the group's name");
+	if (o.kind == SHMQ_CONSUMER_OBSERVER && o.name)
+		return shmqi_fail(-EINVAL, "observers are anonymous");
 	if (o.name && !name_valid(o.name))
 		return shmqi_fail(-EINVAL, "consumer name must be 1 to %d printable characters without spaces",
 				  SHMQ_NAME_MAX);
@@ -299,7 +378,10 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 	if (!c)
 		return -ENOMEM;
 	c->q = q;
-	c->kind = o.name ? SHMQ_KIND_NAMED : SHMQ_KIND_ANON;
+	c->kind = o.kind == SHMQ_CONSUMER_GROUP ? SHMQ_KIND_MEMBER :
+		  o.kind == SHMQ_CONSUMER_OBSERVER ? SHMQ_KIND_OBSERVER :
+		  o.name ? SHMQ_KIND_NAMED : SHMQ_KIND_ANON;
+	c->adopt_idx = -1;
 	c->lock_fd = shmqi_reopen(q, O_RDWR);
 	if (c->lock_fd < 0) {
 		ret = c->lock_fd;
@@ -321,7 +403,8 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 		goto fail_close;
 	c->wpos_cache = c->pos;
 	c->bytes = load_relaxed(&c->slot->bytes);
-	learn_seq(c);
+	if (c->kind != SHMQ_KIND_MEMBER)
+		learn_seq(c);
 	q->nhandles++;
 	*out = c;
 	return 0;
@@ -342,10 +425,18 @@ static void publish_pos(struct shmq_consumer *c)
 {
 	struct shmq_slot *s = c->slot;
 
+	if (c->kind == SHMQ_KIND_OBSERVER) {
+		/* Not a holder: the position is for stat only. */
+		store_relaxed(&s->next_seq, c->seq);
+		store_relaxed(&s->bytes, c->bytes);
+		store_relaxed(&s->position, c->pos);
+		return;
+	}
+
 	store_relaxed(&s->next_seq, c->seq);
 	store_relaxed(&s->bytes, c->bytes);
 	store_fenced(&s->position, c->pos);	/* R1, F3 */
-	wake_producer(c->q->hdr);
+	shmqi_wake_producer(c->q->hdr);
 }
 
 void shmq_consumer_close(struct shmq_consumer *c)
@@ -355,25 +446,61 @@ void shmq_consumer_close(struct shmq_consumer *c)
 	if (!c)
 		return;
 	q = c->q;
-	/* A peeked message is not released: a named consumer gets it again. */
-	if (load_relaxed(&c->slot->position) != c->pos)
+	/*
+	 * A peeked message is not released: a named consumer gets it again;
+	 * a member leaves its claim in its slot, as if it had died, and
+	 * another member adopts it (flagged as redelivered).
+	 */
+	if (c->kind != SHMQ_KIND_MEMBER && load_relaxed(&c->slot->position) != c->pos)
 		publish_pos(c);
 	if (shmqi_lock_wait(c->lock_fd, SHMQ_LOCK_ATTACH, ATTACH_LOCK_NS) == 0) {
-		if (c->kind == SHMQ_KIND_ANON)
-			free_slot_locked(q, c->idx);
+		bool keep = c->kind == SHMQ_KIND_NAMED ||
+			    (c->kind == SHMQ_KIND_MEMBER && c->peeked);
+
+		if (!keep)
+			shmqi_free_slot_locked(q, c->idx);
 		else
 			rmw_add(&q->hdr->slot_gen, 1);
 		shmqi_unlock(c->lock_fd, SHMQ_LOCK_ATTACH);
 	}
+	if (c->kind == SHMQ_KIND_MEMBER && !c->peeked)
+		shmqi_group_advance(q, c->gidx);
 	/* Without the table lock the slot stays; a dead-slot reclaim frees it. */
 	close(c->lock_fd);
 	q->nhandles--;
 	free(c);
 }
 
+/* Attach lock held on FD: drop group GIDX and its dead members. */
+static int remove_group(struct shmq *q, int fd, uint32_t gidx, const char *name)
+{
+	for (uint32_t i = 0; i < q->g.nslots; i++) {
+		struct shmq_slot *s = &q->slots[i];
+
+		if (load_acquire(&s->state) == SHMQ_SLOT_FREE ||
+		    load_relaxed(&s->kind) != SHMQ_KIND_MEMBER ||
+		    load_relaxed(&s->group) != gidx)
+			continue;
+		if (shmqi_lock_try(fd, SHMQ_LOCK_SLOT0 + i) < 0)
+			return shmqi_fail(-EBUSY, "group %s has a live member (pid %u)",
+					  name, load_relaxed(&s->pid));
+	}
+	/* Every member is dead and locked by us: free them, then the group. */
+	for (uint32_t i = 0; i < q->g.nslots; i++) {
+		struct shmq_slot *s = &q->slots[i];
+
+		if (load_acquire(&s->state) != SHMQ_SLOT_FREE &&
+		    load_relaxed(&s->kind) == SHMQ_KIND_MEMBER &&
+		    load_relaxed(&s->group) == gidx)
+			shmqi_free_slot_locked(q, i);
+	}
+	shmqi_free_slot_locked(q, gidx);
+	return 0;
+}
+
 int shmq_consumer_remove(struct shmq *q, const char *name)
 {
-	int fd, idx, ret;
+	int fd, idx, ret = 0;
 
 	shmqi_clear_error();
 	if (!name || !name_valid(name))
@@ -386,15 +513,17 @@ int shmq_consumer_remove(struct shmq *q, const char *name)
 	ret = shmqi_lock_wait(fd, SHMQ_LOCK_ATTACH, ATTACH_LOCK_NS);
 	if (ret < 0)
 		goto out;
-	idx = find_named(q, name);
-	if (idx < 0) {
-		ret = shmqi_fail(-ENOENT, "no consumer named %s", name);
-	} else if (shmqi_lock_try(fd, SHMQ_LOCK_SLOT0 + (uint32_t)idx) < 0) {
-		ret = shmqi_fail(-EBUSY, "consumer %s is attached (pid %u)",
-				 name, load_relaxed(&q->slots[idx].pid));
+	idx = find_named(q, name, SHMQ_KIND_NAMED);
+	if (idx >= 0) {
+		if (shmqi_lock_try(fd, SHMQ_LOCK_SLOT0 + (uint32_t)idx) < 0)
+			ret = shmqi_fail(-EBUSY, "consumer %s is attached (pid %u)",
+					 name, load_relaxed(&q->slots[idx].pid));
+		else
+			shmqi_free_slot_locked(q, (uint32_t)idx);
+	} else if ((idx = find_named(q, name, SHMQ_KIND_GROUP)) >= 0) {
+		ret = remove_group(q, fd, (uint32_t)idx, name);
 	} else {
-		free_slot_locked(q, (uint32_t)idx);
-		ret = 0;
+		ret = shmqi_fail(-ENOENT, "no consumer or group named %s", name);
 	}
 	shmqi_unlock(fd, SHMQ_LOCK_ATTACH);
 out:
@@ -430,7 +559,8 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	uint32_t v;
 	int gone, ret;
 
-	if (load_relaxed(&c->slot->position) != c->pos)
+	if (c->kind != SHMQ_KIND_MEMBER &&
+	    load_relaxed(&c->slot->position) != c->pos)
 		publish_pos(c);	/* padding skipped: the producer may need it */
 	if (load_acquire(&h->prod_state) == SHMQ_PSTATE_CLOSED)
 		goto check_end;
@@ -439,6 +569,10 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 		if (now - c->live_check_ns < LIVE_CHECK_NS)
 			return -EAGAIN;
 		c->live_check_ns = now;
+		/* Pollers notice truncation and deletion too (F9, F18). */
+		ret = shmqi_check_file(c->q);
+		if (ret < 0)
+			return ret;
 		if (producer_gone(c))
 			goto check_end;
 		return -EAGAIN;
@@ -477,8 +611,47 @@ check_end:
 	return gone;
 }
 
-/* The next data record, validated, into c->view (no checksum yet). */
-static int next_record(struct shmq_consumer *c, int64_t timeout_ns)
+/*
+ * Observers: has the producer reclaimed c->pos since we looked? L1: our
+ * reads of the record come before this read of tail_pos, and the producer
+ * publishes tail_pos (W2, fenced) before it overwrites anything. So if the
+ * tail we read is not past c->pos, nothing we read had been overwritten.
+ */
+static bool lapped(struct shmq_consumer *c)
+{
+	fence_acquire();					/* L1 */
+	return pos_before(c->pos, load_relaxed(&c->q->hdr->tail_pos));
+}
+
+/* An observer that was lapped starts again at the oldest intact record. */
+static void resync(struct shmq_consumer *c)
+{
+	c->pos = load_acquire(&c->q->hdr->tail_pos);
+	c->wpos_cache = c->pos;
+	c->resynced = true;
+	c->peeked = false;
+}
+
+/*
+ * Evicted: the producer stopped waiting for us (E1, a fenced store before
+ * it overwrites). Checked before each read and after a copy or a held
+ * peek, with a fence so that the check follows the reads it vouches for.
+ */
+static bool evicted(struct shmq_consumer *c)
+{
+	struct shmq_slot *s = c->kind == SHMQ_KIND_MEMBER ? c->group : c->slot;
+
+	fence_acquire();					/* E1 */
+	return load_relaxed(&s->state) == SHMQ_SLOT_EVICTED;
+}
+
+static int evicted_error(void)
+{
+	return shmqi_fail(SHMQ_EVICTED, "this consumer was evicted: the producer stopped waiting for it");
+}
+
+/* Broadcast and observer: the record at c->pos. */
+static int stream_next(struct shmq_consumer *c, int64_t timeout_ns)
 {
 	struct shmq_hdr *h = c->q->hdr;
 	int64_t deadline = 0;
@@ -495,19 +668,65 @@ static int next_record(struct shmq_consumer *c, int64_t timeout_ns)
 			}
 		}
 		ret = shmqi_rec_view(c->q, c->pos, c->wpos_cache, &c->view);
+		if (c->kind == SHMQ_KIND_OBSERVER && lapped(c)) {
+			resync(c);
+			continue;
+		}
 		if (ret < 0)
 			return ret;
 		if (c->view.type == SHMQ_REC_PAD) {
 			c->pos = c->view.next;
 			continue;
 		}
-		if (c->seq_known && c->view.seq != c->seq)
-			return shmqi_fail(-EBADMSG, "record at %llu: sequence %llu, expected %llu",
-					  (unsigned long long)c->pos,
-					  (unsigned long long)c->view.seq,
-					  (unsigned long long)c->seq);
+		if (c->seq_known && c->view.seq != c->seq) {
+			if (!c->resynced || !pos_before(c->seq, c->view.seq))
+				return shmqi_fail(-EBADMSG, "record at %llu: sequence %llu, expected %llu",
+						  (unsigned long long)c->pos,
+						  (unsigned long long)c->view.seq,
+						  (unsigned long long)c->seq);
+			c->lost += c->view.seq - c->seq;	/* exact: no gaps */
+			c->seq = c->view.seq;
+		}
+		c->resynced = false;
 		return 0;
 	}
+}
+
+/* Group member: claim a record, or adopt a dead member's, or wait. */
+static int member_next(struct shmq_consumer *c, int64_t timeout_ns)
+{
+	int64_t deadline = 0;
+	int ret;
+
+	for (;;) {
+		ret = shmqi_member_claim(c);
+		if (ret <= 0) {
+			c->redelivered = false;
+			return ret;
+		}
+		if (shmqi_member_rescue(c)) {
+			ret = shmqi_member_view_adopted(c);
+			if (ret < 0) {
+				shmqi_member_release(c);	/* corrupt: drop it */
+				return ret;
+			}
+			c->redelivered = true;
+			return 0;
+		}
+		ret = wait_data(c, timeout_ns, &deadline);
+		if (ret < 0)
+			return ret;
+	}
+}
+
+/* The next data record, validated, into c->view (no checksum yet). */
+static int next_record(struct shmq_consumer *c, int64_t timeout_ns)
+{
+	if (unlikely(c->kind != SHMQ_KIND_OBSERVER && evicted(c)))
+		return evicted_error();
+	if (c->kind == SHMQ_KIND_MEMBER)
+		return member_next(c, timeout_ns);
+	return stream_next(c, timeout_ns);
 }
 
 static void fill_msg(struct shmq_consumer *c, struct shmq_msg *msg)
@@ -515,9 +734,20 @@ static void fill_msg(struct shmq_consumer *c, struct shmq_msg *msg)
 	msg->data = c->view.hdr + 1;
 	msg->len = c->view.len;
 	msg->seq = c->view.seq;
-	msg->flags = (c->view.flags & SHMQ_REC_F_REDELIVERED) ?
-		     SHMQ_MSG_REDELIVERED : 0;
-	msg->lost = 0;
+	msg->flags = c->redelivered ? SHMQ_MSG_REDELIVERED : 0;
+	msg->lost = c->lost;
+}
+
+/* A record that failed its checksum: a member drops its claim on it. */
+static int bad_checksum(struct shmq_consumer *c)
+{
+	uint64_t pos = c->kind == SHMQ_KIND_MEMBER ? c->claim_pos : c->pos;
+
+	c->peeked = false;
+	if (c->kind == SHMQ_KIND_MEMBER)
+		shmqi_member_release(c);
+	return shmqi_fail(-EBADMSG, "record at %llu: bad checksum",
+			  (unsigned long long)pos);
 }
 
 int shmq_peek(struct shmq_consumer *c, struct shmq_msg *msg,
@@ -525,13 +755,14 @@ int shmq_peek(struct shmq_consumer *c, struct shmq_msg *msg,
 {
 	int ret;
 
+	if (c->kind == SHMQ_KIND_OBSERVER)
+		return shmqi_fail(-EINVAL, "observers receive by copy (shmq_recv)");
 	if (!c->peeked) {
 		ret = next_record(c, timeout_ns);
 		if (ret < 0)
 			return ret;
 		if (!shmqi_rec_crc_ok(c->q, &c->view, c->view.hdr + 1))
-			return shmqi_fail(-EBADMSG, "record at %llu: bad checksum",
-					  (unsigned long long)c->pos);
+			return bad_checksum(c);
 		c->peeked = true;
 	}
 	fill_msg(c, msg);
@@ -543,11 +774,20 @@ int shmq_release(struct shmq_consumer *c)
 	if (!c->peeked)
 		return shmqi_fail(-EINVAL, "nothing peeked");
 	c->peeked = false;
-	c->pos = c->view.next;
-	c->seq = c->view.seq + 1;
-	c->seq_known = true;
+	c->lost = 0;
 	c->bytes += c->view.len;
-	publish_pos(c);
+	if (c->kind == SHMQ_KIND_MEMBER) {
+		store_relaxed(&c->slot->bytes, c->bytes);
+		store_relaxed(&c->slot->next_seq, c->view.seq + 1);
+		shmqi_member_release(c);
+	} else {
+		c->pos = c->view.next;
+		c->seq = c->view.seq + 1;
+		c->seq_known = true;
+		publish_pos(c);
+	}
+	if (c->kind != SHMQ_KIND_OBSERVER && evicted(c))
+		return evicted_error();
 	return 0;
 }
 
@@ -557,23 +797,27 @@ ssize_t shmq_recv(struct shmq_consumer *c, void *buf, size_t cap,
 	struct shmq_msg m;
 	int ret;
 
-	if (!c->peeked) {
-		ret = next_record(c, timeout_ns);
-		if (ret < 0)
-			return ret;
+	for (;;) {
+		if (!c->peeked) {
+			ret = next_record(c, timeout_ns);
+			if (ret < 0)
+				return ret;
+		}
+		if (c->view.len > cap) {
+			c->peeked = true;	/* nothing consumed; it stays next */
+			return shmqi_fail(-EMSGSIZE, "message of %u bytes, buffer of %zu",
+					  c->view.len, cap);
+		}
+		memcpy(buf, c->view.hdr + 1, c->view.len);
+		if (c->kind != SHMQ_KIND_OBSERVER || !lapped(c))
+			break;
+		resync(c);	/* overwritten while we copied: start again */
 	}
-	if (c->view.len > cap) {
-		c->peeked = true;	/* nothing consumed; it stays next */
-		return shmqi_fail(-EMSGSIZE, "message of %u bytes, buffer of %zu",
-				  c->view.len, cap);
-	}
-	memcpy(buf, c->view.hdr + 1, c->view.len);
+	if (c->kind != SHMQ_KIND_OBSERVER && evicted(c))
+		return evicted_error();
 	/* Check the copy, not the ring: a scribbler cannot race the check. */
-	if (!shmqi_rec_crc_ok(c->q, &c->view, buf)) {
-		c->peeked = false;
-		return shmqi_fail(-EBADMSG, "record at %llu: bad checksum",
-				  (unsigned long long)c->pos);
-	}
+	if (!shmqi_rec_crc_ok(c->q, &c->view, buf))
+		return bad_checksum(c);
 	fill_msg(c, &m);
 	m.data = buf;
 	if (msg)
@@ -581,4 +825,13 @@ ssize_t shmq_recv(struct shmq_consumer *c, void *buf, size_t cap,
 	c->peeked = true;
 	shmq_release(c);
 	return (ssize_t)m.len;
+}
+
+int shmq_set_evict_after(struct shmq *q, uint32_t ms)
+{
+	shmqi_clear_error();
+	if (q->rdonly)
+		return shmqi_fail(-EROFS, "queue opened read-only");
+	store_relaxed(&q->hdr->evict_ms, ms);
+	return 0;
 }

@@ -39,6 +39,7 @@ const char *shmq_strerror(int err)
 	case -EPIPE:		return "every consumer has gone";
 	case -ESHUTDOWN:	return "end of stream: the producer closed";
 	case -EOWNERDEAD:	return "the producer died without closing";
+	case -ECONNRESET:	return "this consumer was evicted";
 	case -ESTALE:		return "queue file truncated, deleted or replaced";
 	case -EBADMSG:		return "not a queue file, or corrupt";
 	case -EPROTO:		return "incompatible queue format (version, layout or byte order)";

@@ -52,12 +52,18 @@
 /* slot.state */
 #define SHMQ_SLOT_FREE		0u
 #define SHMQ_SLOT_ACTIVE	1u
+#define SHMQ_SLOT_EVICTED	2u	/* no longer holds; owner gets an error */
+
+/* slot.claim of a group member: the claimed position | these bits. */
+#define SHMQ_CLAIM_HELD		0x1ull
+#define SHMQ_CLAIM_POS_MASK	(~(uint64_t)(SHMQ_REC_ALIGN - 1))
 
 /*
- * slot.kind. GROUP and OBSERVER are reserved for the consumer-kinds issue
- * so that they fit without a format change: a group is one named slot
- * holding the group's position plus member slots that point at it through
- * slot.group; an observer never holds the producer.
+ * slot.kind. A group is one named GROUP slot (no lock, persistent) whose
+ * position is the group's released frontier and whose claim word is the
+ * next position to hand out, plus one MEMBER slot per member (locked like
+ * any consumer) pointing at it through slot.group, whose claim word is the
+ * message it holds. An OBSERVER never holds the producer.
  */
 #define SHMQ_KIND_ANON		1u
 #define SHMQ_KIND_NAMED		2u
@@ -97,7 +103,8 @@ struct shmq_hdr {
 	uint32_t flags;		/*  64 SHMQ_FLAG_* */
 	uint32_t ready;		/*  68 SHMQ_READY, stored last by creator */
 	uint64_t initial_pos;	/*  72 first write position */
-	uint8_t pad1[48];	/*  80 */
+	uint32_t evict_ms;	/*  80 evict holders stalled this long; 0 never */
+	uint8_t pad1[44];	/*  84 */
 
 	/*
 	 * Line 2: the producer's published cursors. write_pos: W1 (release)
@@ -192,6 +199,7 @@ _Static_assert(offsetof(struct shmq_hdr, created_ns) == 56, "created_ns");
 _Static_assert(offsetof(struct shmq_hdr, flags) == 64, "flags");
 _Static_assert(offsetof(struct shmq_hdr, ready) == 68, "ready");
 _Static_assert(offsetof(struct shmq_hdr, initial_pos) == 72, "initial_pos");
+_Static_assert(offsetof(struct shmq_hdr, evict_ms) == 80, "evict_ms");
 _Static_assert(offsetof(struct shmq_hdr, write_pos) == 128, "write_pos");
 _Static_assert(offsetof(struct shmq_hdr, tail_pos) == 136, "tail_pos");
 _Static_assert(offsetof(struct shmq_hdr, next_seq) == 192, "next_seq");

@@ -76,6 +76,8 @@ struct shmq_producer {
 	uint32_t fifo_tick;
 	bool seen_consumer;	/* FIFO: some consumer attached in our time */
 	bool epipe;		/* FIFO: they have all gone; it sticks */
+	uint64_t stall_pos;	/* eviction: slowest holder's position ... */
+	int64_t stall_since;	/* ... unchanged since then while we waited */
 	int64_t fifo_check_ns;
 };
 
@@ -90,6 +92,13 @@ struct shmq_consumer {
 	bool seq_known;
 	uint64_t wpos_cache;	/* last write_pos seen */
 	bool peeked;		/* view holds a message not yet released */
+	bool resynced;		/* observer: just skipped to the tail */
+	bool redelivered;	/* member: the view is an adopted claim */
+	uint64_t lost;		/* observer: lost before the next message */
+	struct shmq_slot *group;	/* member: its group's slot */
+	uint32_t gidx;
+	uint64_t claim_pos;	/* member: position of the claimed record */
+	int adopt_idx;		/* member: dead member's slot adopted, or -1 */
 	uint64_t bytes;
 	int64_t live_check_ns;	/* last producer liveness probe (NOWAIT) */
 	struct shmqi_rec_view view;
@@ -133,6 +142,15 @@ bool shmqi_rec_crc_ok(const struct shmq *q, const struct shmqi_rec_view *v,
 bool shmqi_slot_holds(uint32_t state, uint32_t kind);
 int shmqi_holders_min(struct shmq *q, uint64_t *min);
 int shmqi_reclaim_dead(struct shmq *q, int fd);
+void shmqi_free_slot_locked(struct shmq *q, uint32_t i);
+void shmqi_wake_producer(struct shmq_hdr *h);
+
+/* group.c */
+void shmqi_group_advance(struct shmq *q, uint32_t gidx);
+int shmqi_member_rescue(struct shmq_consumer *c);
+int shmqi_member_claim(struct shmq_consumer *c);
+int shmqi_member_view_adopted(struct shmq_consumer *c);
+void shmqi_member_release(struct shmq_consumer *c);
 
 /* Positions are free-running u64s: compare by difference. */
 static inline bool pos_before(uint64_t a, uint64_t b)

@@ -53,6 +53,7 @@
 #define load_acquire(p)		__atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define store_release(p, v)	__atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define fence_full()		__atomic_thread_fence(__ATOMIC_SEQ_CST)
+#define fence_acquire()		__atomic_thread_fence(__ATOMIC_ACQUIRE)
 #else
 /* A single load or store of an aligned word: no tearing, no ordering. */
 #define load_relaxed(p)		CMM_LOAD_SHARED(*(p))
@@ -75,6 +76,9 @@
 
 /* Earlier stores are visible before later loads (and everything else). */
 #define fence_full()		cmm_smp_mb()
+
+/* Earlier loads are performed before later loads and stores (seqlock read). */
+#define fence_acquire()		cmm_smp_rmb()
 #endif
 
 /*

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -92,6 +93,11 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	ret = scan_ring(p, t, w);
 	if (ret < 0)
 		goto fail_unlock;
+	/* attach_fd() maps the ring read-only; only the producer writes it. */
+	if (mprotect(q->data, q->g.capacity, PROT_READ | PROT_WRITE) < 0) {
+		ret = shmqi_fail(-errno, "mprotect of the ring: %m");
+		goto fail_unlock;
+	}
 	p->pos = p->pub_pos = w;
 	p->tail = p->limit = t;
 	store_relaxed(&h->next_seq, p->seq);
@@ -273,6 +279,43 @@ out:
 	return ret < 0 ? ret : 0;
 }
 
+/*
+ * Eviction policy: a holder that has not moved for evict_ms while we wait
+ * on it stops holding. E1: its state becomes EVICTED with a fenced store
+ * before we overwrite anything it may still be reading; the consumer
+ * checks its state after its reads (fence_acquire) and reports
+ * SHMQ_EVICTED instead of delivering what it read.
+ */
+static void evict_stalled(struct shmq_producer *p)
+{
+	struct shmq *q = p->q;
+	uint32_t ms = load_relaxed(&q->hdr->evict_ms);
+	int64_t now = shmqi_now_ns();
+	uint64_t m;
+
+	if (!ms || shmqi_holders_min(q, &m) == 0)
+		return;
+	if (!p->stall_since || m != p->stall_pos) {
+		p->stall_pos = m;
+		p->stall_since = now;
+		return;
+	}
+	if (now - p->stall_since < (int64_t)ms * 1000000)
+		return;
+	if (shmqi_lock_try(p->lock_fd, SHMQ_LOCK_ATTACH) < 0)
+		return;	/* someone is attaching: next time */
+	for (uint32_t i = 0; i < q->g.nslots; i++) {
+		struct shmq_slot *s = &q->slots[i];
+
+		if (shmqi_slot_holds(load_acquire(&s->state), load_relaxed(&s->kind)) &&
+		    load_acquire(&s->position) == m)
+			store_fenced(&s->state, SHMQ_SLOT_EVICTED);	/* E1 */
+	}
+	rmw_add(&q->hdr->slot_gen, 1);
+	shmqi_unlock(p->lock_fd, SHMQ_LOCK_ATTACH);
+	p->stall_since = 0;
+}
+
 /* Wait until the ring has room up to NEED_END. Returns 0 or -errno. */
 static int wait_space(struct shmq_producer *p, uint64_t need_end,
 		      int64_t timeout_ns, int64_t *deadline)
@@ -310,6 +353,7 @@ static int wait_space(struct shmq_producer *p, uint64_t need_end,
 			continue;
 		}
 		shmqi_reclaim_dead(p->q, p->lock_fd);
+		evict_stalled(p);
 		ret = sleep_for_space(p, need_end, *deadline);
 		if (ret < 0)
 			return ret;
@@ -447,6 +491,8 @@ int shmq_producer_close(struct shmq_producer *p)
 	shmqi_futex_wake(&h->data_futex);
 	shmqi_unlock(p->lock_fd, SHMQ_LOCK_PRODUCER);
 	close(p->lock_fd);
+	/* Read-only again: this handle's consumers never write the ring. */
+	(void)mprotect(p->q->data, p->q->g.capacity, PROT_READ);
 	p->q->nhandles--;
 	free(p);
 	return 0;

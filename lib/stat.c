@@ -17,13 +17,21 @@ static void stat_slot(struct shmq *q, uint32_t i, struct shmq_consumer_stat *cs,
 	uint32_t kind = load_relaxed(&s->kind);
 
 	cs->slot = i;
-	cs->kind = SHMQ_CONSUMER_BROADCAST;
+	cs->kind = kind == SHMQ_KIND_GROUP ? SHMQ_CONSUMER_GROUP :
+		   kind == SHMQ_KIND_MEMBER ? SHMQ_CONSUMER_MEMBER :
+		   kind == SHMQ_KIND_OBSERVER ? SHMQ_CONSUMER_OBSERVER :
+		   SHMQ_CONSUMER_BROADCAST;
 	memcpy(cs->name, s->name, sizeof(s->name));
 	cs->name[SHMQ_NAME_MAX] = '\0';
-	if (kind == SHMQ_KIND_ANON)
+	if (kind == SHMQ_KIND_ANON || kind == SHMQ_KIND_OBSERVER)
 		cs->name[0] = '\0';
 	cs->pid = load_relaxed(&s->pid);
 	cs->alive = shmqi_lock_held(q->fd, SHMQ_LOCK_SLOT0 + i) == 1;
+	cs->evicted = load_relaxed(&s->state) == SHMQ_SLOT_EVICTED;
+	if (kind == SHMQ_KIND_MEMBER) {
+		cs->group_slot = load_relaxed(&s->group);
+		cs->claimed = (load_relaxed(&s->claim) & SHMQ_CLAIM_HELD) != 0;
+	}
 	cs->position = load_acquire(&s->position);
 	cs->next_seq = load_relaxed(&s->next_seq);
 	cs->attach_ns = load_relaxed(&s->attach_ns);
@@ -57,6 +65,22 @@ static void stat_tail(struct shmq *q, struct shmq_stat *st)
 	}
 }
 
+/* A group slot has no lock of its own: it is alive when a member is. */
+static void group_liveness(struct shmq_stat *st)
+{
+	for (uint32_t i = 0; i < st->nconsumers; i++) {
+		struct shmq_consumer_stat *g = &st->consumers[i];
+
+		if (g->kind != SHMQ_CONSUMER_GROUP)
+			continue;
+		for (uint32_t j = 0; j < st->nconsumers; j++)
+			if (st->consumers[j].kind == SHMQ_CONSUMER_MEMBER &&
+			    st->consumers[j].group_slot == g->slot &&
+			    st->consumers[j].alive)
+				g->alive = 1;
+	}
+}
+
 int shmq_stat_get(struct shmq *q, struct shmq_stat **out)
 {
 	struct shmq_hdr *h = q->hdr;
@@ -80,6 +104,7 @@ int shmq_stat_get(struct shmq *q, struct shmq_stat **out)
 	st->when_full = (q->g.flags & SHMQ_FLAG_OVERWRITE) ?
 			SHMQ_WHEN_FULL_OVERWRITE : SHMQ_WHEN_FULL_BLOCK;
 	st->version = SHMQ_FORMAT_VERSION;
+	st->evict_after_ms = load_relaxed(&h->evict_ms);
 	st->created_ns = load_relaxed(&h->created_ns);
 	st->file_size = q->g.file_size;
 	st->producer_state = load_acquire(&h->prod_state);
@@ -104,7 +129,7 @@ int shmq_stat_get(struct shmq *q, struct shmq_stat **out)
 	for (uint32_t i = 0; i < q->g.nslots; i++) {
 		struct shmq_slot *s = &q->slots[i];
 
-		if (load_acquire(&s->state) != SHMQ_SLOT_ACTIVE)
+		if (load_acquire(&s->state) == SHMQ_SLOT_FREE)
 			continue;
 		stat_slot(q, i, &st->consumers[n], st->write_pos, st->next_seq);
 		st->consumers[n].holding = holders &&
@@ -114,6 +139,7 @@ int shmq_stat_get(struct shmq *q, struct shmq_stat **out)
 		n++;
 	}
 	st->nconsumers = n;
+	group_liveness(st);
 	if (!holders)
 		min = (q->g.flags & SHMQ_FLAG_OVERWRITE) ? st->tail_pos :
 		      st->floor_pos;

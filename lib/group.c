@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Consumer groups: members share their group's stream by claiming records
+ * from the group slot's claim word with CAS. The group slot's position
+ * (what holds the producer) is the frontier: the lowest record still
+ * claimed-but-unreleased, or the claim word if none is. A member that dies
+ * holding a claim keeps it in its slot; a live member adopts the dead slot
+ * and delivers the record again, flagged as redelivered.
+ * docs/concurrency.md has the protocol and the labelled pairs (C1..C4).
+ */
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static bool is_member_of(struct shmq *q, struct shmq_slot *s, uint32_t gidx)
+{
+	return load_acquire(&s->state) == SHMQ_SLOT_ACTIVE &&
+	       load_relaxed(&s->kind) == SHMQ_KIND_MEMBER &&
+	       load_relaxed(&s->group) == gidx && s != &q->slots[gidx];
+}
+
+/*
+ * Raise the group's position to the frontier. C2: the claim word is read
+ * (acquire) before the members' claims: a member stores its claim before
+ * the CAS that moves the claim word past it (C1), so a claim word that has
+ * moved on implies that claim is visible here. Racing advancers each
+ * compute a frontier that was valid when computed; the highest wins.
+ */
+void shmqi_group_advance(struct shmq *q, uint32_t gidx)
+{
+	struct shmq_slot *g = &q->slots[gidx];
+	uint64_t f = load_acquire(&g->claim);		/* C2 */
+	uint64_t cur;
+
+	for (uint32_t i = 0; i < q->g.nslots; i++) {
+		struct shmq_slot *s = &q->slots[i];
+		uint64_t cl;
+
+		if (!is_member_of(q, s, gidx))
+			continue;
+		cl = load_acquire(&s->claim);
+		if ((cl & SHMQ_CLAIM_HELD) &&
+		    pos_before(cl & SHMQ_CLAIM_POS_MASK, f))
+			f = cl & SHMQ_CLAIM_POS_MASK;
+	}
+	cur = load_acquire(&g->position);
+	while (pos_before(cur, f)) {
+		/* C3: a fenced CAS, as R1 for a broadcast consumer. */
+		uint64_t seen = rmw_cas(&g->position, cur, f);
+
+		if (seen == cur)
+			break;
+		cur = seen;
+	}
+	shmqi_wake_producer(q->hdr);
+}
+
+/*
+ * Adopt the claim of a dead member of our group, if there is one. The dead
+ * slot's lock is taken on our own description and kept until we release
+ * the record, so no other member adopts it too; the claim stays in that
+ * slot, so the frontier never loses sight of it (C4). Dead members without
+ * a claim are freed on the way. Returns 1 when a record was adopted.
+ */
+int shmqi_member_rescue(struct shmq_consumer *c)
+{
+	struct shmq *q = c->q;
+	int got = 0;
+
+	if (shmqi_lock_try(c->lock_fd, SHMQ_LOCK_ATTACH) < 0)
+		return 0;
+	for (uint32_t i = 0; i < q->g.nslots && !got; i++) {
+		struct shmq_slot *s = &q->slots[i];
+		uint64_t cl;
+
+		if (s == c->slot || !is_member_of(q, s, c->gidx))
+			continue;
+		if (shmqi_lock_try(c->lock_fd, SHMQ_LOCK_SLOT0 + i) < 0)
+			continue;	/* alive */
+		cl = load_acquire(&s->claim);
+		if (cl & SHMQ_CLAIM_HELD) {
+			c->adopt_idx = (int)i;
+			c->claim_pos = cl & SHMQ_CLAIM_POS_MASK;
+			got = 1;
+			break;	/* keep its lock until the release */
+		}
+		shmqi_free_slot_locked(q, i);
+		shmqi_unlock(c->lock_fd, SHMQ_LOCK_SLOT0 + i);
+	}
+	shmqi_unlock(c->lock_fd, SHMQ_LOCK_ATTACH);
+	return got;
+}
+
+/*
+ * Claim the next record of the group. Returns 0 with c->view and
+ * c->claim_pos set, 1 when there is nothing to claim (c->pos is then the
+ * claim word, for wait_data), or -errno.
+ */
+int shmqi_member_claim(struct shmq_consumer *c)
+{
+	struct shmq *q = c->q;
+	struct shmq_slot *g = c->group;
+	uint64_t cl, w;
+	int ret;
+
+	for (;;) {
+		cl = load_acquire(&g->claim);
+		w = load_acquire(&q->hdr->write_pos);		/* A1 */
+		if (w - cl > q->g.capacity)
+			return shmqi_fail(-EBADMSG, "group claim word %llu outside the ring",
+					  (unsigned long long)cl);
+		if (cl == w) {
+			c->pos = cl;
+			return 1;
+		}
+		ret = shmqi_rec_view(q, cl, w, &c->view);
+		if (ret < 0) {
+			if (load_acquire(&g->claim) != cl)
+				continue;	/* someone moved on: stale read */
+			return ret;
+		}
+		if (c->view.type == SHMQ_REC_PAD) {
+			(void)rmw_cas(&g->claim, cl, c->view.next);
+			continue;
+		}
+		/* C1: our claim is visible before the claim word moves past it. */
+		store_relaxed(&c->slot->claim, cl | SHMQ_CLAIM_HELD);
+		if (rmw_cas(&g->claim, cl, c->view.next) != cl)
+			continue;
+		c->claim_pos = cl;
+		return 0;
+	}
+}
+
+/* View the adopted record again (it is protected by the dead claim). */
+int shmqi_member_view_adopted(struct shmq_consumer *c)
+{
+	uint64_t w = load_acquire(&c->q->hdr->write_pos);	/* A1 */
+
+	return shmqi_rec_view(c->q, c->claim_pos, w, &c->view);
+}
+
+/*
+ * Done with the claimed record. C4: clearing the claim is a fenced store
+ * after our reads of the record (like R1); only then may the frontier, and
+ * with it the producer, move past it.
+ */
+void shmqi_member_release(struct shmq_consumer *c)
+{
+	struct shmq *q = c->q;
+
+	if (c->adopt_idx >= 0) {
+		uint32_t i = (uint32_t)c->adopt_idx;
+
+		store_fenced(&q->slots[i].claim, 0);		/* C4 */
+		if (shmqi_lock_wait(c->lock_fd, SHMQ_LOCK_ATTACH,
+				    1000000000ll) == 0) {
+			shmqi_free_slot_locked(q, i);
+			shmqi_unlock(c->lock_fd, SHMQ_LOCK_ATTACH);
+		}
+		shmqi_unlock(c->lock_fd, SHMQ_LOCK_SLOT0 + i);
+		c->adopt_idx = -1;
+	} else {
+		store_fenced(&c->slot->claim, 0);		/* C4 */
+	}
+	shmqi_group_advance(q, c->gidx);
+}
