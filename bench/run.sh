@@ -39,7 +39,7 @@ while [ $# -gt 0 ]; do
 	--out) OUT=$2; shift ;;
 	--only) ONLY=$2; shift ;;
 	--publish) PUBLISH=1 ;;
-	-h|--help) sed -n '3,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '3,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
 	esac
 	shift
