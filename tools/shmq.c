@@ -176,7 +176,8 @@ static const char rm_usage[] =
 "is attached, unless --force is given.\n";
 
 /* Who is still attached and alive; the message names the producer's pid. */
-static int queue_in_use(const char *path, struct shmq *q, int *busy)
+static int queue_in_use(const char *path, struct shmq *q, int force,
+			int *busy)
 {
 	struct shmq_stat *st;
 	uint32_t live = 0;
@@ -188,11 +189,11 @@ static int queue_in_use(const char *path, struct shmq *q, int *busy)
 	for (uint32_t i = 0; i < st->nconsumers; i++)
 		live += !!st->consumers[i].alive;
 	*busy = st->producer_state == SHMQ_PRODUCER_OPEN || live;
-	if (*busy && st->producer_state == SHMQ_PRODUCER_OPEN)
+	if (*busy && !force && st->producer_state == SHMQ_PRODUCER_OPEN)
 		tool_msg("%s: queue in use: producer pid %u, %u live consumer%s "
 			 "(use --force)", path, st->producer_pid, live,
 			 live == 1 ? "" : "s");
-	else if (*busy)
+	else if (*busy && !force)
 		tool_msg("%s: queue in use: %u live consumer%s (use --force)",
 			 path, live, live == 1 ? "" : "s");
 	shmq_stat_free(st);
@@ -224,7 +225,7 @@ int cmd_rm(int argc, char **argv)
 	r = tool_open(path, SHMQ_OPEN_RDONLY, &q);
 	if (r)
 		return r;
-	r = queue_in_use(path, q, &busy);
+	r = queue_in_use(path, q, force, &busy);
 	shmq_close(q);
 	if (r)
 		return r;
