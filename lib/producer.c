@@ -162,12 +162,27 @@ int shmq_publish(struct shmq_producer *p)
  * it sees the new tail and moves up to it: a consumer that attaches while
  * we reclaim space never reads overwritten data.
  */
+/* Sequence of the first data record at or after T (for stat, recovery). */
+static uint64_t seq_at(struct shmq_producer *p, uint64_t t)
+{
+	struct shmqi_rec_view v;
+
+	for (int i = 0; i < 2 && t != p->pub_pos; i++) {
+		if (shmqi_rec_view(p->q, t, p->pub_pos, &v) < 0)
+			break;
+		if (v.type == SHMQ_REC_DATA)
+			return v.seq;
+		t = v.next;
+	}
+	return p->seq - p->unpublished;
+}
+
 static int refresh_limit(struct shmq_producer *p, uint64_t need_end)
 {
 	struct shmq *q = p->q;
 	struct shmq_hdr *h = q->hdr;
 	uint64_t need = need_end - q->g.capacity;
-	uint64_t m, t = p->tail, tseq = p->tail_seq;
+	uint64_t m, t = p->tail;
 	struct shmqi_rec_view v;
 	int n, ret;
 
@@ -184,21 +199,30 @@ static int refresh_limit(struct shmq_producer *p, uint64_t need_end)
 	/* A holder past what we published is corrupt; stopping there is safe. */
 	if (pos_before(p->pub_pos, m))
 		m = p->pub_pos;
-	while (pos_before(t, need) && pos_before(t, m)) {
-		ret = shmqi_rec_view(q, t, p->pub_pos, &v);
-		if (ret < 0)
-			return ret;
-		if (pos_before(m, v.next))
-			break;	/* a holder inside a record: corrupt, stop */
-		if (v.type == SHMQ_REC_DATA)
-			tseq = v.seq + 1;
-		t = v.next;
+	if (n > 0 || !(q->g.flags & SHMQ_FLAG_OVERWRITE)) {
+		/*
+		 * Holder positions and the floor lie on record boundaries:
+		 * reclaim everything below them at once, so that the next
+		 * refresh is a whole ring of sends away.
+		 */
+		if (pos_before(t, m))
+			t = m;
+	} else {
+		/* Overwriting with nobody holding: walk, an eighth extra. */
+		uint64_t goal = need + q->g.capacity / 8;
+
+		while (pos_before(t, goal) && pos_before(t, m)) {
+			ret = shmqi_rec_view(q, t, p->pub_pos, &v);
+			if (ret < 0)
+				return ret;
+			t = v.next;
+		}
 	}
 	if (t != p->tail) {
-		store_relaxed(&h->tail_seq, tseq);
+		p->tail_seq = seq_at(p, t);
+		store_relaxed(&h->tail_seq, p->tail_seq);
 		store_fenced(&h->tail_pos, t);		/* W2, F1 */
 		p->tail = t;
-		p->tail_seq = tseq;
 		n = shmqi_holders_min(q, &m);		/* after F1 */
 	}
 	p->limit = (n > 0 && pos_before(m, t)) ? m : t;
