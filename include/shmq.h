@@ -107,17 +107,35 @@ void shmq_close(struct shmq *q);
 /* Flags for struct shmq_producer_opts. */
 #define SHMQ_PRODUCER_FIFO	0x1	/* -EPIPE once every consumer is gone */
 
+/*
+ * Sync modes of a producer; docs/durability.md is the contract. A process
+ * crash never loses a committed message in any mode (the page cache keeps
+ * it); these decide what survives a power loss.
+ */
+enum shmq_sync_mode {
+	SHMQ_SYNC_NONE = 0,	/* only explicit shmq_sync() calls */
+	SHMQ_SYNC_BATCH = 1,	/* every N messages or T ms, whichever first */
+	SHMQ_SYNC_EVERY = 2,	/* a send returns once its message is durable */
+};
+
 struct shmq_producer_opts {
 	uint32_t flags;
+	uint32_t sync_mode;	/* enum shmq_sync_mode */
+	uint32_t sync_every_n;	/* batch: messages; both 0: 1024 and 100 ms */
+	uint32_t sync_every_ms;	/* batch: ms, checked at each send; 0: off */
 };
 
 /*
  * shmq_producer_open - take the producer role. The role is held through an
  * OFD lock the kernel drops when the process dies, so a dead producer's role
  * is free at once; a new producer continues the sequence where the last
- * committed message left it. OPTS may be NULL.
+ * committed message left it. OPTS may be NULL. Opening runs recovery:
+ * the records from the tail are validated (bounds, sequence, checksum) and
+ * the first invalid one is cut with everything after it, so a torn tail
+ * left by a power loss is never delivered (docs/durability.md).
  * Returns 0 or -errno: -EBUSY (another live producer; shmq_errdetail()
- * names its pid), -EBADMSG (corrupt ring), -EROFS (opened read-only).
+ * names its pid), -EBADMSG (the header's cursors are inconsistent),
+ * -EROFS (opened read-only), -EINVAL (unknown sync mode).
  */
 int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 		       struct shmq_producer **out);
@@ -127,7 +145,9 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
  * TIMEOUT_NS: SHMQ_NOWAIT, SHMQ_FOREVER or a bound in nanoseconds.
  * Returns 0 or -errno: -EMSGSIZE (LEN > max message), -EAGAIN (full, no
  * wait), -ETIMEDOUT, -EPIPE (FIFO mode, every consumer gone), -EINTR,
- * -ESTALE, -EBADMSG (the shared header became invalid).
+ * -ESTALE, -EBADMSG (the shared header became invalid), -EIO (sync
+ * modes batch and every: the message was published but could not be made
+ * durable; the queue stays "durability failed", see shmq_sync()).
  */
 int shmq_send(struct shmq_producer *p, const void *buf, size_t len,
 	      int64_t timeout_ns);
@@ -197,7 +217,16 @@ struct shmq_consumer_opts {
 	const char *name;	/* NULL: anonymous; else 1..SHMQ_NAME_MAX;
 				   the group's name for GROUP; NULL for
 				   OBSERVER */
+	uint32_t flags;		/* SHMQ_CONSUMER_* */
 };
+
+/*
+ * Flags for struct shmq_consumer_opts. DURABLE: read only messages below
+ * the durable watermark (a replicated log's high watermark), so that
+ * nothing it reads can vanish in a power loss; once the queue is
+ * "durability failed" it gets -EIO instead of waiting for ever.
+ */
+#define SHMQ_CONSUMER_DURABLE	0x1
 
 /* Flags in struct shmq_msg. */
 #define SHMQ_MSG_REDELIVERED	0x1
@@ -339,9 +368,19 @@ void shmq_stat_free(struct shmq_stat *st);
  * msync(MS_SYNC) of the data written since the last sync, then of the
  * header with the new durable watermark. Any process may call it; on a
  * handle opened SHMQ_OPEN_RDONLY it syncs but cannot raise the watermark.
- * Returns 0 or -errno from msync (-EIO: the data may be lost).
+ * A failing msync marks the queue "durability failed" in the file: from
+ * then on every shmq_sync() on it fails and the watermark never moves.
+ * Returns 0 or -errno from msync (-EIO: the data may be lost), or the
+ * recorded error of an earlier failure.
  */
 int shmq_sync(struct shmq *q);
+
+/*
+ * shmq_sync_error - 0 while every msync of the queue succeeded, else the
+ * -errno of the first one that failed (the sticky "durability failed"
+ * state that `shmq stat` shows).
+ */
+int shmq_sync_error(struct shmq *q);
 
 /* shmq_strerror - a message for any code a shmq call returns. */
 const char *shmq_strerror(int err);

@@ -369,6 +369,9 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 		return shmqi_fail(-EINVAL, "a group member needs the group's name");
 	if (o.kind == SHMQ_CONSUMER_OBSERVER && o.name)
 		return shmqi_fail(-EINVAL, "observers are anonymous");
+	if ((o.flags & ~SHMQ_CONSUMER_DURABLE) ||
+	    ((o.flags & SHMQ_CONSUMER_DURABLE) && o.kind == SHMQ_CONSUMER_GROUP))
+		return shmqi_fail(-EINVAL, "unknown consumer flags, or durable reads asked of a group");
 	if (o.name && !name_valid(o.name))
 		return shmqi_fail(-EINVAL, "consumer name must be 1 to %d printable characters without spaces",
 				  SHMQ_NAME_MAX);
@@ -382,6 +385,7 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 		  o.kind == SHMQ_CONSUMER_OBSERVER ? SHMQ_KIND_OBSERVER :
 		  o.name ? SHMQ_KIND_NAMED : SHMQ_KIND_ANON;
 	c->adopt_idx = -1;
+	c->durable = o.flags & SHMQ_CONSUMER_DURABLE;
 	c->lock_fd = shmqi_reopen(q, O_RDWR);
 	if (c->lock_fd < 0) {
 		ret = c->lock_fd;
@@ -551,6 +555,25 @@ static int producer_gone(struct shmq_consumer *c)
  * The end-of-stream statuses are only returned after write_pos is re-read
  * (acquire) once the state is known, so nothing committed is left behind.
  */
+/*
+ * The end of what C may read: write_pos (A1), or for a durable consumer
+ * the durable watermark below it. A3 pairs with W3 in shmq_sync(): the
+ * watermark is raised by a CAS after the data msync, to a write_pos that
+ * sync loaded with acquire, so every record below it is complete.
+ */
+static uint64_t read_end(struct shmq_consumer *c)
+{
+	uint64_t w = load_acquire(&c->q->hdr->write_pos);	/* A1 */
+	uint64_t d;
+
+	if (likely(!c->durable))
+		return w;
+	d = load_acquire(&c->q->hdr->durable_pos);		/* A3 */
+	if (pos_before(d, c->pos))
+		return c->pos;	/* mode none leaves it behind: nothing yet */
+	return pos_before(w, d) ? w : d;
+}
+
 static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 		     int64_t *deadline)
 {
@@ -559,6 +582,9 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	uint32_t v;
 	int gone, ret;
 
+	/* Durable reads: a failed msync means the watermark never moves. */
+	if (c->durable && (ret = shmq_sync_error(c->q)) < 0)
+		return shmqi_fail(ret, "the queue is marked \"durability failed\"");
 	if (c->kind != SHMQ_KIND_MEMBER &&
 	    load_relaxed(&c->slot->position) != c->pos)
 		publish_pos(c);	/* padding skipped: the producer may need it */
@@ -582,7 +608,7 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	spin_until = shmqi_now_ns() + SHMQ_SPIN_NS;
 	do {
 		for (int i = 0; i < 128; i++) {
-			if (load_relaxed(&h->write_pos) != c->pos)
+			if (read_end(c) != c->pos)
 				return 0;
 			caa_cpu_relax();
 		}
@@ -595,7 +621,7 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	 * reads the flag. One of us sees the other: no lost wake-up.
 	 */
 	store_fenced(&h->data_waiters, 1);
-	if (load_acquire(&h->write_pos) != c->pos)
+	if (read_end(c) != c->pos)
 		return 0;
 	gone = producer_gone(c);
 	if (gone)
@@ -606,8 +632,13 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	return shmqi_check_file(c->q);
 check_end:
 	gone = producer_gone(c);
-	if (load_acquire(&h->write_pos) != c->pos || !gone)
+	if (read_end(c) != c->pos || !gone)
 		return 0;
+	/* A durable reader makes the rest durable itself rather than hang. */
+	if (c->durable && load_acquire(&h->write_pos) != c->pos) {
+		ret = shmq_sync(c->q);
+		return ret < 0 ? ret : 0;
+	}
 	return gone;
 }
 
@@ -653,13 +684,12 @@ static int evicted_error(void)
 /* Broadcast and observer: the record at c->pos. */
 static int stream_next(struct shmq_consumer *c, int64_t timeout_ns)
 {
-	struct shmq_hdr *h = c->q->hdr;
 	int64_t deadline = 0;
 	int ret;
 
 	for (;;) {
 		if (c->pos == c->wpos_cache) {
-			c->wpos_cache = load_acquire(&h->write_pos);	/* A1 */
+			c->wpos_cache = read_end(c);	/* A1, A3 */
 			if (c->pos == c->wpos_cache) {
 				ret = wait_data(c, timeout_ns, &deadline);
 				if (ret < 0)

@@ -125,7 +125,7 @@ struct shmq_hdr {
 	uint64_t stat_full_waits; /* 224 */
 	uint64_t durable_pos;	/* 232 synced up to here (any process, CAS) */
 	uint32_t prod_epoch;	/* 240 bumped by every producer_open */
-	uint32_t prod_flags;	/* 244 reserved */
+	uint32_t sync_error;	/* 244 first failed msync's errno; sticks */
 	uint64_t tail_seq;	/* 248 sequence of the record at tail_pos */
 
 	/* Line 4: the data futex: producer bumps it to wake consumers. */
@@ -208,6 +208,7 @@ _Static_assert(offsetof(struct shmq_hdr, prod_pid) == 204, "prod_pid");
 _Static_assert(offsetof(struct shmq_hdr, stat_msgs) == 208, "stat_msgs");
 _Static_assert(offsetof(struct shmq_hdr, durable_pos) == 232, "durable_pos");
 _Static_assert(offsetof(struct shmq_hdr, prod_epoch) == 240, "prod_epoch");
+_Static_assert(offsetof(struct shmq_hdr, sync_error) == 244, "sync_error");
 _Static_assert(offsetof(struct shmq_hdr, tail_seq) == 248, "tail_seq");
 _Static_assert(offsetof(struct shmq_hdr, data_futex) == 256, "data_futex");
 _Static_assert(offsetof(struct shmq_hdr, data_waiters) == 320, "waiters");

@@ -54,6 +54,7 @@ struct shmq {
 	ino_t ino;
 	char *path;
 	int nhandles;		/* producer + consumers still open */
+	int sync_err;		/* sticky msync failure seen by this handle */
 };
 
 struct shmq_producer {
@@ -79,6 +80,13 @@ struct shmq_producer {
 	uint64_t stall_pos;	/* eviction: slowest holder's position ... */
 	int64_t stall_since;	/* ... unchanged since then while we waited */
 	int64_t fifo_check_ns;
+	uint32_t sync_mode;	/* enum shmq_sync_mode (sync.c) */
+	uint32_t sync_n;	/* batch: sync after this many messages */
+	int64_t sync_ns;	/* batch: or when the oldest waited this long */
+	uint64_t sync_pending;	/* published since the last sync */
+	int64_t sync_first_ns;	/* when the oldest pending was published */
+	uint64_t disk_tail;	/* tail_pos our last header msync carried */
+	uint64_t cut_bytes;	/* recovery cut this much at open */
 };
 
 struct shmq_consumer {
@@ -101,6 +109,7 @@ struct shmq_consumer {
 	int adopt_idx;		/* member: dead member's slot adopted, or -1 */
 	uint64_t bytes;
 	int64_t live_check_ns;	/* last producer liveness probe (NOWAIT) */
+	bool durable;		/* SHMQ_CONSUMER_DURABLE: read below durable_pos */
 	struct shmqi_rec_view view;
 };
 
@@ -151,6 +160,14 @@ int shmqi_member_rescue(struct shmq_consumer *c);
 int shmqi_member_claim(struct shmq_consumer *c);
 int shmqi_member_view_adopted(struct shmq_consumer *c);
 void shmqi_member_release(struct shmq_consumer *c);
+
+/* sync.c and recover.c */
+int shmqi_sync_header(struct shmq *q);
+void shmqi_sync_config(struct shmq_producer *p,
+		       const struct shmq_producer_opts *o);
+int shmqi_sync_producer(struct shmq_producer *p);
+int shmqi_sync_published(struct shmq_producer *p, uint64_t n);
+int shmqi_recover(struct shmq_producer *p, uint64_t *tailp, uint64_t *endp);
 
 /* Positions are free-running u64s: compare by difference. */
 static inline bool pos_before(uint64_t a, uint64_t b)

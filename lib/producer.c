@@ -12,45 +12,6 @@
 
 #include "internal.h"
 
-/*
- * Walk the records between tail and write position: the new producer
- * learns the sequence to continue with, and refuses a ring whose published
- * records do not validate.
- */
-static int scan_ring(struct shmq_producer *p, uint64_t tail, uint64_t end)
-{
-	struct shmq *q = p->q;
-	struct shmqi_rec_view v;
-	uint64_t pos = tail;
-	bool seen = false;
-	int ret;
-
-	p->seq = load_relaxed(&q->hdr->next_seq);
-	while (pos != end) {
-		ret = shmqi_rec_view(q, pos, end, &v);
-		if (ret < 0)
-			return ret;
-		if (v.type == SHMQ_REC_DATA) {
-			if (seen && v.seq != p->seq)
-				return shmqi_fail(-EBADMSG, "record at %llu: sequence %llu, expected %llu",
-						  (unsigned long long)pos,
-						  (unsigned long long)v.seq,
-						  (unsigned long long)p->seq);
-			if (!shmqi_rec_crc_ok(q, &v, v.hdr + 1))
-				return shmqi_fail(-EBADMSG, "record at %llu: bad checksum",
-						  (unsigned long long)pos);
-			if (!seen)
-				p->tail_seq = v.seq;
-			seen = true;
-			p->seq = v.seq + 1;
-		}
-		pos = v.next;
-	}
-	if (!seen)
-		p->tail_seq = p->seq;
-	return 0;
-}
-
 int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 		       struct shmq_producer **out)
 {
@@ -68,6 +29,11 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 		return -ENOMEM;
 	p->q = q;
 	p->flags = opts ? opts->flags : 0;
+	shmqi_sync_config(p, opts);
+	if (p->sync_mode > SHMQ_SYNC_EVERY) {
+		ret = shmqi_fail(-EINVAL, "unknown sync mode %u", p->sync_mode);
+		goto fail_free;
+	}
 	p->lock_fd = shmqi_reopen(q, O_RDWR);
 	if (p->lock_fd < 0) {
 		ret = p->lock_fd;
@@ -82,15 +48,11 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	if (ret < 0)
 		goto fail_close;
 
-	/* We hold the role: nobody else writes the producer's fields now. */
-	w = load_acquire(&h->write_pos);
-	t = load_acquire(&h->tail_pos);
-	if (w - t > q->g.capacity || ((w | t) & (SHMQ_REC_ALIGN - 1))) {
-		ret = shmqi_fail(-EBADMSG, "header fields write_pos/tail_pos: %llu/%llu inconsistent",
-				 (unsigned long long)w, (unsigned long long)t);
-		goto fail_unlock;
-	}
-	ret = scan_ring(p, t, w);
+	/*
+	 * We hold the role: nobody else writes the producer's fields now.
+	 * Validate what the last producer left and cut a torn tail.
+	 */
+	ret = shmqi_recover(p, &t, &w);
 	if (ret < 0)
 		goto fail_unlock;
 	/* attach_fd() maps the ring read-only; only the producer writes it. */
@@ -106,6 +68,9 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	rmw_add(&h->prod_epoch, 1);
 	p->attach_base = load_relaxed(&h->attach_count);
 	p->slot_gen = load_relaxed(&h->slot_gen) - 1;	/* scan at first send */
+	/* Sync modes start from a header on disk that matches memory. */
+	if (p->sync_mode != SHMQ_SYNC_NONE)
+		(void)shmqi_sync_producer(p);
 	/* Consumers that see OPEN also see the fields above. */
 	store_release(&h->prod_state, SHMQ_PSTATE_OPEN);
 	q->nhandles++;
@@ -130,6 +95,7 @@ fail_free:
 int shmq_publish(struct shmq_producer *p)
 {
 	struct shmq_hdr *h = p->q->hdr;
+	uint64_t n = p->unpublished;
 
 	if (p->pos == p->pub_pos)
 		return 0;
@@ -147,7 +113,7 @@ int shmq_publish(struct shmq_producer *p)
 		rmw_add(&h->data_futex, 1);
 		shmqi_futex_wake(&h->data_futex);
 	}
-	return 0;
+	return shmqi_sync_published(p, n);	/* sync modes (sync.c) */
 }
 
 /*
@@ -400,6 +366,28 @@ static void seal(struct shmq_producer *p, struct shmq_rec *rec, uint32_t type,
 	memcpy(rec, &h, sizeof(h));
 }
 
+/*
+ * Sync modes: bytes up to END may overwrite records that the header on
+ * disk still calls live (from the tail it carried). A power loss could
+ * then pair that header with the new pages, and recovery, finding a
+ * newer record at the old tail, would cut acknowledged messages. So the
+ * tail moves up to the slowest holder first and is synced once, which
+ * covers up to a ring of writes.
+ */
+static int sync_before_overwrite(struct shmq_producer *p, uint64_t end)
+{
+	uint64_t cap = p->q->g.capacity;
+	int ret;
+
+	if (p->sync_mode == SHMQ_SYNC_NONE ||
+	    !pos_before(p->disk_tail, end - cap))
+		return 0;
+	ret = refresh_limit(p, p->pub_pos + cap);
+	if (ret < 0)
+		return ret;
+	return shmqi_sync_producer(p);
+}
+
 /* Make room for a record of SIZE bytes at p->pos, padding at the wrap. */
 static int make_room(struct shmq_producer *p, uint64_t size,
 		     int64_t timeout_ns)
@@ -411,6 +399,8 @@ static int make_room(struct shmq_producer *p, uint64_t size,
 
 	if (size > room) {
 		ret = wait_space(p, p->pos + room, timeout_ns, &deadline);
+		if (ret == 0)
+			ret = sync_before_overwrite(p, p->pos + room);
 		if (ret < 0)
 			return ret;
 		/* A record never wraps: pad to the end (implicit if tiny). */
@@ -419,7 +409,10 @@ static int make_room(struct shmq_producer *p, uint64_t size,
 			     SHMQ_REC_PAD, (uint32_t)(room - SHMQ_REC_HDR), p->seq);
 		p->pos += room;
 	}
-	return wait_space(p, p->pos + size, timeout_ns, &deadline);
+	ret = wait_space(p, p->pos + size, timeout_ns, &deadline);
+	if (ret == 0)
+		ret = sync_before_overwrite(p, p->pos + size);
+	return ret;
 }
 
 int shmq_reserve(struct shmq_producer *p, size_t len, void **buf,
@@ -495,19 +488,25 @@ ssize_t shmq_send_batch(struct shmq_producer *p, const struct iovec *msgs,
 		memcpy(dst, msgs[i].iov_base, msgs[i].iov_len);
 		shmq_commit(p, SHMQ_COMMIT_DEFER);
 	}
-	shmq_publish(p);
+	/* Sync modes: published, but a failed sync must not look like success. */
+	if (shmq_publish(p) < 0)
+		return -EIO;
 	return i ? (ssize_t)i : ret;
 }
 
 int shmq_producer_close(struct shmq_producer *p)
 {
 	struct shmq_hdr *h;
+	int ret;
 
 	if (!p)
 		return 0;
 	h = p->q->hdr;
 	p->reserved = NULL;	/* an uncommitted reservation is dropped */
-	shmq_publish(p);
+	ret = shmq_publish(p);
+	/* batch: what is still pending becomes durable before we go. */
+	if (ret == 0 && p->sync_pending)
+		ret = shmqi_sync_producer(p);
 	/* S1: consumers that read CLOSED (acquire) see the final write_pos. */
 	store_release(&h->prod_state, SHMQ_PSTATE_CLOSED);
 	fence_full();
@@ -519,5 +518,5 @@ int shmq_producer_close(struct shmq_producer *p)
 	(void)mprotect(p->q->data, p->q->g.capacity, PROT_READ);
 	p->q->nhandles--;
 	free(p);
-	return 0;
+	return ret;
 }

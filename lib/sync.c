@@ -1,13 +1,48 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Durability: msync(MS_SYNC) of the ring bytes written since the durable
- * watermark, then of the header carrying the new watermark. MS_ASYNC does
- * nothing on Linux; only MS_SYNC (or fdatasync) reaches the disk.
+ * watermark, then of the header carrying the new watermark; the producer's
+ * sync modes (none, batch, every); the sticky "durability failed" state.
+ * MS_ASYNC does nothing on Linux; only MS_SYNC (or fdatasync) reaches the
+ * disk. docs/durability.md states the contract these functions keep.
  */
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
+
+#define BATCH_DEFAULT_N		1024u
+#define BATCH_DEFAULT_MS	100u
+
+/*
+ * The first msync failure is kept, in the file for every process and in
+ * the handle for a read-only one that cannot write the file. After an
+ * msync error the kernel may have dropped the dirty pages or marked them
+ * clean: a later msync that succeeds proves nothing about them, so no sync
+ * ever reports success again and durable_pos never moves again.
+ */
+static int sync_failed(struct shmq *q)
+{
+	uint32_t e = load_acquire(&q->hdr->sync_error);
+
+	if (e && e < 4096)
+		return -(int)e;
+	if (e)
+		return -EIO;	/* a scribbled value: still failed */
+	return q->sync_err;
+}
+
+static int mark_failed(struct shmq *q, int err, const char *what)
+{
+	if (err >= 0 || err <= -4096)
+		err = -EIO;
+	q->sync_err = err;
+	if (!q->rdonly)
+		(void)rmw_cas(&q->hdr->sync_error, 0u, (uint32_t)-err);
+	return shmqi_fail(err, "msync of the %s: %s; the queue is marked \"durability failed\"",
+			  what, strerror(-err));
+}
 
 static int sync_range(struct shmq *q, uint64_t off, uint64_t len)
 {
@@ -17,48 +52,141 @@ static int sync_range(struct shmq *q, uint64_t off, uint64_t len)
 		return 0;
 	if (msync(q->data + start, align_up(off + len, SHMQ_PAGE) - start,
 		  MS_SYNC) < 0)
-		return shmqi_fail(-errno, "msync of the ring: %m");
+		return mark_failed(q, -errno, "ring");
 	return 0;
+}
+
+/* The ring bytes of positions [d, w), or the whole ring if d is not sane. */
+static int sync_data(struct shmq *q, uint64_t d, uint64_t w)
+{
+	uint64_t len = w - d, off = d & q->g.mask;
+	int ret;
+
+	if (len > q->g.capacity)
+		return sync_range(q, 0, q->g.capacity);
+	if (off + len <= q->g.capacity)
+		return sync_range(q, off, len);
+	ret = sync_range(q, off, q->g.capacity - off);
+	if (ret == 0)
+		ret = sync_range(q, 0, off + len - q->g.capacity);
+	return ret;
+}
+
+/* The header and the slot table: watermark, cursors, consumer positions. */
+int shmqi_sync_header(struct shmq *q)
+{
+	if (msync(q->map, q->g.data_off, MS_SYNC) < 0)
+		return mark_failed(q, -errno, "header");
+	return 0;
+}
+
+int shmq_sync_error(struct shmq *q)
+{
+	shmqi_clear_error();
+	return sync_failed(q);
+}
+
+/*
+ * Raise durable_pos to W, never lower it: racing syncs CAS. W3: the CAS is
+ * a full fence after the data msync returned, and pairs with A3 in the
+ * durable consumer's load_acquire(durable_pos). Then wake consumers that
+ * sleep for durable data (F2's flag protocol: the CAS orders the raise
+ * before our read of data_waiters, as the producer's fenced write_pos
+ * store does).
+ */
+static void raise_watermark(struct shmq_hdr *h, uint64_t d, uint64_t w)
+{
+	uint64_t cur = d;
+
+	while (pos_before(cur, w)) {
+		uint64_t seen = rmw_cas(&h->durable_pos, cur, w);	/* W3 */
+
+		if (seen == cur)
+			break;
+		cur = seen;
+	}
+	if (load_relaxed(&h->data_waiters) && rmw_xchg(&h->data_waiters, 0)) {
+		rmw_add(&h->data_futex, 1);
+		shmqi_futex_wake(&h->data_futex);
+	}
 }
 
 int shmq_sync(struct shmq *q)
 {
 	struct shmq_hdr *h = q->hdr;
-	uint64_t w, d, off, len, cur;
+	uint64_t w, d;
 	int ret;
 
 	shmqi_clear_error();
+	ret = sync_failed(q);
+	if (ret < 0)
+		return shmqi_fail(ret, "an earlier msync failed: the queue is marked \"durability failed\" for good");
 	w = load_acquire(&h->write_pos);
 	d = load_acquire(&h->durable_pos);
-	len = w - d;
-	if (len > q->g.capacity) {
-		/* Stale or corrupt watermark: sync the whole ring. */
-		ret = sync_range(q, 0, q->g.capacity);
-	} else {
-		off = d & q->g.mask;
-		if (off + len > q->g.capacity) {
-			ret = sync_range(q, off, q->g.capacity - off);
-			if (ret == 0)
-				ret = sync_range(q, 0, off + len - q->g.capacity);
-		} else {
-			ret = sync_range(q, off, len);
-		}
-	}
+	ret = sync_data(q, d, w);
 	if (ret < 0)
 		return ret;
-	if (!q->rdonly) {
-		/* Raise the watermark, never lower it: racing syncs CAS. */
-		cur = d;
-		while (pos_before(cur, w)) {
-			uint64_t seen = rmw_cas(&h->durable_pos, cur, w);
-
-			if (seen == cur)
-				break;
-			cur = seen;
-		}
-	}
+	KILL_POINT("sync:after-data");
+	/* Another process may have failed on pages we share since we looked. */
+	ret = sync_failed(q);
+	if (ret < 0)
+		return shmqi_fail(ret, "another process's msync failed: the queue is marked \"durability failed\"");
+	if (!q->rdonly)
+		raise_watermark(h, d, w);
 	KILL_POINT("sync:before-header");
-	if (msync(q->map, q->g.data_off, MS_SYNC) < 0)
-		return shmqi_fail(-errno, "msync of the header: %m");
-	return 0;
+	return shmqi_sync_header(q);
+}
+
+void shmqi_sync_config(struct shmq_producer *p,
+		       const struct shmq_producer_opts *o)
+{
+	p->sync_mode = o ? o->sync_mode : SHMQ_SYNC_NONE;
+	if (p->sync_mode != SHMQ_SYNC_BATCH)
+		return;
+	p->sync_n = o->sync_every_n;
+	p->sync_ns = (int64_t)o->sync_every_ms * 1000000;
+	if (!o->sync_every_n && !o->sync_every_ms) {
+		p->sync_n = BATCH_DEFAULT_N;
+		p->sync_ns = (int64_t)BATCH_DEFAULT_MS * 1000000;
+	}
+}
+
+/* A sync by the producer: it also knows the tail its header carried. */
+int shmqi_sync_producer(struct shmq_producer *p)
+{
+	uint64_t tail = p->tail;
+	int ret;
+
+	p->sync_pending = 0;
+	ret = shmq_sync(p->q);
+	if (ret == 0)
+		p->disk_tail = tail;
+	return ret;
+}
+
+/*
+ * Called by shmq_publish() after N records became visible. every: sync
+ * now, so the send returns only once its data is durable. batch: sync
+ * when N messages are pending or the oldest pending one waited T (checked
+ * here, at each publish: an idle producer does not sync by itself).
+ */
+int shmqi_sync_published(struct shmq_producer *p, uint64_t n)
+{
+	if (p->sync_mode == SHMQ_SYNC_NONE)
+		return 0;
+	if (p->sync_mode == SHMQ_SYNC_BATCH) {
+		int64_t now;
+
+		if (!p->sync_pending)
+			p->sync_first_ns = shmqi_now_ns();
+		p->sync_pending += n;
+		if (p->sync_n && p->sync_pending >= p->sync_n)
+			return shmqi_sync_producer(p);
+		if (!p->sync_ns)
+			return 0;
+		now = p->sync_pending == n ? p->sync_first_ns : shmqi_now_ns();
+		if (now - p->sync_first_ns < p->sync_ns)
+			return 0;
+	}
+	return shmqi_sync_producer(p);
 }
