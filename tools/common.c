@@ -155,6 +155,8 @@ int tool_exit_for(int err)
 		return EXIT_BUSY;
 	case -EPIPE:
 		return EXIT_PIPE;
+	case SHMQ_EVICTED:
+		return EXIT_EVICTED;
 	default:
 		return EXIT_ERROR;
 	}
@@ -366,19 +368,10 @@ int tool_consumer_open(struct shmq *q, const char *path, int kind,
 	};
 	int r;
 
-	/*
-	 * When the library grows SHMQ_CONSUMER_GROUP / _OBSERVER, these
-	 * become .kind assignments; the flags and statuses stay as they are.
-	 */
-	if (kind == TOOL_GROUP) {
-		tool_msg("%s: --group: consumer groups are not supported yet",
-			 path);
-		return EXIT_UNSUPPORTED;
-	}
-	if (kind == TOOL_OBSERVER) {
-		tool_msg("%s: --observe: observers are not supported yet", path);
-		return EXIT_UNSUPPORTED;
-	}
+	if (kind == TOOL_GROUP)
+		opts.kind = SHMQ_CONSUMER_GROUP;
+	else if (kind == TOOL_OBSERVER)
+		opts.kind = SHMQ_CONSUMER_OBSERVER;
 	r = shmq_consumer_open(q, &opts, out);
 	if (r < 0)
 		return tool_fail(path, "cannot attach a consumer", r);

@@ -23,7 +23,7 @@ enum tool_exit {
 	EXIT_DIED = 3,		/* the producer died without closing */
 	EXIT_TIMEOUT = 4,	/* get --timeout expired */
 	EXIT_OVERRUN = 5,	/* messages were lost before being read */
-	EXIT_UNSUPPORTED = 6,	/* --group / --observe: not in the library yet */
+	EXIT_EVICTED = 6,	/* this consumer was evicted for stalling */
 	EXIT_TRUNCATED = 7,	/* queue file truncated, deleted or replaced */
 	EXIT_BUSY = 8,		/* role or name taken, or queue in use (rm) */
 	EXIT_PIPE = 141,	/* the other end is gone, as a pipe writer */
@@ -72,9 +72,8 @@ struct shmq_consumer;
 
 /*
  * Attach a consumer of KIND to Q; NAME is the --name or --group name (or
- * NULL), START an enum shmq_start. Groups and observers are parsed but not
- * in the library yet: they fail with EXIT_UNSUPPORTED. Returns 0, or the
- * exit status after reporting the failure.
+ * NULL), START an enum shmq_start. Returns 0, or the exit status after
+ * reporting the failure.
  */
 int tool_consumer_open(struct shmq *q, const char *path, int kind,
 		       const char *name, uint32_t start,

@@ -29,6 +29,8 @@ struct get {
 	int64_t timeout_ns;
 	const char *timeout_arg;
 	uint64_t lost;		/* messages the queue reported lost */
+	char *buf;		/* observers: they receive by copy */
+	size_t cap;
 	struct shmq *q;
 	struct shmq_consumer *c;
 };
@@ -41,8 +43,8 @@ static const char get_usage[] =
 "\n"
 "  --create         create PATH with the default geometry if it is missing\n"
 "  --name NAME      a named consumer: resumes where it stopped\n"
-"  --group NAME     share the messages with the group's members (not yet)\n"
-"  --observe        never hold the producer back (not yet)\n"
+"  --group NAME     share the messages with the group's other members\n"
+"  --observe        never hold the producer back; report what was lost\n"
 "  --from WHERE     oldest (default) or latest\n"
 "  --lines          write a newline after each message\n"
 "  --null           write a NUL after each message\n"
@@ -50,7 +52,8 @@ static const char get_usage[] =
 "  --timeout SECS   give up when no message came for SECS seconds\n"
 "\n"
 "Exit status: 0 at EOF or after --count messages, 3 if the producer died,\n"
-"4 on timeout, 5 if messages were lost (overrun), 141 if stdout closed.\n";
+"4 on timeout, 5 if messages were lost (overrun), 6 if evicted, 141 if\n"
+"stdout closed.\n";
 
 static int parse_get_opt(int c, struct get *g, int *kinds, int *framings)
 {
@@ -173,9 +176,46 @@ static int get_write(struct get *g, const struct shmq_msg *m)
 		tool_msg("%s: writing stdout: %s", g->path, strerror(-r));
 		return EXIT_ERROR;
 	}
+	if (g->buf)		/* a copy: already released */
+		return 0;
 	r = shmq_release(g->c);
 	if (r < 0)
 		return tool_fail(g->path, "release failed", r);
+	return 0;
+}
+
+/*
+ * The next message, in place (released by get_write() once written) or,
+ * for an observer, copied: the producer may overwrite what an observer is
+ * looking at, so the library only hands observers copies.
+ */
+static int get_next(struct get *g, struct shmq_msg *m)
+{
+	ssize_t n;
+
+	if (!g->buf)
+		return shmq_peek(g->c, m, g->timeout_ns);
+	n = shmq_recv(g->c, g->buf, g->cap, m, g->timeout_ns);
+	if (n < 0)
+		return n;
+	m->data = g->buf;
+	m->len = n;
+	return 0;
+}
+
+static int get_observer_buffer(struct get *g)
+{
+	struct shmq_stat *st;
+	int r;
+
+	r = shmq_stat_get(g->q, &st);
+	if (r < 0)
+		return tool_fail(g->path, "cannot read queue geometry", r);
+	g->cap = st->max_message ? st->max_message : 1;
+	shmq_stat_free(st);
+	g->buf = malloc(g->cap);
+	if (!g->buf)
+		return tool_msg("out of memory"), EXIT_ERROR;
 	return 0;
 }
 
@@ -186,7 +226,7 @@ static int get_loop(struct get *g)
 	int r;
 
 	while (!g->has_count || got < g->count) {
-		r = shmq_peek(g->c, &m, g->timeout_ns);
+		r = get_next(g, &m);
 		if (r == -EINTR)
 			continue;
 		if (r < 0)
@@ -217,11 +257,16 @@ int cmd_get(int argc, char **argv)
 	r = tool_open(g.path, g.create ? SHMQ_OPEN_CREATE : 0, &g.q);
 	if (r)
 		return r;
-	r = tool_consumer_open(g.q, g.path, g.kind, g.name, g.start, &g.c);
+	if (g.kind == TOOL_OBSERVER)
+		r = get_observer_buffer(&g);
+	if (!r)
+		r = tool_consumer_open(g.q, g.path, g.kind, g.name, g.start,
+				       &g.c);
 	if (!r)
 		r = get_loop(&g);
 	/* Closing frees an anonymous slot: the producer may see EPIPE. */
 	shmq_consumer_close(g.c);
 	shmq_close(g.q);
+	free(g.buf);
 	return r;
 }

@@ -33,9 +33,10 @@ static const char usage_text[] =
 "  --create         create PATH with the default geometry if it is missing\n"
 "  --count N        exit 0 after N records (default: until the producer closes)\n"
 "  --name NAME      a named consumer: resumes where it stopped\n"
-"  --group NAME     share the records with the group's members (not yet)\n"
+"  --group NAME     share the records with the group's other members\n"
 "\n"
-"Exit status: 0 at the end of the stream, 3 if the producer died.\n";
+"Exit status: 0 at the end of the stream, 3 if the producer died,\n"
+"6 if evicted.\n";
 
 static int parse_opt(int c, struct consumer_args *a, int *kinds)
 {

@@ -33,7 +33,7 @@ static const char usage_text[] =
 "\n"
 "Sizes accept K, M and G (powers of 1024). 'shmq COMMAND --help' shows\n"
 "one command. Exit statuses: 0 ok, 1 error, 2 usage, 3 producer died,\n"
-"4 timeout, 5 overrun, 6 not supported yet, 7 queue file truncated,\n"
+"4 timeout, 5 overrun, 6 evicted, 7 queue file truncated,\n"
 "8 busy, 141 the other end is gone.\n";
 
 const char *one_path(int argc, char **argv, int optind_after)

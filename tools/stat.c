@@ -49,7 +49,14 @@ static const char *producer_state_name(uint32_t s)
 
 static const char *kind_name(uint32_t k)
 {
-	return k == SHMQ_CONSUMER_BROADCAST ? "broadcast" : "unknown";
+	static const char *const names[] = {
+		[SHMQ_CONSUMER_BROADCAST] = "broadcast",
+		[SHMQ_CONSUMER_GROUP] = "group",
+		[SHMQ_CONSUMER_OBSERVER] = "observer",
+		[SHMQ_CONSUMER_MEMBER] = "member",
+	};
+
+	return k < 4 ? names[k] : "unknown";
 }
 
 /* Age of the oldest unread message, known when it is the ring's tail. */
@@ -153,11 +160,14 @@ static void json_consumer(const struct view *v,
 	else
 		printf("null");
 	printf(",\"pid\":%" PRIu32 ",\"alive\":%s,\"holding\":%s"
-	       ",\"position\":%" PRIu64 ",\"next_seq\":%" PRIu64
+	       ",\"evicted\":%s", c->pid, c->alive ? "true" : "false",
+	       c->holding ? "true" : "false", c->evicted ? "true" : "false");
+	if (c->kind == SHMQ_CONSUMER_MEMBER)
+		printf(",\"group_slot\":%" PRIu32 ",\"claimed\":%s",
+		       c->group_slot, c->claimed ? "true" : "false");
+	printf(",\"position\":%" PRIu64 ",\"next_seq\":%" PRIu64
 	       ",\"lag_messages\":%" PRIu64 ",\"lag_bytes\":%" PRIu64 ",",
-	       c->pid, c->alive ? "true" : "false",
-	       c->holding ? "true" : "false", c->position, c->next_seq,
-	       c->lag_messages, c->lag_bytes);
+	       c->position, c->next_seq, c->lag_messages, c->lag_bytes);
 	json_age("lag_age_ns", lag_age_ns(v, c));
 	printf(",\"attach_ns\":%" PRIu64, c->attach_ns);
 	if (v->prev)
@@ -174,10 +184,11 @@ static void json_header(const struct view *v)
 	printf(",\"time_ns\":%" PRId64 ",\"version\":%" PRIu32
 	       ",\"capacity\":%" PRIu64 ",\"max_message\":%" PRIu32
 	       ",\"slots\":%" PRIu32 ",\"when_full\":\"%s\""
+	       ",\"evict_after_ms\":%" PRIu32
 	       ",\"created_ns\":%" PRIu64 ",\"file_size\":%" PRIu64,
 	       v->now_ns, st->version, st->capacity, st->max_message,
 	       st->slots, st->when_full ? "overwrite" : "block",
-	       st->created_ns, st->file_size);
+	       st->evict_after_ms, st->created_ns, st->file_size);
 	printf(",\"producer\":{\"state\":\"%s\",\"pid\":",
 	       producer_state_name(st->producer_state));
 	if (st->producer_state == SHMQ_PRODUCER_NONE)
@@ -277,10 +288,13 @@ static void table_header(const struct view *v)
 	       " bytes)\n", v->path, st->version,
 	       human_time(st->created_ns, a, sizeof(a)), st->file_size);
 	printf("geometry   ring %s, max message %s, %" PRIu32
-	       " slots, when full: %s\n",
+	       " slots, when full: %s",
 	       human_bytes(st->capacity, a, sizeof(a)),
 	       human_bytes(st->max_message, b, sizeof(b)), st->slots,
 	       st->when_full ? "overwrite" : "block");
+	if (st->evict_after_ms)
+		printf(", evict after %" PRIu32 " ms", st->evict_after_ms);
+	putchar('\n');
 	printf("producer   %s", producer_state_name(st->producer_state));
 	if (st->producer_state != SHMQ_PRODUCER_NONE)
 		printf(", pid %" PRIu32, st->producer_pid);
@@ -329,7 +343,8 @@ static void table_consumer(const struct view *v,
 	printf("%4" PRIu32 " %-9s %-16s %7" PRIu32 " %-5s %-4s %12" PRIu64
 	       " %10" PRIu64 " %10" PRIu64 " %10s %8s%s\n",
 	       c->slot, kind_name(c->kind), c->name[0] ? c->name : "-",
-	       c->pid, c->alive ? "yes" : "no", c->holding ? "yes" : "",
+	       c->pid, c->evicted ? "evict" : c->alive ? "yes" : "no",
+	       c->holding ? "yes" : "",
 	       c->position, c->next_seq, c->lag_messages,
 	       human_bytes(c->lag_bytes, bytes, sizeof(bytes)),
 	       human_age(lag_age_ns(v, c), age, sizeof(age)), rate);

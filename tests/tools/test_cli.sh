@@ -95,16 +95,6 @@ for cmd in get stat rm; do
 done
 [ -e notaqueue ] || fail "shmq rm removed a file that is not a queue"
 
-# Groups and observers are parsed but not in the library yet: status 6.
-for args in "get q --group g" "get q --observe"; do
-	$BOUNDED "$SHMQ" $args 2>err
-	expect_status 6 $? "shmq $args"
-	expect_one_line err "shmq $args"
-	grep -q "not supported yet" err || fail "shmq $args: $(cat err)"
-done
-$BOUNDED "$CONSUMER" q --group g 2>err
-expect_status 6 $? "shmq-consumer --group"
-
 # rm refuses while a live process is attached, unless --force.
 $BOUNDED "$SHMQ" get q >/dev/null &
 g=$!
