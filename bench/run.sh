@@ -104,6 +104,8 @@ for s in $SIZES; do
 	for t in pipe fifo sock ring memcpy; do
 		CONFIGS+=("base tput $t $s")
 	done
+	# What the per-record checksum costs, beside memcpy.
+	[ "$s" -ge 1024 ] && CONFIGS+=("base tput crc32c $s" "base tput crc32c3 $s")
 	if [ "$s" -le "$MQMAX" ]; then
 		CONFIGS+=("base tput mq $s")
 	else
@@ -259,7 +261,7 @@ END { flush() }' > "$SUMMARY"
 
 # ---- the table ---------------------------------------------------------
 # Throughput is grouped by size so that the transports sit side by side.
-RANK="memcpy ring shmq-copy shmq-zc shmq-batch shmq-defer pipe fifo sock mq pipeline-shmq pipeline-fifo"
+RANK="memcpy crc32c crc32c3 ring shmq-copy shmq-zc shmq-batch shmq-defer pipe fifo sock mq pipeline-shmq pipeline-fifo"
 table() {
 	awk -F, -v rank="$RANK" '
 	function sz(b) {
