@@ -167,8 +167,12 @@ int tool_fail(const char *path, const char *what, int err)
 	const char *detail = shmq_errdetail();
 	const char *text = shmq_strerror(err);
 
-	if (err == SHMQ_ESTALE)
+	/* The detail says which of the three happened: it is the message. */
+	if (err == SHMQ_ESTALE) {
 		text = "queue file truncated, deleted or replaced";
+		if (detail && *detail)
+			text = detail, detail = NULL;
+	}
 	if (detail && *detail && strcmp(detail, text) != 0)
 		tool_msg("%s: %s: %s: %s", path, what, text, detail);
 	else

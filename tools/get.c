@@ -172,6 +172,11 @@ static int get_write(struct get *g, const struct shmq_msg *m)
 	r = writev_all(STDOUT_FILENO, iov, g->delim < 0 ? 1 : 2);
 	if (r == -EPIPE)
 		return EXIT_PIPE;
+	/* write() reports a vanished source page as EFAULT, not SIGBUS. */
+	if (r == -EFAULT && !g->buf) {
+		tool_msg("%s: queue file truncated", g->path);
+		return EXIT_TRUNCATED;
+	}
 	if (r < 0) {
 		tool_msg("%s: writing stdout: %s", g->path, strerror(-r));
 		return EXIT_ERROR;
