@@ -385,6 +385,7 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 		  o.kind == SHMQ_CONSUMER_OBSERVER ? SHMQ_KIND_OBSERVER :
 		  o.name ? SHMQ_KIND_NAMED : SHMQ_KIND_ANON;
 	c->adopt_idx = -1;
+	c->asym = shmqi_membarrier_register() == 0;
 	c->durable = o.flags & SHMQ_CONSUMER_DURABLE;
 	c->lock_fd = shmqi_reopen(q, O_RDWR);
 	if (c->lock_fd < 0) {
@@ -439,7 +440,16 @@ static void publish_pos(struct shmq_consumer *c)
 
 	store_relaxed(&s->next_seq, c->seq);
 	store_relaxed(&s->bytes, c->bytes);
-	store_fenced(&s->position, c->pos);	/* R1, F3 */
+	/*
+	 * R1, F3: our position is visible before we read prod_waiting. With a
+	 * producer that issues membarrier before it sleeps (CAP_ASYM) and our
+	 * process registered, a release store is enough.
+	 */
+	if (likely(c->asym) &&
+	    (load_relaxed(&c->q->hdr->prod_caps) & SHMQ_CAP_ASYM))
+		store_release(&s->position, c->pos);	/* R1, F3 (asym) */
+	else
+		store_fenced(&s->position, c->pos);	/* R1, F3 */
 	shmqi_wake_producer(c->q->hdr);
 }
 
@@ -578,7 +588,7 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 		     int64_t *deadline)
 {
 	struct shmq_hdr *h = c->q->hdr;
-	int64_t now, spin_until;
+	int64_t now, spin_until, slice = SHMQ_SLICE_NS;
 	uint32_t v;
 	int gone, ret;
 
@@ -621,12 +631,15 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	 * reads the flag. One of us sees the other: no lost wake-up.
 	 */
 	store_fenced(&h->data_waiters, 1);
+	/* F2 (asym): a producer publishing unfenced is fenced from here. */
+	if (shmqi_membarrier() < 0)
+		slice = 1000000;	/* cannot fence it: look again soon */
 	if (read_end(c) != c->pos)
 		return 0;
 	gone = producer_gone(c);
 	if (gone)
 		goto check_end;
-	ret = shmqi_futex_wait(&h->data_futex, v, *deadline, SHMQ_SLICE_NS);
+	ret = shmqi_futex_wait(&h->data_futex, v, *deadline, slice);
 	if (ret < 0)
 		return ret;
 	return shmqi_check_file(c->q);

@@ -49,6 +49,13 @@
 #define SHMQ_PSTATE_OPEN	1u
 #define SHMQ_PSTATE_CLOSED	2u
 
+/*
+ * hdr.prod_caps. ASYM: this producer publishes write_pos without a fence
+ * and issues membarrier(GLOBAL_EXPEDITED) before it sleeps, so consumers
+ * registered for it may release without a fence (docs/concurrency.md).
+ */
+#define SHMQ_CAP_ASYM		0x1u
+
 /* slot.state */
 #define SHMQ_SLOT_FREE		0u
 #define SHMQ_SLOT_ACTIVE	1u
@@ -148,7 +155,8 @@ struct shmq_hdr {
 
 	/* Line 7: the producer says it sleeps (consumers read per release). */
 	uint32_t prod_waiting;	/* 448 */
-	uint8_t pad7[60];	/* 452 */
+	uint32_t prod_caps;	/* 452 SHMQ_CAP_*, set at producer open */
+	uint8_t pad7[56];	/* 456 */
 };
 
 /*
@@ -217,6 +225,7 @@ _Static_assert(offsetof(struct shmq_hdr, attach_count) == 388, "attaches");
 _Static_assert(offsetof(struct shmq_hdr, floor_pos) == 392, "floor_pos");
 _Static_assert(offsetof(struct shmq_hdr, slot_gen) == 400, "slot_gen");
 _Static_assert(offsetof(struct shmq_hdr, prod_waiting) == 448, "waiting");
+_Static_assert(offsetof(struct shmq_hdr, prod_caps) == 452, "prod_caps");
 
 _Static_assert(sizeof(struct shmq_slot) == SHMQ_SLOT_SIZE, "slot size");
 _Static_assert(offsetof(struct shmq_slot, position) == 0, "slot position");

@@ -74,6 +74,7 @@ struct shmq_producer {
 	uint64_t unpub_bytes;
 	uint32_t attach_base;	/* hdr.attach_count when we opened */
 	uint32_t slot_gen;	/* hdr.slot_gen at the last FIFO check */
+	bool asym;		/* publish unfenced; membarrier before sleeping */
 	uint32_t fifo_tick;
 	bool seen_consumer;	/* FIFO: some consumer attached in our time */
 	bool epipe;		/* FIFO: they have all gone; it sticks */
@@ -100,6 +101,7 @@ struct shmq_consumer {
 	bool seq_known;
 	uint64_t wpos_cache;	/* last write_pos seen */
 	bool peeked;		/* view holds a message not yet released */
+	bool asym;		/* registered: may release without a fence */
 	bool resynced;		/* observer: just skipped to the tail */
 	bool redelivered;	/* member: the view is an adopted claim */
 	uint64_t lost;		/* observer: lost before the next message */
@@ -138,6 +140,8 @@ int shmqi_futex_wait(uint32_t *word, uint32_t val, int64_t deadline_ns,
 		     int64_t slice_ns);
 void shmqi_futex_wake(uint32_t *word);
 int shmqi_check_file(struct shmq *q);
+int shmqi_membarrier_register(void);
+int shmqi_membarrier(void);
 #define SHMQ_SPIN_NS		50000	/* spin this long before sleeping */
 #define SHMQ_SLICE_NS		100000000	/* re-check liveness this often */
 

@@ -62,11 +62,12 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	}
 	p->pos = p->pub_pos = w;
 	p->tail = p->limit = t;
-	p->disk_tail = t;
 	store_relaxed(&h->next_seq, p->seq);
 	store_relaxed(&h->tail_seq, p->tail_seq);
 	store_relaxed(&h->prod_pid, (uint32_t)getpid());
 	rmw_add(&h->prod_epoch, 1);
+	p->asym = shmqi_membarrier_register() == 0;
+	store_relaxed(&h->prod_caps, p->asym ? SHMQ_CAP_ASYM : 0u);
 	p->attach_base = load_relaxed(&h->attach_count);
 	p->slot_gen = load_relaxed(&h->slot_gen) - 1;	/* scan at first send */
 	/* Sync modes start from a header on disk that matches memory. */
@@ -88,10 +89,12 @@ fail_free:
 
 /*
  * Publish every sealed record. W1 pairs with A1 in the consumer's
- * refresh: record contents before write_pos. The store is a locked xchg
- * (store_fenced), so it is also F2: write_pos is visible before we read
- * data_waiters, against a consumer's waiters store before its re-read of
- * write_pos. Either it sees our records or we see it sleeping.
+ * refresh: record contents before write_pos. F2: write_pos must be
+ * visible before we read data_waiters, against a consumer's waiters store
+ * before its re-read of write_pos; either it sees our records or we see it
+ * sleeping. Registered for membarrier (p->asym), a plain release store
+ * does: the consumer's membarrier before it re-reads is the fence on our
+ * CPU. Otherwise the store is a locked xchg (store_fenced).
  */
 int shmq_publish(struct shmq_producer *p)
 {
@@ -101,7 +104,10 @@ int shmq_publish(struct shmq_producer *p)
 	if (p->pos == p->pub_pos)
 		return 0;
 	KILL_POINT("publish:before");
-	store_fenced(&h->write_pos, p->pos);	/* W1, F2 */
+	if (likely(p->asym))
+		store_release(&h->write_pos, p->pos);	/* W1, F2 (asym) */
+	else
+		store_fenced(&h->write_pos, p->pos);	/* W1, F2 */
 	KILL_POINT("publish:after");
 	p->pub_pos = p->pos;
 	store_relaxed(&h->next_seq, p->seq);
@@ -259,6 +265,8 @@ static int sleep_for_space(struct shmq_producer *p, uint64_t need_end,
 	 * consumer stores its position (fenced) before it reads the flag.
 	 */
 	store_fenced(&h->prod_waiting, 1);
+	if (p->asym)
+		shmqi_membarrier();	/* F3 for consumers releasing unfenced */
 	ret = refresh_limit(p, need_end);
 	if (ret != 0)
 		goto out;
@@ -380,21 +388,13 @@ static int sync_before_overwrite(struct shmq_producer *p, uint64_t end)
 	uint64_t cap = p->q->g.capacity;
 	int ret;
 
-	if (!pos_before(p->disk_tail, end - cap))
-		return 0;
-	/* Mode none: only when someone synced records past that tail. */
-	if (p->sync_mode == SHMQ_SYNC_NONE &&
-	    !pos_before(p->disk_tail, load_acquire(&p->q->hdr->durable_pos)))
+	if (p->sync_mode == SHMQ_SYNC_NONE ||
+	    !pos_before(p->disk_tail, end - cap))
 		return 0;
 	ret = refresh_limit(p, p->pub_pos + cap);
 	if (ret < 0)
 		return ret;
-	if (p->sync_mode != SHMQ_SYNC_NONE)
-		return shmqi_sync_producer(p);
-	/* A failure is recorded (sticky) for shmq_sync(); none never fails a send. */
-	if (shmqi_sync_header(p->q) == 0)
-		p->disk_tail = p->tail;
-	return 0;
+	return shmqi_sync_producer(p);
 }
 
 /* Make room for a record of SIZE bytes at p->pos, padding at the wrap. */

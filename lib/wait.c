@@ -6,6 +6,9 @@
  * peer cannot wake anyone.
  */
 #include <limits.h>
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <urcu/futex.h>
@@ -63,6 +66,36 @@ int shmqi_futex_wait(uint32_t *word, uint32_t val, int64_t deadline_ns,
 		/* EAGAIN: the word changed; ETIMEDOUT: slice over. */
 	}
 	return 0;
+}
+
+/*
+ * Asymmetric fences (as liburcu's memb flavour): the data paths publish
+ * with plain release stores, and whoever is about to sleep pays for the
+ * store-load fence on everyone's behalf with membarrier(GLOBAL_EXPEDITED),
+ * which runs a full barrier on every CPU running a registered process.
+ * Registration is per process; 0 when registered, -errno when the kernel
+ * or a seccomp policy refuses.
+ */
+int shmqi_membarrier_register(void)
+{
+	static int state = 1;	/* 1 unknown, 0 registered, < 0 refused */
+	int s = load_relaxed(&state);
+
+	if (s == 1) {
+		s = syscall(__NR_membarrier,
+			    MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) ?
+		    -errno : 0;
+		if (s == 0 && shmqi_membarrier() < 0)
+			s = -ENOSYS;
+		store_relaxed(&state, s);
+	}
+	return s;
+}
+
+int shmqi_membarrier(void)
+{
+	return syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) ?
+	       -errno : 0;
 }
 
 void shmqi_futex_wake(uint32_t *word)
