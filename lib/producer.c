@@ -62,6 +62,7 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	}
 	p->pos = p->pub_pos = w;
 	p->tail = p->limit = t;
+	p->disk_tail = t;
 	store_relaxed(&h->next_seq, p->seq);
 	store_relaxed(&h->tail_seq, p->tail_seq);
 	store_relaxed(&h->prod_pid, (uint32_t)getpid());
@@ -388,13 +389,21 @@ static int sync_before_overwrite(struct shmq_producer *p, uint64_t end)
 	uint64_t cap = p->q->g.capacity;
 	int ret;
 
-	if (p->sync_mode == SHMQ_SYNC_NONE ||
-	    !pos_before(p->disk_tail, end - cap))
+	if (!pos_before(p->disk_tail, end - cap))
+		return 0;
+	/* Mode none: only when someone synced records past that tail. */
+	if (p->sync_mode == SHMQ_SYNC_NONE &&
+	    !pos_before(p->disk_tail, load_acquire(&p->q->hdr->durable_pos)))
 		return 0;
 	ret = refresh_limit(p, p->pub_pos + cap);
 	if (ret < 0)
 		return ret;
-	return shmqi_sync_producer(p);
+	if (p->sync_mode != SHMQ_SYNC_NONE)
+		return shmqi_sync_producer(p);
+	/* A failure is recorded (sticky) for shmq_sync(); none never fails a send. */
+	if (shmqi_sync_header(p->q) == 0)
+		p->disk_tail = p->tail;
+	return 0;
 }
 
 /* Make room for a record of SIZE bytes at p->pos, padding at the wrap. */
