@@ -9,11 +9,22 @@
  *   consume PATH [--name NAME] [--from oldest|latest] [--count N]
  *           [--seed S] [--max M] [--expect-first SEQ|any] [--hold]
  *           [--pause] [--api peek|recv] [--slow-us U]
+ *           [--group NAME | --observe] [--log FILE] [--hold-us U]
+ *           [--slow-every K]
+ *
+ * --group: a member of group NAME; order is not checked (other members
+ * take the gaps), and each message goes to --log, if given, before it is
+ * released, as a u64: seq | SHMQ_MSG_REDELIVERED << 63. --observe: an
+ * observer (copy only); each message must be the expected one plus the
+ * lost count it carries. Both end with "end HOW count=N next=S lost=L
+ * redelivered=R". --hold-us: sleep holding each peeked message;
+ * --slow-every: sleep --slow-us only after every K-th message.
  *
  * Exit: 0 done, 1 unexpected error, 2 a message failed verification,
  * 3 -EPIPE, 4 -EBUSY. The watchdog is the alarm() set by the harness.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -240,8 +251,10 @@ static int consume(int argc, char **argv)
 	struct shmq_consumer *c;
 	struct shmq *q;
 	uint64_t count = UINT64_MAX, seed = 0, expect = 0, got = 0;
-	uint64_t slow_us = 0;
+	uint64_t slow_us = 0, hold_us = 0, slow_every = 1;
+	uint64_t lost = 0, redelivered = 0;
 	int any_first = 0, hold = 0, do_pause = 0, use_recv = 0, err;
+	int group = 0, observe = 0, log_fd = -1;
 	size_t max = 0;
 
 	if (argc < 3)
@@ -272,6 +285,28 @@ static int consume(int argc, char **argv)
 			use_recv = !strcmp(argv[++a], "recv");
 		} else if (!strcmp(argv[a], "--slow-us") && a + 1 < argc) {
 			slow_us = strtoull(argv[++a], NULL, 0);
+		} else if (!strcmp(argv[a], "--slow-every") && a + 1 < argc) {
+			slow_every = strtoull(argv[++a], NULL, 0);
+			if (!slow_every)
+				slow_every = 1;
+		} else if (!strcmp(argv[a], "--hold-us") && a + 1 < argc) {
+			hold_us = strtoull(argv[++a], NULL, 0);
+		} else if (!strcmp(argv[a], "--group") && a + 1 < argc) {
+			co.kind = SHMQ_CONSUMER_GROUP;
+			co.name = argv[++a];
+			group = 1;
+		} else if (!strcmp(argv[a], "--observe")) {
+			co.kind = SHMQ_CONSUMER_OBSERVER;
+			observe = 1;
+			use_recv = 1;	/* observers receive by copy only */
+		} else if (!strcmp(argv[a], "--log") && a + 1 < argc) {
+			/* Never closed: the kernel closes it, even on SIGKILL. */
+			log_fd = open(argv[++a], O_WRONLY | O_CREAT | O_APPEND |
+				      O_CLOEXEC, 0600);
+			if (log_fd < 0) {
+				say("error log %s", strerror(errno));
+				return EXIT_ERR;
+			}
 		} else {
 			usage();
 		}
@@ -323,6 +358,14 @@ static int consume(int argc, char **argv)
 			err = shmq_peek(c, &m, SHMQ_FOREVER);
 			data = m.data;
 		}
+		if ((err == SHMQ_EOF || err == SHMQ_EDIED) &&
+		    (group || observe)) {
+			say("end %s count=%" PRIu64 " next=%" PRIu64
+			    " lost=%" PRIu64 " redelivered=%" PRIu64,
+			    err == SHMQ_EOF ? "eof" : "died", got, expect, lost,
+			    redelivered);
+			return 0;
+		}
 		if (err == SHMQ_EOF || err == SHMQ_EDIED) {
 			say("end %s count=%" PRIu64 " next=%" PRIu64,
 			    err == SHMQ_EOF ? "eof" : "died", got, expect);
@@ -337,6 +380,22 @@ static int consume(int argc, char **argv)
 		if (any_first) {
 			expect = m.seq;
 			any_first = 0;
+		}
+		if (observe) {
+			/* Exact loss: the gap is what it says it lost. */
+			if (m.seq != expect + m.lost) {
+				say("bad seq %" PRIu64 " with lost=%" PRIu64
+				    ", expected %" PRIu64 " after %" PRIu64
+				    " messages", m.seq, m.lost, expect + m.lost,
+				    got);
+				return EXIT_BAD;
+			}
+			lost += m.lost;
+			expect = m.seq;
+		} else if (group) {
+			if (m.flags & SHMQ_MSG_REDELIVERED)
+				redelivered++;
+			expect = m.seq;
 		}
 		if (m.seq != expect) {
 			say("bad seq %" PRIu64 ", expected %" PRIu64
@@ -356,6 +415,20 @@ static int consume(int argc, char **argv)
 			    expect);
 			park();
 		}
+		if (log_fd >= 0) {
+			uint64_t rec = m.seq;
+
+			if (m.flags & SHMQ_MSG_REDELIVERED)
+				rec |= 1ull << 63;
+			/* Logged before the release: a kill between the two
+			 * makes a flagged redelivery, never a silent loss. */
+			if (write(log_fd, &rec, sizeof(rec)) != sizeof(rec)) {
+				say("error log write %s", strerror(errno));
+				return EXIT_ERR;
+			}
+		}
+		if (hold_us && !use_recv)
+			usleep((useconds_t)hold_us);
 		if (!use_recv) {
 			err = shmq_release(c);
 			if (err < 0) {
@@ -365,7 +438,7 @@ static int consume(int argc, char **argv)
 		}
 		got++;
 		expect++;
-		if (slow_us)
+		if (slow_us && got % slow_every == 0)
 			usleep((useconds_t)slow_us);
 	}
 	if (do_pause) {
@@ -374,7 +447,11 @@ static int consume(int argc, char **argv)
 	}
 	g_c = NULL;
 	shmq_consumer_close(c);
-	say("end count count=%" PRIu64 " next=%" PRIu64, got, expect);
+	if (group || observe)
+		say("end count count=%" PRIu64 " next=%" PRIu64 " lost=%" PRIu64
+		    " redelivered=%" PRIu64, got, expect, lost, redelivered);
+	else
+		say("end count count=%" PRIu64 " next=%" PRIu64, got, expect);
 	return 0;
 }
 
