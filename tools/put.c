@@ -16,24 +16,16 @@
 #include "cmds.h"
 #include "common.h"
 
-/* --sync batch: sync after this many messages or this much time. */
-#define SYNC_BATCH_MESSAGES	1000
-#define SYNC_BATCH_NS		(100 * 1000 * 1000)
-
 /* Messages handed to shmq_send_batch() at once in --lines / --null mode. */
 #define PUT_BATCH		256
-
-enum sync_mode { SYNC_NONE, SYNC_BATCH, SYNC_EVERY };
 
 struct put {
 	const char *path;
 	struct shmq *q;
 	struct shmq_producer *p;
 	int delim;		/* -1: byte stream; else '\n' or '\0' */
-	enum sync_mode sync;
+	uint32_t sync;		/* enum shmq_sync_mode */
 	size_t max_message;
-	uint64_t unsynced;	/* messages sent since the last sync */
-	int64_t synced_ns;
 };
 
 static const char put_usage[] =
@@ -43,34 +35,27 @@ static const char put_usage[] =
 "  --create         create PATH with the default geometry if it is missing\n"
 "  --lines          one message per line (the newline is not sent)\n"
 "  --null           one message per NUL-terminated item\n"
-"  --sync MODE      none (default); batch: every 1000 messages or 100 ms;\n"
-"                   every: after each message\n"
+"  --sync MODE      none (default); batch: every 1024 messages or 100 ms;\n"
+"                   every: each message is durable before the next\n"
 "\n"
 "Without --lines/--null the bytes are forwarded unchanged, in messages of\n"
 "at most the queue's max message size. When every consumer that attached\n"
 "has gone, put stops quietly with status 141, like a writer to a closed\n"
 "pipe.\n";
 
-static int maybe_sync(struct put *pt, size_t sent, int force)
+/*
+ * The library syncs as the mode asks while sending; this makes the tail of
+ * a batch durable too before the producer closes.
+ */
+static int final_sync(struct put *pt)
 {
-	int64_t now;
 	int r;
 
-	if (pt->sync == SYNC_NONE)
-		return 0;
-	pt->unsynced += sent;
-	if (!pt->unsynced)
-		return 0;
-	now = now_mono_ns();
-	if (!force && pt->sync == SYNC_BATCH &&
-	    pt->unsynced < SYNC_BATCH_MESSAGES &&
-	    now - pt->synced_ns < SYNC_BATCH_NS)
+	if (pt->sync == SHMQ_SYNC_NONE)
 		return 0;
 	r = shmq_sync(pt->q);
 	if (r < 0)
 		return tool_fail(pt->path, "sync failed", r);
-	pt->unsynced = 0;
-	pt->synced_ns = now;
 	return 0;
 }
 
@@ -93,9 +78,6 @@ static int send_msgs(struct put *pt, struct iovec *iov, size_t n)
 			return send_failed(pt, r);
 		iov += r;
 		n -= r;
-		r = maybe_sync(pt, r, 0);
-		if (r)
-			return r;
 	}
 	return 0;
 }
@@ -158,7 +140,7 @@ static int send_items(struct put *pt, char *buf, size_t have, int eof,
 		      size_t *used)
 {
 	struct iovec iov[PUT_BATCH];
-	size_t start = 0, nio = 0, batch = pt->sync == SYNC_EVERY ? 1 : PUT_BATCH;
+	size_t start = 0, nio = 0, batch = PUT_BATCH;
 	char *d;
 	int r;
 
@@ -240,11 +222,11 @@ static int parse_put_opts(int argc, char **argv, struct put *pt, int *create)
 			break;
 		case 's':
 			if (!strcmp(optarg, "none"))
-				pt->sync = SYNC_NONE;
+				pt->sync = SHMQ_SYNC_NONE;
 			else if (!strcmp(optarg, "batch"))
-				pt->sync = SYNC_BATCH;
+				pt->sync = SHMQ_SYNC_BATCH;
 			else if (!strcmp(optarg, "every"))
-				pt->sync = SYNC_EVERY;
+				pt->sync = SHMQ_SYNC_EVERY;
 			else
 				return tool_usage_error("--sync: expected none, "
 							"batch or every, not '%s'",
@@ -262,7 +244,10 @@ static int parse_put_opts(int argc, char **argv, struct put *pt, int *create)
 
 static int put_attach(struct put *pt, int create)
 {
-	struct shmq_producer_opts popts = { .flags = SHMQ_PRODUCER_FIFO };
+	struct shmq_producer_opts popts = {
+		.flags = SHMQ_PRODUCER_FIFO,
+		.sync_mode = pt->sync,	/* batch: the library's 1024 / 100 ms */
+	};
 	struct shmq_stat *st;
 	int r;
 
@@ -280,13 +265,12 @@ static int put_attach(struct put *pt, int create)
 	r = shmq_producer_open(pt->q, &popts, &pt->p);
 	if (r < 0)
 		return tool_fail(pt->path, "cannot become the producer", r);
-	pt->synced_ns = now_mono_ns();
 	return 0;
 }
 
 int cmd_put(int argc, char **argv)
 {
-	struct put pt = { .delim = -1, .sync = SYNC_NONE };
+	struct put pt = { .delim = -1, .sync = SHMQ_SYNC_NONE };
 	int create = 0, r, rc;
 
 	r = parse_put_opts(argc, argv, &pt, &create);
@@ -296,7 +280,7 @@ int cmd_put(int argc, char **argv)
 	if (!r)
 		r = pt.delim < 0 ? put_stream(&pt) : put_items(&pt);
 	if (!r)
-		r = maybe_sync(&pt, 0, 1);
+		r = final_sync(&pt);
 	/*
 	 * Close even after a failure, as a pipe writer's exit does: the
 	 * consumers see EOF, and our status tells the shell what went wrong.

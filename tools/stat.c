@@ -27,6 +27,7 @@ struct rate {
 
 struct view {
 	const char *path;
+	int sync_error;			/* shmq_sync_error(): 0 or -errno */
 	const struct shmq_stat *st;
 	const struct shmq_stat *prev;	/* NULL: no rates yet */
 	double dt;			/* seconds between prev and st */
@@ -211,6 +212,7 @@ static void json_positions(const struct view *v)
 	       st->tail_ns, st->fill_bytes,
 	       st->capacity ? (double)st->fill_bytes / st->capacity : 0.0);
 	json_age("oldest_age_ns", oldest_age_ns(v));
+	printf(",\"sync_error\":%d", v->sync_error);
 	printf(",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64
 	       ",\"full_waits\":%" PRIu64, st->messages, st->bytes,
 	       st->full_waits);
@@ -309,9 +311,12 @@ static void table_header(const struct view *v)
 	       "; %" PRIu64 " full waits\n", st->messages,
 	       human_bytes(st->bytes, a, sizeof(a)), st->next_seq,
 	       st->full_waits);
-	printf("durable    up to position %" PRIu64 " (%s not synced)\n",
+	printf("durable    up to position %" PRIu64 " (%s not synced)",
 	       st->durable_pos,
 	       human_bytes(st->write_pos - st->durable_pos, c, sizeof(c)));
+	if (v->sync_error)
+		printf(", DURABILITY FAILED: %s", shmq_strerror(v->sync_error));
+	putchar('\n');
 }
 
 static void table_rates(const struct view *v)
@@ -393,8 +398,8 @@ static int stat_watch(const char *path, struct shmq *q, int json,
 			break;
 		}
 		t = now_mono_ns();
-		v = (struct view){ path, st, prev, (t - prev_t) / 1e9,
-				   now_real_ns() };
+		v = (struct view){ path, shmq_sync_error(q), st, prev,
+				   (t - prev_t) / 1e9, now_real_ns() };
 		if (!json && isatty(STDOUT_FILENO))
 			printf("\033[H\033[2J");
 		else if (!json && prev)
@@ -442,7 +447,8 @@ int cmd_stat(int argc, char **argv)
 	path = one_path(argc, argv, optind);
 	if (!path)
 		return EXIT_USAGE;
-	r = tool_open(path, SHMQ_OPEN_RDONLY, &q);
+	/* Looking never writes: another user's queue may be inspected. */
+	r = tool_open(path, SHMQ_OPEN_RDONLY | SHMQ_OPEN_ANY_OWNER, &q);
 	if (r)
 		return r;
 	r = stat_watch(path, q, json, every);
