@@ -27,7 +27,10 @@ static void kill_init(void)
 	kill_state = 2;
 	if (!env || !*env)
 		return;
-	colon = strchr(env, ':');
+	/* Names contain colons ("send:after-payload"): NTH follows the last. */
+	colon = strrchr(env, ':');
+	if (colon && (!colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1)))
+		colon = NULL;
 	n = colon ? (size_t)(colon - env) : strlen(env);
 	if (n >= sizeof(kill_name))
 		return;
