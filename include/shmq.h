@@ -180,6 +180,14 @@ int shmq_reserve(struct shmq_producer *p, size_t len, void **buf,
  */
 int shmq_commit(struct shmq_producer *p, unsigned int flags);
 
+/*
+ * shmq_commit_len - as shmq_commit(), for the first LEN bytes of the
+ * reservation only (LEN <= the reserved length): for writers that learn
+ * the length while they write, such as read() into the ring.
+ * Returns 0 or -EINVAL.
+ */
+int shmq_commit_len(struct shmq_producer *p, size_t len, unsigned int flags);
+
 /* shmq_publish - publish every sealed message. Returns 0. */
 int shmq_publish(struct shmq_producer *p);
 
@@ -325,6 +333,8 @@ struct shmq_consumer_stat {
 	uint64_t lag_bytes;
 	uint64_t lag_messages;
 	uint64_t attach_ns;	/* CLOCK_REALTIME */
+	uint64_t next_ns;	/* send time of its next unread message
+				   (CLOCK_REALTIME, ms resolution), or 0 */
 };
 
 struct shmq_stat {
@@ -381,6 +391,13 @@ int shmq_sync(struct shmq *q);
  * state that `shmq stat` shows).
  */
 int shmq_sync_error(struct shmq *q);
+
+/*
+ * shmq_map_range - where Q's file is mapped in this process, for a SIGBUS
+ * handler that must tell a truncated queue file (si_addr inside) from
+ * other faults. Valid until shmq_close(Q).
+ */
+void shmq_map_range(const struct shmq *q, const void **addr, size_t *len);
 
 /* shmq_strerror - a message for any code a shmq call returns. */
 const char *shmq_strerror(int err);

@@ -373,6 +373,12 @@ fail:
 	return ret;
 }
 
+void shmq_map_range(const struct shmq *q, const void **addr, size_t *len)
+{
+	*addr = q->map;
+	*len = q->g.file_size;
+}
+
 void shmq_close(struct shmq *q)
 {
 	if (!q)

@@ -335,6 +335,34 @@ static int attach_locked(struct shmq_consumer *c,
 	return 0;
 }
 
+/*
+ * An observer starting at the write position has no record to learn its
+ * sequence from, and may be lapped before the first one is read: take it
+ * from the header. The producer stores pub_seq, then write_pos (release),
+ * then next_seq; reading write_pos, pub_seq, next_seq, write_pos, the two
+ * sequences agree only on the sequence of the record at that position.
+ */
+static void observer_seq(struct shmq_consumer *c)
+{
+	struct shmq_hdr *h = c->q->hdr;
+
+	for (int i = 0; i < 1000; i++) {
+		uint64_t p1 = load_acquire(&h->write_pos);
+		uint64_t pre = load_acquire(&h->pub_seq);
+		uint64_t post = load_acquire(&h->next_seq);
+		uint64_t p2 = load_acquire(&h->write_pos);
+
+		if (p1 == p2 && pre == post && p1 == c->pos) {
+			c->seq = pre;
+			c->seq_known = true;
+			return;
+		}
+		if (p1 != c->pos)
+			return;	/* records arrived: learn_seq() reads one */
+		caa_cpu_relax();
+	}
+}
+
 /* The sequence of the record at the consumer's position, if one is there. */
 static void learn_seq(struct shmq_consumer *c)
 {
@@ -410,6 +438,11 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 	c->bytes = load_relaxed(&c->slot->bytes);
 	if (c->kind != SHMQ_KIND_MEMBER)
 		learn_seq(c);
+	if (c->kind == SHMQ_KIND_OBSERVER && !c->seq_known) {
+		observer_seq(c);
+		if (!c->seq_known)
+			learn_seq(c);
+	}
 	q->nhandles++;
 	*out = c;
 	return 0;

@@ -121,7 +121,8 @@ struct shmq_hdr {
 	 */
 	uint64_t write_pos;	/* 128 end of the last published record */
 	uint64_t tail_pos;	/* 136 oldest intact record */
-	uint8_t pad2[48];	/* 144 */
+	uint64_t pub_seq;	/* 144 next_seq, stored before write_pos */
+	uint8_t pad2[40];	/* 152 */
 
 	/* Line 3: producer, cold. Written by the producer only. */
 	uint64_t next_seq;	/* 192 sequence of the next record */
@@ -210,6 +211,7 @@ _Static_assert(offsetof(struct shmq_hdr, initial_pos) == 72, "initial_pos");
 _Static_assert(offsetof(struct shmq_hdr, evict_ms) == 80, "evict_ms");
 _Static_assert(offsetof(struct shmq_hdr, write_pos) == 128, "write_pos");
 _Static_assert(offsetof(struct shmq_hdr, tail_pos) == 136, "tail_pos");
+_Static_assert(offsetof(struct shmq_hdr, pub_seq) == 144, "pub_seq");
 _Static_assert(offsetof(struct shmq_hdr, next_seq) == 192, "next_seq");
 _Static_assert(offsetof(struct shmq_hdr, prod_state) == 200, "prod_state");
 _Static_assert(offsetof(struct shmq_hdr, prod_pid) == 204, "prod_pid");

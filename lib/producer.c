@@ -64,6 +64,7 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	p->tail = p->limit = t;
 	p->disk_tail = t;
 	store_relaxed(&h->next_seq, p->seq);
+	store_relaxed(&h->pub_seq, p->seq);
 	store_relaxed(&h->tail_seq, p->tail_seq);
 	store_relaxed(&h->prod_pid, (uint32_t)getpid());
 	rmw_add(&h->prod_epoch, 1);
@@ -105,6 +106,8 @@ int shmq_publish(struct shmq_producer *p)
 	if (p->pos == p->pub_pos)
 		return 0;
 	KILL_POINT("publish:before");
+	/* pub_seq before, next_seq after write_pos: see observer_seq(). */
+	store_relaxed(&h->pub_seq, p->seq);
 	if (likely(p->asym))
 		store_release(&h->write_pos, p->pos);	/* W1, F2 (asym) */
 	else
@@ -460,14 +463,20 @@ int shmq_reserve(struct shmq_producer *p, size_t len, void **buf,
 
 int shmq_commit(struct shmq_producer *p, unsigned int flags)
 {
-	uint32_t len = p->reserved_len;
+	return shmq_commit_len(p, p->reserved_len, flags);
+}
 
+int shmq_commit_len(struct shmq_producer *p, size_t len, unsigned int flags)
+{
 	if (unlikely(!p->reserved))
 		return shmqi_fail(-EINVAL, "nothing reserved");
+	if (unlikely(len > p->reserved_len))
+		return shmqi_fail(-EINVAL, "committing %zu bytes of a %u-byte reservation",
+				  len, p->reserved_len);
 	if (!p->unpublished)
 		p->ts_ms = shmqi_now_ms_coarse();
 	KILL_POINT("commit:before-seal");
-	seal(p, p->reserved, SHMQ_REC_DATA, len, p->seq);
+	seal(p, p->reserved, SHMQ_REC_DATA, (uint32_t)len, p->seq);
 	p->reserved = NULL;
 	p->seq++;
 	p->pos += shmqi_rec_size(len);

@@ -10,6 +10,27 @@
 
 #include "internal.h"
 
+/* Send time (ns, CLOCK_REALTIME) of the first data record at POS, or 0. */
+static uint64_t rec_time(struct shmq *q, uint64_t pos, uint64_t end)
+{
+	struct shmqi_rec_view v;
+	struct timespec ts;
+	uint64_t now_ms;
+
+	for (int i = 0; i < 2 && pos != end; i++) {
+		if (shmqi_rec_view(q, pos, end, &v) < 0)
+			return 0;
+		if (v.type == SHMQ_REC_DATA) {
+			clock_gettime(CLOCK_REALTIME, &ts);
+			now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+			/* ts_lo is the low 32 bits of the ms clock: wraps in 49 days. */
+			return (now_ms - (uint32_t)((uint32_t)now_ms - v.ts_lo)) * 1000000;
+		}
+		pos = v.next;
+	}
+	return 0;
+}
+
 static void stat_slot(struct shmq *q, uint32_t i, struct shmq_consumer_stat *cs,
 		      uint64_t w, uint64_t next_seq)
 {
@@ -39,6 +60,8 @@ static void stat_slot(struct shmq *q, uint32_t i, struct shmq_consumer_stat *cs,
 	if (cs->lag_bytes > q->g.capacity)
 		cs->lag_bytes = 0;	/* corrupt or racing: do not invent lag */
 	cs->lag_messages = next_seq - cs->next_seq;
+	if (cs->lag_bytes && kind != SHMQ_KIND_MEMBER && kind != SHMQ_KIND_GROUP)
+		cs->next_ns = rec_time(q, cs->position, w);
 	if (cs->lag_messages > q->g.capacity / SHMQ_REC_HDR)
 		cs->lag_messages = 0;
 }
