@@ -12,6 +12,8 @@ int cmd_get(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
+int cmd_drop(int argc, char **argv);
 
 /*
  * Take exactly one positional PATH left after getopt; report and return

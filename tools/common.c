@@ -47,17 +47,43 @@ static void sigbus_prepare(const char *path)
 }
 
 /*
- * The tools map nothing but the queue file (stdin and stdout go through
- * read/write), so a SIGBUS means a page of the queue vanished under us:
- * another process shrank the file. Returning would re-fault forever.
+ * Where the queue is mapped (shmq_map_range()), and whether a shmq_open()
+ * is under way, when the range is not known yet. Plain words written
+ * before the handler can need them and only read by it.
+ */
+static volatile uintptr_t map_start, map_len;
+static volatile sig_atomic_t attaching;
+
+static int fault_in_queue(const siginfo_t *si)
+{
+	uintptr_t a = (uintptr_t)si->si_addr;
+
+	/* A SIGBUS sent with kill(2) is no fault of ours. */
+	if (si->si_code <= 0)
+		return 0;
+	if (map_len && a - map_start < map_len)
+		return 1;
+	/* Validation may touch the file before the range is known. */
+	return attaching && !map_len;
+}
+
+/*
+ * A SIGBUS inside the queue mapping means a page of the file vanished
+ * under us: another process shrank it. Returning would re-fault forever,
+ * so exit with the documented status. Any other SIGBUS is not ours to
+ * explain: take the default action (a core dump) as if we had no handler.
  */
 static void on_sigbus(int sig, siginfo_t *si, void *uctx)
 {
 	ssize_t r;
 
-	(void)sig;
-	(void)si;
 	(void)uctx;
+	if (!fault_in_queue(si)) {
+		signal(sig, SIG_DFL);
+		/* Pending until we return; a fault would also re-fault. */
+		raise(sig);
+		return;
+	}
 	r = write(STDERR_FILENO, sigbus_msg, sigbus_len);
 	(void)r;
 	_exit(EXIT_TRUNCATED);
@@ -173,6 +199,9 @@ int tool_fail(const char *path, const char *what, int err)
 		if (detail && *detail)
 			text = detail, detail = NULL;
 	}
+	/* A detail that restates the code replaces it rather than repeat it. */
+	if (detail && *detail && !strncmp(detail, text, strlen(text)))
+		text = detail, detail = NULL;
 	if (detail && *detail && strcmp(detail, text) != 0)
 		tool_msg("%s: %s: %s: %s", path, what, text, detail);
 	else
@@ -336,11 +365,20 @@ int64_t now_real_ns(void)
 
 int tool_open(const char *path, int flags, struct shmq **q)
 {
+	const void *addr;
+	size_t len;
 	int r;
 
 	/* Set first: a truncated file can fault during validation already. */
 	tool_set_path(path);
+	attaching = 1;
 	r = shmq_open(path, flags, NULL, q);
+	if (r == 0) {
+		shmq_map_range(*q, &addr, &len);
+		map_start = (uintptr_t)addr;
+		map_len = len;
+	}
+	attaching = 0;
 	if (r == -ENOENT && !(flags & SHMQ_OPEN_CREATE)) {
 		tool_msg("%s: no such queue (create it with 'shmq create' or "
 			 "pass --create)", path);
@@ -362,13 +400,14 @@ int tool_check_name(const char *opt, const char *name)
 }
 
 int tool_consumer_open(struct shmq *q, const char *path, int kind,
-		       const char *name, uint32_t start,
+		       const char *name, uint32_t start, uint32_t flags,
 		       struct shmq_consumer **out)
 {
 	struct shmq_consumer_opts opts = {
 		.kind = SHMQ_CONSUMER_BROADCAST,
 		.start = start,
 		.name = name,
+		.flags = flags,
 	};
 	int r;
 
@@ -377,7 +416,53 @@ int tool_consumer_open(struct shmq *q, const char *path, int kind,
 	else if (kind == TOOL_OBSERVER)
 		opts.kind = SHMQ_CONSUMER_OBSERVER;
 	r = shmq_consumer_open(q, &opts, out);
+	if (r == SHMQ_EVICTED) {
+		tool_msg("%s: %s was evicted earlier; 'shmq drop %s %s' lets it "
+			 "start again", path, name ? name : "consumer", path,
+			 name ? name : "NAME");
+		return EXIT_EVICTED;
+	}
 	if (r < 0)
 		return tool_fail(path, "cannot attach a consumer", r);
 	return 0;
+}
+
+/*
+ * The eviction delay as the tools write it: "never" (or 0) or decimal
+ * seconds, rounded up to whole milliseconds so that a small value never
+ * becomes "never".
+ */
+int parse_evict_after(const char *opt, const char *s, uint32_t *ms)
+{
+	int64_t ns;
+
+	if (!strcmp(s, "never")) {
+		*ms = 0;
+		return 0;
+	}
+	if (parse_seconds(opt, s, &ns))
+		return -EINVAL;
+	if ((ns + 999999) / 1000000 > UINT32_MAX)
+		return bad_value(opt, s, "at most 4294967 seconds");
+	*ms = (ns + 999999) / 1000000;
+	return 0;
+}
+
+/*
+ * shmq_peek() that reports eviction as such. The library checks for
+ * eviction before it waits but not after: a consumer evicted while it
+ * slept wakes to a position the producer has since overwritten and gets
+ * -EBADMSG ("position outside the ring"). Its next peek checks first, so
+ * one more, non-blocking, look tells the two apart; a consumer whose
+ * record really failed validation stays where it was and fails again.
+ */
+int tool_peek(struct shmq_consumer *c, struct shmq_msg *m, int64_t timeout_ns)
+{
+	int r = shmq_peek(c, m, timeout_ns);
+	int again;
+
+	if (r != -EBADMSG)
+		return r;
+	again = shmq_peek(c, m, SHMQ_NOWAIT);
+	return again == SHMQ_EVICTED || again == 0 ? again : r;
 }

@@ -34,7 +34,8 @@ extern const char *tool_name;
 
 /*
  * tool_init - name the tool for messages, ignore SIGPIPE (EPIPE is handled
- * where it happens) and turn SIGBUS into "queue file truncated".
+ * where it happens) and turn a SIGBUS inside the queue mapping into
+ * "queue file truncated"; any other SIGBUS keeps its default action.
  */
 void tool_init(const char *name);
 
@@ -72,12 +73,17 @@ struct shmq_consumer;
 
 /*
  * Attach a consumer of KIND to Q; NAME is the --name or --group name (or
- * NULL), START an enum shmq_start. Returns 0, or the exit status after
+ * NULL), START an enum shmq_start, FLAGS SHMQ_CONSUMER_* flags. Returns 0, or the exit status after
  * reporting the failure.
  */
 int tool_consumer_open(struct shmq *q, const char *path, int kind,
-		       const char *name, uint32_t start,
+		       const char *name, uint32_t start, uint32_t flags,
 		       struct shmq_consumer **out);
+
+struct shmq_msg;
+
+/* shmq_peek(), but SHMQ_EVICTED for a consumer evicted while it waited. */
+int tool_peek(struct shmq_consumer *c, struct shmq_msg *m, int64_t timeout_ns);
 
 /* Check a --name / --group value; 0 or EXIT_USAGE (reported). */
 int tool_check_name(const char *opt, const char *name);
@@ -96,6 +102,8 @@ int parse_size(const char *opt, const char *s, uint64_t *out);
 int parse_u64(const char *opt, const char *s, uint64_t *out);
 int parse_u32(const char *opt, const char *s, uint32_t *out);
 int parse_seconds(const char *opt, const char *s, int64_t *ns_out);
+/* "never", 0 or seconds -> milliseconds for shmq_set_evict_after(). */
+int parse_evict_after(const char *opt, const char *s, uint32_t *ms);
 
 /* write() all of BUF; 0, -EPIPE when the reader is gone, or -errno. */
 int write_all(int fd, const void *buf, size_t len);

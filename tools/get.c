@@ -26,6 +26,7 @@ struct get {
 	int create;
 	uint64_t count;		/* stop after this many; 0 with !has_count */
 	int has_count;
+	uint32_t flags;		/* SHMQ_CONSUMER_*: --durable */
 	int64_t timeout_ns;
 	const char *timeout_arg;
 	uint64_t lost;		/* messages the queue reported lost */
@@ -38,7 +39,7 @@ struct get {
 static const char get_usage[] =
 "Usage: shmq get PATH [--create] [--name NAME | --group NAME | --observe]\n"
 "                     [--from oldest|latest] [--lines | --null] [--count N]\n"
-"                     [--timeout SECONDS]\n"
+"                     [--timeout SECONDS] [--durable]\n"
 "Copy messages from the queue PATH to stdout until the producer closes.\n"
 "\n"
 "  --create         create PATH with the default geometry if it is missing\n"
@@ -50,6 +51,7 @@ static const char get_usage[] =
 "  --null           write a NUL after each message\n"
 "  --count N        exit 0 after N messages\n"
 "  --timeout SECS   give up when no message came for SECS seconds\n"
+"  --durable        read only messages already synced to disk\n"
 "\n"
 "Exit status: 0 at EOF or after --count messages, 3 if the producer died,\n"
 "4 on timeout, 5 if messages were lost (overrun), 6 if evicted, 141 if\n"
@@ -88,6 +90,9 @@ static int parse_get_opt(int c, struct get *g, int *kinds, int *framings)
 	case 'N':
 		g->has_count = 1;
 		return parse_u64("--count", optarg, &g->count) ? EXIT_USAGE : 0;
+	case 'd':
+		g->flags |= SHMQ_CONSUMER_DURABLE;
+		return 0;
 	case 't':
 		g->timeout_arg = optarg;
 		return parse_seconds("--timeout", optarg, &g->timeout_ns) ?
@@ -108,6 +113,7 @@ static int parse_get_opts(int argc, char **argv, struct get *g)
 		{ "null", no_argument, NULL, '0' },
 		{ "count", required_argument, NULL, 'N' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "durable", no_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -127,6 +133,9 @@ static int parse_get_opts(int argc, char **argv, struct get *g)
 					"each other");
 	if (framings > 1)
 		return tool_usage_error("--lines and --null exclude each other");
+	/* A member cannot wait for the watermark without stalling its group. */
+	if ((g->flags & SHMQ_CONSUMER_DURABLE) && g->kind == TOOL_GROUP)
+		return tool_usage_error("--durable does not combine with --group");
 	g->path = one_path(argc, argv, optind);
 	return g->path ? 0 : EXIT_USAGE;
 }
@@ -199,7 +208,7 @@ static int get_next(struct get *g, struct shmq_msg *m)
 	ssize_t n;
 
 	if (!g->buf)
-		return shmq_peek(g->c, m, g->timeout_ns);
+		return tool_peek(g->c, m, g->timeout_ns);
 	n = shmq_recv(g->c, g->buf, g->cap, m, g->timeout_ns);
 	if (n < 0)
 		return n;
@@ -266,7 +275,7 @@ int cmd_get(int argc, char **argv)
 		r = get_observer_buffer(&g);
 	if (!r)
 		r = tool_consumer_open(g.q, g.path, g.kind, g.name, g.start,
-				       &g.c);
+				       g.flags, &g.c);
 	if (!r)
 		r = get_loop(&g);
 	/* Closing frees an anonymous slot: the producer may see EPIPE. */

@@ -129,7 +129,7 @@ static int consume(const struct consumer_args *a, struct shmq_consumer *c)
 	int r;
 
 	while (!a->has_count || got < a->count) {
-		r = shmq_peek(c, &m, SHMQ_FOREVER);
+		r = tool_peek(c, &m, SHMQ_FOREVER);
 		if (r == -EINTR)
 			continue;
 		if (r == SHMQ_EOF)
@@ -166,7 +166,7 @@ int main(int argc, char **argv)
 	r = tool_open(a.path, a.create ? SHMQ_OPEN_CREATE : 0, &q);
 	if (r)
 		return r;
-	r = tool_consumer_open(q, a.path, a.kind, a.name, SHMQ_START_OLDEST,
+	r = tool_consumer_open(q, a.path, a.kind, a.name, SHMQ_START_OLDEST, 0,
 			       &c);
 	if (!r)
 		r = consume(&a, c);

@@ -23,11 +23,14 @@ static const char usage_text[] =
 "Commands:\n"
 "  create PATH [--size BYTES] [--max-message BYTES] [--slots N]\n"
 "              [--mode OCTAL] [--when-full block|overwrite]\n"
+"              [--evict-after SECONDS|never]\n"
 "  put PATH [--create] [--lines | --null] [--sync none|batch|every]\n"
 "  get PATH [--create] [--name NAME | --group NAME | --observe]\n"
 "           [--from oldest|latest] [--lines | --null] [--count N]\n"
-"           [--timeout SECONDS]\n"
+"           [--timeout SECONDS] [--durable]\n"
 "  stat PATH [--json] [--watch SECONDS]\n"
+"  policy PATH [--evict-after SECONDS|never]\n"
+"  drop PATH NAME\n"
 "  sync PATH\n"
 "  rm PATH [--force]\n"
 "\n"
@@ -53,9 +56,12 @@ const char *one_path(int argc, char **argv, int optind_after)
 static const char create_usage[] =
 "Usage: shmq create PATH [--size BYTES] [--max-message BYTES] [--slots N]\n"
 "                        [--mode OCTAL] [--when-full block|overwrite]\n"
+"                        [--evict-after SECONDS|never]\n"
 "Create the queue file PATH; fails if PATH exists. Defaults: a 1M ring,\n"
 "64K max message (at most a quarter of the ring), 64 consumer slots,\n"
-"mode 0600, block when full.\n";
+"mode 0600, block when full, never evict. --evict-after: a consumer that\n"
+"holds the full ring without progress for SECONDS is evicted (it exits\n"
+"with status 6) and the producer goes on; 'shmq policy' changes it later.\n";
 
 static int parse_mode(const char *s, uint32_t *mode)
 {
@@ -102,6 +108,9 @@ static int parse_create_opt(int c, struct shmq_config *cfg)
 						"overwrite, not '%s'", optarg),
 			       -EINVAL;
 		return 0;
+	case 'e':
+		return parse_evict_after("--evict-after", optarg,
+					 &cfg->evict_after_ms);
 	}
 	return -EINVAL;
 }
@@ -114,6 +123,7 @@ int cmd_create(int argc, char **argv)
 		{ "slots", required_argument, NULL, 'n' },
 		{ "mode", required_argument, NULL, 'o' },
 		{ "when-full", required_argument, NULL, 'w' },
+		{ "evict-after", required_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -160,7 +170,15 @@ int cmd_sync(int argc, char **argv)
 	path = one_path(argc, argv, optind);
 	if (!path)
 		return EXIT_USAGE;
-	r = tool_open(path, SHMQ_OPEN_RDONLY, &q);
+	/*
+	 * Read-write, so that the sync also raises the durable watermark
+	 * that `get --durable` waits for; a read-only handle syncs the data
+	 * but may not write the header.
+	 */
+	if (access(path, W_OK) == 0)
+		r = tool_open(path, 0, &q);
+	else
+		r = tool_open(path, SHMQ_OPEN_RDONLY, &q);
 	if (r)
 		return r;
 	r = shmq_sync(q);
@@ -246,6 +264,8 @@ static const struct {
 	{ "put", cmd_put },
 	{ "get", cmd_get },
 	{ "stat", cmd_stat },
+	{ "policy", cmd_policy },
+	{ "drop", cmd_drop },
 	{ "sync", cmd_sync },
 	{ "rm", cmd_rm },
 };

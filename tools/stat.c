@@ -60,12 +60,39 @@ static const char *kind_name(uint32_t k)
 	return k < 4 ? names[k] : "unknown";
 }
 
-/* Age of the oldest unread message, known when it is the ring's tail. */
+/*
+ * The kind as a person names it: a broadcast consumer with a name keeps
+ * its position, which matters more to the reader of the table than the
+ * kind the library stores. JSON keeps the library's kinds (schema 1).
+ */
+static const char *table_kind(const struct shmq_consumer_stat *c)
+{
+	if (c->kind == SHMQ_CONSUMER_BROADCAST && c->name[0])
+		return "named";
+	return kind_name(c->kind);
+}
+
+static const char *state_name(const struct shmq_consumer_stat *c)
+{
+	if (c->evicted)
+		return "evicted";
+	return c->alive ? "live" : "dead";
+}
+
+/*
+ * Age of the oldest message a consumer has not read: the library gives
+ * the send time of each consumer's next record (next_ns, ms resolution);
+ * for groups and members it does not, and the ring's tail time is right
+ * only when the consumer stands at the tail.
+ */
 static int64_t lag_age_ns(const struct view *v,
 			  const struct shmq_consumer_stat *c)
 {
-	if (c->lag_messages == 0)
+	if (c->lag_messages == 0 && c->lag_bytes == 0)
 		return 0;
+	if (c->next_ns)
+		return (int64_t)c->next_ns < v->now_ns ?
+		       v->now_ns - (int64_t)c->next_ns : 0;
 	if (c->position == v->st->tail_pos && v->st->tail_ns &&
 	    (int64_t)v->st->tail_ns <= v->now_ns)
 		return v->now_ns - (int64_t)v->st->tail_ns;
@@ -161,8 +188,9 @@ static void json_consumer(const struct view *v,
 	else
 		printf("null");
 	printf(",\"pid\":%" PRIu32 ",\"alive\":%s,\"holding\":%s"
-	       ",\"evicted\":%s", c->pid, c->alive ? "true" : "false",
-	       c->holding ? "true" : "false", c->evicted ? "true" : "false");
+	       ",\"evicted\":%s,\"state\":\"%s\"", c->pid,
+	       c->alive ? "true" : "false", c->holding ? "true" : "false",
+	       c->evicted ? "true" : "false", state_name(c));
 	if (c->kind == SHMQ_CONSUMER_MEMBER)
 		printf(",\"group_slot\":%" PRIu32 ",\"claimed\":%s",
 		       c->group_slot, c->claimed ? "true" : "false");
@@ -345,11 +373,10 @@ static void table_consumer(const struct view *v,
 		snprintf(rate, sizeof(rate), "  %9.0f %9.0f", r.msgs, r.bytes);
 	else
 		snprintf(rate, sizeof(rate), "  %9s %9s", "-", "-");
-	printf("%4" PRIu32 " %-9s %-16s %7" PRIu32 " %-5s %-4s %12" PRIu64
+	printf("%4" PRIu32 " %-9s %-16s %7" PRIu32 " %-7s %-4s %12" PRIu64
 	       " %10" PRIu64 " %10" PRIu64 " %10s %8s%s\n",
-	       c->slot, kind_name(c->kind), c->name[0] ? c->name : "-",
-	       c->pid, c->evicted ? "evict" : c->alive ? "yes" : "no",
-	       c->holding ? "yes" : "",
+	       c->slot, table_kind(c), c->name[0] ? c->name : "-",
+	       c->pid, state_name(c), c->holding ? "yes" : "",
 	       c->position, c->next_seq, c->lag_messages,
 	       human_bytes(c->lag_bytes, bytes, sizeof(bytes)),
 	       human_age(lag_age_ns(v, c), age, sizeof(age)), rate);
@@ -362,8 +389,8 @@ static void print_table(const struct view *v)
 	printf("consumers  %" PRIu32 "\n", v->st->nconsumers);
 	if (!v->st->nconsumers)
 		return;
-	printf("%4s %-9s %-16s %7s %-5s %-4s %12s %10s %10s %10s %8s%s\n",
-	       "SLOT", "KIND", "NAME", "PID", "ALIVE", "HOLD", "POSITION",
+	printf("%4s %-9s %-16s %7s %-7s %-4s %12s %10s %10s %10s %8s%s\n",
+	       "SLOT", "KIND", "NAME", "PID", "STATE", "HOLD", "POSITION",
 	       "NEXT_SEQ", "LAG_MSGS", "LAG_BYTES", "LAG_AGE",
 	       v->prev ? "      MSG/S       B/S" : "");
 	for (uint32_t i = 0; i < v->st->nconsumers; i++)

@@ -21,8 +21,8 @@ $BOUNDED "$SHMQ" stat q >st.txt
 expect_status 0 $? "stat"
 grep -q "^producer   open, pid $p\b" st.txt || grep -q "^producer   open, pid " st.txt ||
 	fail "stat: no open producer: $(cat st.txt)"
-grep -Eq '^ +[0-9]+ broadcast +gone +[0-9]+ no ' st.txt || fail "stat: no dead 'gone': $(cat st.txt)"
-grep -Eq '^ +[0-9]+ broadcast +live +[0-9]+ yes ' st.txt || fail "stat: no live 'live': $(cat st.txt)"
+grep -Eq '^ +[0-9]+ named +gone +[0-9]+ dead ' st.txt || fail "stat: no dead 'gone': $(cat st.txt)"
+grep -Eq '^ +[0-9]+ named +live +[0-9]+ live ' st.txt || fail "stat: no live 'live': $(cat st.txt)"
 
 $BOUNDED "$SHMQ" stat q --json >st.json
 expect_status 0 $? "stat --json"
@@ -31,7 +31,12 @@ grep -q '"name":"gone","pid":[0-9]*,"alive":false,"holding":true' st.json ||
 grep -q '"name":"live","pid":[0-9]*,"alive":true' st.json || fail "json: $(cat st.json)"
 if command -v jq >/dev/null; then
 	jq -e '.producer.state == "open" and (.consumers | length) == 2 and
-		([.consumers[] | select(.name == "gone")][0].lag_messages == 7)' \
+		([.consumers[] | select(.name == "gone")][0] |
+			.lag_messages == 7 and .lag_bytes > 0 and
+			.state == "dead" and .lag_age_ns > 0) and
+		([.consumers[] | select(.name == "live")][0] |
+			.state == "live" and .lag_messages == 0 and
+			.lag_age_ns == 0)' \
 		st.json >/dev/null || fail "json content: $(cat st.json)"
 fi
 
