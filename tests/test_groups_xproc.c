@@ -124,6 +124,86 @@ static void expect_exit_ok(struct h_peer *p, int timeout_ms)
 		     h_exit_code(p));
 }
 
+/* What the slot table says, for the message of a failed test. */
+static void describe_queue(char *buf, size_t cap)
+{
+	struct shmq_stat *st;
+	struct shmq *q;
+	size_t off = 0;
+
+	buf[0] = '\0';
+	if (shmq_open(qpath, 0, NULL, &q) < 0)
+		return;
+	if (shmq_stat_get(q, &st) == 0) {
+		off += (size_t)snprintf(buf + off, cap - off,
+			"sent %" PRIu64 ", write_pos %" PRIu64 ";",
+			st->messages, st->write_pos);
+		for (uint32_t i = 0; i < st->nconsumers && off < cap; i++) {
+			const struct shmq_consumer_stat *c = &st->consumers[i];
+
+			off += (size_t)snprintf(buf + off, cap - off,
+				" [slot %u kind %u alive %d holding %d claimed %d"
+				" pos %" PRIu64 " next_seq %" PRIu64 "]",
+				c->slot, c->kind, c->alive, c->holding,
+				c->claimed, c->position, c->next_seq);
+		}
+		shmq_stat_free(st);
+	}
+	shmq_close(q);
+}
+
+static uint64_t messages_sent(void)
+{
+	struct shmq_stat *st;
+	struct shmq *q;
+	uint64_t n = 0;
+
+	if (shmq_open(qpath, 0, NULL, &q) < 0)
+		return 0;
+	if (shmq_stat_get(q, &st) == 0) {
+		n = st->messages;
+		shmq_stat_free(st);
+	}
+	shmq_close(q);
+	return n;
+}
+
+/*
+ * Wait for the producer's "closed" line. A producer that sends nothing
+ * for STALL_MS while its consumers are alive is stuck: fail at once with
+ * the slot table, rather than at the end of a long timeout.
+ */
+static void wait_producer(struct h_peer *p, int total_ms, int stall_ms,
+			  const char *what)
+{
+	uint64_t deadline = h_now_ns() + (uint64_t)total_ms * 1000000u;
+	uint64_t last = messages_sent(), since = h_now_ns();
+	char line[LINE], desc[2048];
+
+	while (h_now_ns() < deadline) {
+		int r = h_expect(p, "closed", line, LINE, 250);
+		uint64_t now_sent;
+
+		if (r >= 0)
+			return;
+		cr_assert_eq(r, -ETIMEDOUT, "%s: the producer's output ended "
+			     "without \"closed\"", what);
+		now_sent = messages_sent();
+		if (now_sent != last) {
+			last = now_sent;
+			since = h_now_ns();
+		} else if (h_now_ns() - since > (uint64_t)stall_ms * 1000000u) {
+			describe_queue(desc, sizeof(desc));
+			cr_assert_fail("%s: the producer is stuck: no message "
+				       "sent for %d ms. %s", what, stall_ms,
+				       desc);
+		}
+	}
+	describe_queue(desc, sizeof(desc));
+	cr_assert_fail("%s: the producer did not finish within %d ms. %s",
+		       what, total_ms, desc);
+}
+
 /*
  * Add the log of one member to COUNT/FLAGGED (per sequence number).
  * Returns how many records it held.
@@ -188,7 +268,7 @@ Test(gxproc, a_group_of_three_a_broadcast_consumer_and_an_observer_share_a_milli
 	const uint32_t max = 200;
 	struct h_peer prod, bc, obs, mem[3];
 	const char *api[3] = { "peek", "recv", "peek" };
-	char logs[3][4096], line[LINE];
+	char logs[3][4096];
 	uint8_t *count = calloc(n, 1), *flagged = calloc(n, 1);
 	uint64_t logged = 0, reported = 0, dups = 0, redelivered = 0;
 	struct end e;
@@ -211,7 +291,7 @@ Test(gxproc, a_group_of_three_a_broadcast_consumer_and_an_observer_share_a_milli
 	start_consumer(&obs, seed, max, oextra);
 	start_producer(&prod, n, seed, max);
 
-	expect_line(&prod, "closed", line, 120000);
+	wait_producer(&prod, 90000, 5000, "a million messages");
 	expect_exit_ok(&prod, 5000);
 
 	e = read_end(&bc, 30000);
@@ -304,7 +384,7 @@ Test(gxproc, a_member_sigkilled_at_a_random_moment_loses_nothing_fifty_times,
 	cr_log_info("random seed %u", rnd);
 	for (int round = 0; round < 50; round++) {
 		struct h_peer prod, mem[3];
-		char logs[3][4096], what[64], line[LINE], hold[3][16];
+		char logs[3][4096], what[64], hold[3][16];
 		uint8_t count[n], flagged[n];
 		uint64_t seed = 0x1000 + (uint64_t)round, leftovers;
 		int victim, killed = 0;
@@ -337,7 +417,8 @@ Test(gxproc, a_member_sigkilled_at_a_random_moment_loses_nothing_fifty_times,
 			killed = 1;
 			kills++;
 		}
-		expect_line(&prod, "closed", line, 20000);
+		snprintf(what, sizeof(what), "round %d", round);
+		wait_producer(&prod, 20000, 3000, what);
 		expect_exit_ok(&prod, 5000);
 		for (int i = 0; i < 3; i++) {
 			if (i == victim && killed) {
