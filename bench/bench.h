@@ -79,6 +79,7 @@ struct ctl {
 	_Atomic uint64_t sent;			/* producer, at the end */
 	_Alignas(CACHELINE) _Atomic uint64_t t_end;	/* max over consumers */
 	_Atomic uint64_t received;		/* min over consumers */
+	_Atomic uint64_t received_sum;		/* sum over consumers */
 	_Atomic uint64_t stamp;			/* futexwake: send time */
 };
 
@@ -93,6 +94,8 @@ static inline void ctl_wait_ready(struct ctl *c, uint32_t n)
 static inline void ctl_consumer_done(struct ctl *c, uint64_t msgs)
 {
 	uint64_t t = now_ns(), old;
+
+	atomic_fetch_add(&c->received_sum, msgs);
 
 	old = atomic_load(&c->t_end);
 	while (old < t && !atomic_compare_exchange_weak(&c->t_end, &old, t))

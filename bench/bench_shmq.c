@@ -3,7 +3,7 @@
  * shmq measured the way bench_base measures the baselines: one
  * configuration per invocation, producer and consumers in separate forked
  * processes attached by path, one result line out.
- *   bench_shmq tput copy|zc|batch|defer SIZE [CONSUMERS]
+ *   bench_shmq tput copy|zc|batch|defer SIZE [CONSUMERS [group]]
  *   bench_shmq lat spin|sleep
  *   bench_shmq mem RINGSIZE
  *   bench_shmq idle
@@ -90,8 +90,13 @@ static void touch_lines(const void *p, size_t len)
 		(void)c[len - 1];
 }
 
-static void consumer(const char *path, const char *api, size_t size, int cpu)
+static void consumer(const char *path, const char *api, size_t size, int cpu,
+		     int group)
 {
+	struct shmq_consumer_opts opts = {
+		.kind = group ? SHMQ_CONSUMER_GROUP : SHMQ_CONSUMER_BROADCAST,
+		.name = group ? "bench" : NULL,
+	};
 	struct shmq *q = attach(path);
 	struct shmq_consumer *c;
 	struct shmq_msg m;
@@ -101,7 +106,7 @@ static void consumer(const char *path, const char *api, size_t size, int cpu)
 	ssize_t r;
 
 	maybe_pin(cpu);
-	check(shmq_consumer_open(q, NULL, &c), "shmq_consumer_open");
+	check(shmq_consumer_open(q, &opts, &c), "shmq_consumer_open");
 	atomic_fetch_add(&ctl->ready, 1);
 	for (;;) {
 		if (zc) {
@@ -202,7 +207,12 @@ static void producer(const char *path, const char *api, size_t size, int nc)
 	exit(0);
 }
 
-static void tput(const char *api, size_t size, int nc)
+/*
+ * Broadcast: every consumer sees every message; the rate is per consumer
+ * (the slowest). Group: each message goes to one member; the rate is the
+ * members' sum.
+ */
+static void tput(const char *api, size_t size, int nc, int group)
 {
 	char path[300], name[64];
 	int i;
@@ -212,14 +222,15 @@ static void tput(const char *api, size_t size, int nc)
 	make_queue(path, size, 0);
 	for (i = 0; i < nc; i++)
 		if (fork() == 0)
-			consumer(path, api, size, 1 + i);
+			consumer(path, api, size, 1 + i, group);
 	if (fork() == 0)
 		producer(path, api, size, nc);
 	if (wait_children())
 		exit(2);
 	cleanup(path);
-	snprintf(name, sizeof(name), "shmq-%s", api);
-	print_tput(name, size, nc, atomic_load(&ctl->received),
+	snprintf(name, sizeof(name), "shmq-%s%s", group ? "group-" : "", api);
+	print_tput(name, size, nc, atomic_load(group ? &ctl->received_sum :
+					       &ctl->received),
 		   atomic_load(&ctl->t_end) - atomic_load(&ctl->t_start));
 }
 
@@ -506,7 +517,7 @@ static void idle(void)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: bench_shmq tput copy|zc|batch|defer SIZE [CONSUMERS]\n"
+		"usage: bench_shmq tput copy|zc|batch|defer SIZE [CONSUMERS [group]]\n"
 		"       bench_shmq lat spin|sleep\n"
 		"       bench_shmq mem RINGSIZE\n"
 		"       bench_shmq idle\n"
@@ -523,12 +534,13 @@ int main(int argc, char **argv)
 	if (argc >= 4 && !strcmp(argv[1], "tput")) {
 		size_t size = parse_size(argv[3]);
 		int nc = argc > 4 ? atoi(argv[4]) : 1;
+		int group = argc > 5 && !strcmp(argv[5], "group");
 
 		if (size == 0 || nc < 1 || nc > 64 ||
 		    (strcmp(argv[2], "copy") && strcmp(argv[2], "zc") &&
 		     strcmp(argv[2], "batch") && strcmp(argv[2], "defer")))
 			usage();
-		tput(argv[2], size, nc);
+		tput(argv[2], size, nc, group);
 	} else if (argc >= 3 && !strcmp(argv[1], "lat")) {
 		if (!strcmp(argv[2], "spin"))
 			lat_spin();

@@ -122,8 +122,10 @@ if [ -n "$SHMQ" ]; then
 	for n in 2 4; do
 		CONFIGS+=("shmq tput copy 64 $n" "shmq tput copy 65536 $n")
 	done
-	# TODO(groups): a group of 2 and of 4 ("shmq tput copy SIZE N group")
-	# once struct shmq_consumer_opts has a group kind; see issue 7.
+	# A group shares the stream: its rate is the members' sum.
+	for n in 2 4; do
+		CONFIGS+=("shmq tput copy 64 $n group" "shmq tput copy 65536 $n group")
+	done
 	CONFIGS+=("shmq lat spin" "shmq lat sleep" "shmq idle")
 	for r in 65536 1048576 16777216; do
 		CONFIGS+=("shmq mem $r")
@@ -261,7 +263,7 @@ END { flush() }' > "$SUMMARY"
 
 # ---- the table ---------------------------------------------------------
 # Throughput is grouped by size so that the transports sit side by side.
-RANK="memcpy crc32c crc32c3 ring shmq-copy shmq-zc shmq-batch shmq-defer pipe fifo sock mq pipeline-shmq pipeline-fifo"
+RANK="memcpy crc32c crc32c3 ring shmq-copy shmq-zc shmq-batch shmq-defer shmq-group-copy pipe fifo sock mq pipeline-shmq pipeline-fifo"
 table() {
 	awk -F, -v rank="$RANK" '
 	function sz(b) {
@@ -332,7 +334,8 @@ ratio "shmq sleep p50 / futex wake one-way" "$(med lat shmq-sleep 64 1 a)" "$(me
 PB=$(awk -F, '$3 == "pipeline-shmq" { print $4; exit }' "$SUMMARY")
 ratio "pipeline shmq / cat through a FIFO" "$(med tput pipeline-shmq "$PB" 1 b)" "$(med tput pipeline-fifo "$PB" 1 b)" ">=1.5"
 ratio "idle consumer, % of a core" "$(med idle consumer 0 1 a)" "1" "<=1"
-echo "  (more: shmq zc/batch/defer and 2/4 consumers in the table; ratios are informative, nothing is asserted)"
+echo "  (more: shmq zc/batch/defer, 2/4 broadcast consumers and groups of 2/4 in"
+echo "   the table; the ratios are informative, nothing is asserted)"
 
 # ---- syscalls per message (producer makes none when nobody sleeps) ------
 if [ -n "$SHMQ" ] && [ "${BENCH_STRACE:-1}" != 0 ] && command -v strace >/dev/null; then
