@@ -956,6 +956,15 @@ Test(gstat, shows_groups_members_observers_and_claims)
 	shmq_stat_free(st);
 
 	cr_assert_eq(shmq_release(a), 0);
+	/* Seqs 0 and 1 released: the group's frontier is at seq 2. */
+	cr_assert_eq(shmq_stat_get(q, &st), 0);
+	g = find_stat(st, SHMQ_CONSUMER_GROUP, "crew");
+	cr_assert_not_null(g);
+	cr_expect_eq(g->next_seq, 2, "the group's next_seq is %llu",
+		     (unsigned long long)g->next_seq);
+	cr_expect_eq(g->lag_messages, 8, "the group's lag is %llu messages",
+		     (unsigned long long)g->lag_messages);
+	shmq_stat_free(st);
 	shmq_consumer_close(a);
 	shmq_consumer_close(b);
 	cr_assert_eq(shmq_stat_get(q, &st), 0);
