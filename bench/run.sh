@@ -303,8 +303,8 @@ table | tee "$OUT/table.txt"
 med() {	# kind name size consumers a|b|c (medians) or amin|amax -> value
 	awk -F, -v k="$1" -v n="$2" -v s="$3" -v c="$4" -v col="$5" '
 	$2 == k && $3 == n && $4 == s && $5 == c {
-		print (col == "a" ? $7 : col == "b" ? $10 : col == "c" ? $13 :
-		       col == "amin" ? $8 : $9); exit }' "$SUMMARY"
+		v = col == "a" ? $7 : col == "b" ? $10 : col == "c" ? $13 : col == "amin" ? $8 : $9
+		print v; exit }' "$SUMMARY"
 }
 ratio() {	# label num den target(>=x or <=x)
 	awk -v l="$1" -v a="$2" -v b="$3" -v t="$4" 'BEGIN {
