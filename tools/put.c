@@ -5,7 +5,9 @@
  * message per line or per NUL-terminated item with --lines / --null.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,10 @@
 
 /* Messages handed to shmq_send_batch() at once in --lines / --null mode. */
 #define PUT_BATCH		256
+/* Stream mode: publish at least this often (bytes) while stdin flows. */
+#define PUT_PUBLISH_BYTES	(256u << 10)
+/* Stream mode: the stdin pipe size we ask for (the default max is 1 MiB). */
+#define PUT_PIPE_BYTES		(1 << 20)
 
 struct put {
 	const char *path;
@@ -98,30 +104,107 @@ static int read_some(struct put *pt, char *buf, size_t cap, size_t *got)
 }
 
 /*
- * A byte stream: each read() becomes one message, so data moves as soon
- * as it arrives (like a pipe) and large reads make large messages.
+ * Whether a read() of stdin would block now. Unpublished messages must be
+ * published before such a read, or consumers would wait on data we hold.
+ * poll() costs a system call, so it is asked only after a full read: a
+ * short one already says the pipe was drained.
+ */
+static int stdin_would_block(void)
+{
+	struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
+
+	return poll(&pfd, 1, 0) != 1;
+}
+
+/*
+ * A pipe on stdin holds 64 KiB by default, so the writer and we take turns
+ * every 64 KiB, two context switches each time: on two cores that, not the
+ * copying, bounds the stream (docs/tools.md). A larger pipe lets the writer
+ * run ahead. Best effort: the limit is /proc/sys/fs/pipe-max-size, and
+ * stdin may be no pipe at all.
+ */
+static void grow_stdin_pipe(void)
+{
+	if (fcntl(STDIN_FILENO, F_GETPIPE_SZ) >= 0)
+		(void)fcntl(STDIN_FILENO, F_SETPIPE_SZ, PUT_PIPE_BYTES);
+}
+
+/* Publish what is sealed; only the sync modes can fail (-EIO). */
+static int publish(struct put *pt, size_t *unpub)
+{
+	int r;
+
+	*unpub = 0;
+	r = shmq_publish(pt->p);
+	if (r < 0)
+		return tool_fail(pt->path, "sync failed", r);
+	return 0;
+}
+
+/*
+ * read() straight into a reservation, so that each byte is copied once
+ * (pipe -> ring). Returns the byte count, 0 at EOF, or -exit status.
+ */
+static ssize_t read_into(struct put *pt, void *dst, size_t cap)
+{
+	ssize_t n;
+
+	do {
+		n = read(STDIN_FILENO, dst, cap);
+	} while (n < 0 && errno == EINTR);
+	if (n >= 0)
+		return n;
+	/* The kernel reports a vanished destination page as EFAULT. */
+	if (errno == EFAULT) {
+		tool_msg("%s: queue file truncated", pt->path);
+		return -EXIT_TRUNCATED;
+	}
+	tool_msg("%s: reading stdin: %s", pt->path, strerror(errno));
+	return -EXIT_ERROR;
+}
+
+/*
+ * A byte stream: each read() becomes one message, read into a reservation
+ * of the max message size and committed with its real length. Messages
+ * are sealed without publishing and published in one store when stdin
+ * runs dry (so data moves as soon as it arrives, as through a pipe),
+ * every PUT_PUBLISH_BYTES (so consumers work while we read), and by the
+ * library itself before it waits for room. At EOF the reservation is left
+ * unused: shmq_producer_close() drops it.
  */
 static int put_stream(struct put *pt)
 {
-	char *buf = malloc(pt->max_message);
-	struct iovec iov;
-	size_t n;
+	unsigned int defer = pt->sync == SHMQ_SYNC_EVERY ? 0 : SHMQ_COMMIT_DEFER;
+	size_t chunk = pt->max_message, unpub = 0;
+	void *dst;
+	ssize_t n;
 	int r;
 
-	if (!buf)
-		return tool_msg("out of memory"), EXIT_ERROR;
+	grow_stdin_pipe();
+
 	for (;;) {
-		r = read_some(pt, buf, pt->max_message, &n);
-		if (r || n == 0)
+		r = shmq_reserve(pt->p, chunk, &dst, SHMQ_FOREVER);
+		if (r == -EINTR)
+			continue;
+		if (r < 0)
+			return send_failed(pt, r);
+		n = read_into(pt, dst, chunk);
+		if (n <= 0)
 			break;
-		iov.iov_base = buf;
-		iov.iov_len = n;
-		r = send_msgs(pt, &iov, 1);
-		if (r)
-			break;
+		r = shmq_commit_len(pt->p, n, defer);
+		if (r < 0)
+			return tool_fail(pt->path, "commit failed", r);
+		unpub += n;
+		if (unpub >= PUT_PUBLISH_BYTES ||
+		    ((size_t)n < chunk || stdin_would_block())) {
+			r = publish(pt, &unpub);
+			if (r)
+				return r;
+		}
 	}
-	free(buf);
-	return r;
+	if (n < 0)
+		return -n;
+	return unpub ? publish(pt, &unpub) : 0;
 }
 
 static int item_too_long(struct put *pt)

@@ -68,4 +68,31 @@ exec 4<&-
 $BOUNDED "$SHMQ" get k --name n >rest
 expect_status 0 $? "named get after a killed run"
 cmp -s big rest || fail "the message held by the killed get was lost"
+# Stream mode reads into the ring and publishes before a read() that would
+# block: data reaches the consumer while put still waits on stdin, both
+# after a short read and after one that filled a whole message (64 KiB).
+mkfifo sin
+exec 3<>sin
+$BOUNDED "$SHMQ" put sq --create <sin 3>&- &
+sp=$!
+track $sp
+wait_producer sq
+$BOUNDED "$SHMQ" get sq >sout 3>&- &
+track $!
+wait_consumers sq 1
+wait_size() {	# FILE BYTES: up to 10 s
+	local i
+	for i in $(seq 1 200); do
+		[ "$(wc -c <"$1")" -ge "$2" ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+printf hello >&3
+wait_size sout 5 || fail "stream: a short write did not reach the consumer"
+dd if=/dev/zero bs=65536 count=1 status=none >&3
+wait_size sout 65541 || fail "stream: a full 64 KiB read did not reach the consumer"
+exec 3>&-
+wait $sp
+expect_status 0 $? "stream put"
 exit 0
