@@ -57,4 +57,17 @@ for cmd in get stat put; do
 	[ $st -ne 0 ] && [ $st -lt 128 ] || fail "$cmd on a truncated file: status $st"
 	expect_one_line err "$cmd on a truncated file"
 done
+# A SIGBUS that is no fault in the queue mapping (here: sent by kill) is
+# not explained as truncation: the tool dies of it as it would without a
+# handler.
+ulimit -c 0
+$BOUNDED "$SHMQ" create b
+"$SHMQ" get b >/dev/null 2>bus.err &
+g=$!
+track $g
+wait_consumers b 1
+kill -BUS $g
+wait_pid $g "get sent SIGBUS"
+expect_status 135 $WAITED_STATUS "get sent SIGBUS (128 + SIGBUS)"
+grep -q truncated bus.err && fail "a SIGBUS from kill reported as truncation"
 exit 0
