@@ -16,7 +16,7 @@ for tool in "$SHMQ" "$PRODUCER" "$CONSUMER"; do
 	expect_status 2 $? "$tool --no-such-option"
 	expect_one_line err "$tool --no-such-option"
 done
-for cmd in create put get stat sync rm; do
+for cmd in create put get stat policy drop sync rm; do
 	$BOUNDED "$SHMQ" $cmd --help >help.out
 	expect_status 0 $? "shmq $cmd --help"
 	grep -q "^Usage: shmq $cmd" help.out || fail "shmq $cmd --help"
@@ -82,17 +82,20 @@ $BOUNDED "$SHMQ" sync q
 expect_status 0 $? "shmq sync"
 
 # Missing queues and files that are not queues: status 1, one line.
-for cmd in "get nope" "put nope" "stat nope" "sync nope" "rm nope"; do
+for cmd in "get nope" "put nope" "stat nope" "sync nope" "rm nope" "policy nope" "drop nope x"; do
 	$BOUNDED "$SHMQ" $cmd 2>err </dev/null
 	expect_status 1 $? "shmq $cmd"
 	expect_one_line err "shmq $cmd"
 done
 head -c 100000 /dev/urandom >notaqueue
-for cmd in get stat rm; do
+for cmd in get stat rm policy; do
 	$BOUNDED "$SHMQ" $cmd notaqueue 2>err </dev/null
 	expect_status 1 $? "shmq $cmd on a file that is not a queue"
 	expect_one_line err "shmq $cmd on a file that is not a queue"
 done
+$BOUNDED "$SHMQ" drop notaqueue x 2>err </dev/null
+expect_status 1 $? "shmq drop on a file that is not a queue"
+expect_one_line err "shmq drop on a file that is not a queue"
 [ -e notaqueue ] || fail "shmq rm removed a file that is not a queue"
 
 # rm refuses while a live process is attached, unless --force.
