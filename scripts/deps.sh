@@ -5,7 +5,8 @@
 set -euo pipefail
 
 SHMQ_DEPS=(meson ninja-build pkg-config gcc libc6-dev liburcu-dev
-	   libcriterion-dev scdoc gzip coreutils procps python3)
+	   libcriterion-dev scdoc gzip coreutils procps python3
+	   clang libclang-rt-14-dev spin)
 
 shmq_install_deps() {
 	local missing=() p

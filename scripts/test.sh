@@ -37,5 +37,16 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	run_suites build-asan -Db_sanitize=address,undefined -Db_lundef=false \
 		-Dbuildtype=debug
 
+echo "== extra checks: fuzz, TSan, spin (scripts/extra-checks.sh)"
+log=$(mktemp)
+set +e
+scripts/extra-checks.sh 2>&1 | tee "$log"
+set -e
+ok=$(sed -n 's/^extra: \([0-9]*\) passed, [0-9]* failed$/\1/p' "$log")
+fail=$(sed -n 's/^extra: [0-9]* passed, \([0-9]*\) failed$/\1/p' "$log")
+passed=$((passed + ${ok:-0}))
+failed=$((failed + ${fail:-1}))
+rm -f "$log"
+
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
