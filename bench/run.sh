@@ -356,7 +356,7 @@ if ! grep -q '^[^,]*,tput,' "$SUMMARY"; then
 	note "no throughput rows: no plot"
 elif command -v gnuplot >/dev/null; then
 	SERIES=
-	for n in pipe fifo sock mq ring memcpy shmq-copy shmq-zc shmq-batch shmq-defer; do
+	for n in pipe fifo sock mq ring memcpy crc32c crc32c3 shmq-copy shmq-zc shmq-batch shmq-defer; do
 		awk -F, -v n="$n" '$2 == "tput" && $3 == n && $5 == 1 {
 			print $4, $7, $8, $9, $10, $11, $12 }' "$SUMMARY" > "$OUT/plot-$n.dat"
 		[ -s "$OUT/plot-$n.dat" ] && SERIES="$SERIES $n"
@@ -367,8 +367,8 @@ elif command -v gnuplot >/dev/null; then
 set terminal svg size 1100,520 dynamic font "sans,11"
 set output "$OUT/throughput.svg"
 set multiplot layout 1,2 title "shmq bench: 1 producer, 1 consumer, median and min-max of $REPS interleaved runs\\n$MACHINE" noenhanced
-# Ten distinguishable colours; shmq drawn thick with points.
-array C[10] = ["#9400d3", "#009e73", "#56b4e9", "#e69f00", "#f0e442", "#0072b2", "#e51e10", "#000000", "#ff00ff", "#808080"]
+# Twelve distinguishable colours; shmq drawn thick with points.
+array C[12] = ["#9400d3", "#009e73", "#56b4e9", "#e69f00", "#f0e442", "#0072b2", "#a0522d", "#2f4f4f", "#e51e10", "#000000", "#ff00ff", "#808080"]
 S = "$SERIES"
 isq(n) = (strstrt(n, "shmq") == 1)
 lws(n) = isq(n) ? 2.5 : 1
