@@ -338,16 +338,28 @@ echo "  (more: shmq zc/batch/defer, 2/4 broadcast consumers and groups of 2/4 in
 echo "   the table; the ratios are informative, nothing is asserted)"
 
 # ---- syscalls per message (producer makes none when nobody sleeps) ------
+# A full trace, split by process: the parent forks the consumer first and
+# the producer second (bench_shmq.c), so the clone results name them.
 if [ -n "$SHMQ" ] && [ "${BENCH_STRACE:-1}" != 0 ] && command -v strace >/dev/null; then
 	for api in copy batch; do
-		line=$(BENCH_TIME=0.2 strace -f -c -o "$OUT/strace-$api.txt" \
-			"$SHMQ" tput $api 64 1 2>/dev/null)
-		msgs=$(awk -F, '{ printf "%.0f", $5 * 0.2 }' <<<"$line")
-		calls=$(awk '$NF == "total" { print $4 }' "$OUT/strace-$api.txt")
-		fut=$(awk '$NF == "futex" { print $4 }' "$OUT/strace-$api.txt")
-		awk -v a="$api" -v m="$msgs" -v c="$calls" -v f="${fut:-0}" 'BEGIN {
-			if (m > 0) printf "strace -c, shmq %s 64B, both sides: %d syscalls (%d futex) for ~%d msgs = %.3g per msg\n", a, c, f, m, c / m }' |
-			tee -a "$NOTES"
+		line=$(BENCH_TIME=0.2 strace -f -o "$OUT/strace-$api.log" \
+			"$SHMQ" tput $api 64 1 2>/dev/null) || continue
+		awk -v a="$api" -v line="$line" '
+		NR == 1 { parent = $1 }
+		$1 == parent && /clone/ && match($0, /= [0-9]+$/) {
+			pid = substr($0, RSTART + 2) + 0
+			role[pid] = ++kids == 1 ? "consumer" : "producer"
+		}
+		$1 != parent && $2 !~ /^<\.\.\.|^\+\+\+|^---/ {
+			n[$1]++
+			if ($2 ~ /^futex\(/) f[$1]++
+		}
+		END {
+			split(line, x, ","); msgs = x[5] * 0.2
+			for (p in role)
+				printf "strace, shmq %s 64B, %s: %d syscalls (%d futex) for ~%d msgs = %.2g per msg\n",
+					a, role[p], n[p], f[p], msgs, n[p] / msgs
+		}' "$OUT/strace-$api.log" | sort | tee -a "$NOTES"
 	done
 fi
 
