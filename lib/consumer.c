@@ -740,6 +740,8 @@ static int stream_next(struct shmq_consumer *c, int64_t timeout_ns)
 				ret = wait_data(c, timeout_ns, &deadline);
 				if (ret < 0)
 					return ret;
+				if (c->kind != SHMQ_KIND_OBSERVER && evicted(c))
+					return evicted_error();
 				continue;
 			}
 		}
@@ -749,12 +751,15 @@ static int stream_next(struct shmq_consumer *c, int64_t timeout_ns)
 			continue;
 		}
 		if (ret < 0)
-			return ret;
+			return c->kind != SHMQ_KIND_OBSERVER && evicted(c) ?
+			       evicted_error() : ret;
 		if (c->view.type == SHMQ_REC_PAD) {
 			c->pos = c->view.next;
 			continue;
 		}
 		if (c->seq_known && c->view.seq != c->seq) {
+			if (c->kind != SHMQ_KIND_OBSERVER && evicted(c))
+				return evicted_error();
 			if (!c->resynced || !pos_before(c->seq, c->view.seq))
 				return shmqi_fail(-EBADMSG, "record at %llu: sequence %llu, expected %llu",
 						  (unsigned long long)c->pos,
@@ -792,6 +797,8 @@ static int member_next(struct shmq_consumer *c, int64_t timeout_ns)
 		ret = wait_data(c, timeout_ns, &deadline);
 		if (ret < 0)
 			return ret;
+		if (evicted(c))
+			return evicted_error();
 	}
 }
 

@@ -21,6 +21,28 @@ static bool is_member_of(struct shmq *q, struct shmq_slot *s, uint32_t gidx)
 }
 
 /*
+ * For stat: the sequence at the frontier, from the record there (which the
+ * group still holds, so it is intact), or the producer's next one.
+ */
+static void group_seq(struct shmq *q, struct shmq_slot *g, uint64_t f)
+{
+	uint64_t w = load_acquire(&q->hdr->write_pos);
+	struct shmqi_rec_view v;
+
+	for (int i = 0; i < 2 && f != w; i++) {
+		if (shmqi_rec_view(q, f, w, &v) < 0)
+			return;
+		if (v.type == SHMQ_REC_DATA) {
+			store_relaxed(&g->next_seq, v.seq);
+			return;
+		}
+		f = v.next;
+	}
+	if (f == w)
+		store_relaxed(&g->next_seq, load_relaxed(&q->hdr->next_seq));
+}
+
+/*
  * Raise the group's position to the frontier. C2: the claim word is read
  * (acquire) before the members' claims: a member stores its claim before
  * the CAS that moves the claim word past it (C1), so a claim word that has
@@ -49,8 +71,10 @@ void shmqi_group_advance(struct shmq *q, uint32_t gidx)
 		/* C3: a fenced CAS, as R1 for a broadcast consumer. */
 		uint64_t seen = rmw_cas(&g->position, cur, f);
 
-		if (seen == cur)
+		if (seen == cur) {
+			group_seq(q, g, f);
 			break;
+		}
 		cur = seen;
 	}
 	shmqi_wake_producer(q->hdr);
@@ -101,17 +125,32 @@ int shmqi_member_claim(struct shmq_consumer *c)
 {
 	struct shmq *q = c->q;
 	struct shmq_slot *g = c->group;
+	bool stale = false;
 	uint64_t cl, w;
 	int ret;
 
 	for (;;) {
 		cl = load_acquire(&g->claim);
 		w = load_acquire(&q->hdr->write_pos);		/* A1 */
-		if (w - cl > q->g.capacity)
+		if (w - cl > q->g.capacity) {
+			/* Preempted between the loads: the others moved on. */
+			if (load_acquire(&g->claim) != cl)
+				continue;
 			return shmqi_fail(-EBADMSG, "group claim word %llu outside the ring",
 					  (unsigned long long)cl);
+		}
 		if (cl == w) {
 			c->pos = cl;
+			/*
+			 * A claim left by a lost CAS must not pin the frontier:
+			 * clear it, and advance, since an advance may have
+			 * counted it (then nobody else would, and the group
+			 * would hold the producer for ever).
+			 */
+			if (stale || load_relaxed(&c->slot->claim)) {
+				store_fenced(&c->slot->claim, 0);
+				shmqi_group_advance(q, c->gidx);
+			}
 			return 1;
 		}
 		ret = shmqi_rec_view(q, cl, w, &c->view);
@@ -126,8 +165,12 @@ int shmqi_member_claim(struct shmq_consumer *c)
 		}
 		/* C1: our claim is visible before the claim word moves past it. */
 		store_relaxed(&c->slot->claim, cl | SHMQ_CLAIM_HELD);
-		if (rmw_cas(&g->claim, cl, c->view.next) != cl)
+		if (rmw_cas(&g->claim, cl, c->view.next) != cl) {
+			/* Never ours; the next claim or the idle path advances. */
+			store_release(&c->slot->claim, 0);
+			stale = true;
 			continue;
+		}
 		c->claim_pos = cl;
 		return 0;
 	}

@@ -314,6 +314,12 @@ static void evict_stalled(struct shmq_producer *p)
 		    load_acquire(&s->position) == m)
 			store_fenced(&s->state, SHMQ_SLOT_EVICTED);	/* E1 */
 	}
+	/*
+	 * What the evicted held is given up: raise the floor past it, or a
+	 * block-policy queue left without holders would keep waiting on it.
+	 */
+	if (pos_before(load_relaxed(&q->hdr->floor_pos), p->pub_pos))
+		store_release(&q->hdr->floor_pos, p->pub_pos);
 	rmw_add(&q->hdr->slot_gen, 1);
 	shmqi_unlock(p->lock_fd, SHMQ_LOCK_ATTACH);
 	p->stall_since = 0;

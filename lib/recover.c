@@ -115,6 +115,23 @@ static bool clamp_cursors(struct shmq *q, uint64_t t, uint64_t end)
 		if (c)
 			store_fenced(&s->position, v);
 		changed |= c;
+		c = false;
+		if (load_relaxed(&s->kind) == SHMQ_KIND_GROUP) {
+			/* The group's claim word is a cursor too. */
+			v = load_acquire(&s->claim);
+			clamp(&v, t, end, &c);
+			if (c)
+				store_fenced(&s->claim, v);
+		} else if (load_relaxed(&s->kind) == SHMQ_KIND_MEMBER &&
+			   (load_acquire(&s->claim) & SHMQ_CLAIM_HELD)) {
+			/* A claim on a record that was cut is void. */
+			v = load_acquire(&s->claim) & SHMQ_CLAIM_POS_MASK;
+			clamp(&v, t, end, &c);
+			if (c || v == end)
+				store_fenced(&s->claim, 0);
+			c = c || v == end;
+		}
+		changed |= c;
 	}
 	v = load_acquire(&h->floor_pos);
 	if (pos_before(end, v) || pos_before(v, t)) {

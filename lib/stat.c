@@ -60,7 +60,7 @@ static void stat_slot(struct shmq *q, uint32_t i, struct shmq_consumer_stat *cs,
 	if (cs->lag_bytes > q->g.capacity)
 		cs->lag_bytes = 0;	/* corrupt or racing: do not invent lag */
 	cs->lag_messages = next_seq - cs->next_seq;
-	if (cs->lag_bytes && kind != SHMQ_KIND_MEMBER && kind != SHMQ_KIND_GROUP)
+	if (cs->lag_bytes && kind != SHMQ_KIND_MEMBER)
 		cs->next_ns = rec_time(q, cs->position, w);
 	if (cs->lag_messages > q->g.capacity / SHMQ_REC_HDR)
 		cs->lag_messages = 0;
