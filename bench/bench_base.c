@@ -231,8 +231,12 @@ static void tput_mq(size_t size)
  * The least a shared-memory queue can do: fixed 64-byte slots, no header,
  * no framing, no wakeups, one consumer; a message of more than 64 bytes
  * takes consecutive slots. Both sides spin and cache the other's index,
- * and the consumer copies each message out, as shmq_recv() does.
+ * and the consumer copies each message out, as shmq_recv() does. After
+ * YIELD_AFTER empty polls a side yields: with two vCPUs, one busy
+ * neighbour would otherwise leave a spinner burning the time slice its
+ * peer needs, and the limit line would measure the scheduler.
  */
+#define YIELD_AFTER 4096
 struct ref_ring {
 	_Alignas(CACHELINE) _Atomic uint64_t head;	/* producer writes */
 	_Atomic uint32_t closed;
@@ -290,7 +294,7 @@ static void tput_ring(size_t size)
 
 	if (fork() == 0) {
 		char *buf = malloc(size);
-		uint64_t pos = 0, head = 0, n = 0;
+		uint64_t pos = 0, head = 0, n = 0, idle = 0;
 
 		maybe_pin(1);
 		atomic_fetch_add(&ctl->ready, 1);
@@ -305,7 +309,10 @@ static void tput_ring(size_t size)
 					    atomic_load_explicit(&r->head,
 						memory_order_acquire) == pos)
 						break;
-					cpu_relax();
+					if (++idle % YIELD_AFTER == 0)
+						sched_yield();
+					else
+						cpu_relax();
 					continue;
 				}
 			}
@@ -323,7 +330,7 @@ static void tput_ring(size_t size)
 	if (fork() == 0) {
 		char *buf = calloc(1, size);
 		uint64_t pos = 0, tail = 0, n = 0, every = clock_every(size);
-		uint64_t t0, end;
+		uint64_t t0, end, idle = 0;
 
 		maybe_pin(0);
 		ctl_wait_ready(ctl, 1);
@@ -335,7 +342,11 @@ static void tput_ring(size_t size)
 				/* A2 pairs with R2. */
 				tail = atomic_load_explicit(&r->tail,
 							    memory_order_acquire);
-				if (pos + need - tail > nslots)
+				if (pos + need - tail <= nslots)
+					break;
+				if (++idle % YIELD_AFTER == 0)
+					sched_yield();
+				else
 					cpu_relax();
 			}
 			if (size >= 8)
