@@ -61,7 +61,12 @@ for ex in "$T"/example*.c; do
 		echo 'return 0;'
 		echo '}'
 	} >"$d/main.c"
-	${CC:-cc} -std=c11 -D_GNU_SOURCE -Wall -Werror -Wno-unused-result \
+	# A sanitizer build of the library needs its runtime linked in first.
+	san=
+	if nm -D "$libso" 2>/dev/null | grep -q __asan_; then
+		san="-fsanitize=address,undefined"
+	fi
+	${CC:-cc} -std=c11 -D_GNU_SOURCE -Wall -Werror -Wno-unused-result $san \
 		-I"$incdir" -o "$d/main" "$d/main.c" "$libso" \
 		-Wl,-rpath,"$(dirname "$libso")" 2>"$d/cc.err"
 	st=$?
