@@ -39,6 +39,26 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	run_suites build-asan -Db_sanitize=address,undefined -Db_lundef=false \
 		-Dbuildtype=debug
 
+echo "== meson install: library, header, shmq.pc, tools, man pages"
+inst=$(mktemp -d)
+if DESTDIR="$inst" meson install -C build-test >/dev/null &&
+   pc=$(find "$inst" -name shmq.pc) && [ -n "$pc" ] &&
+   [ -n "$(find "$inst" -name shmq.h)" ] &&
+   [ -n "$(find "$inst" -name 'libshmq.so*')" ] &&
+   [ -n "$(find "$inst" -name libshmq.a)" ] &&
+   [ -n "$(find "$inst" -name shmq.1)" ] &&
+   printf '#include <shmq.h>\nint main(void){return shmq_strerror(0)[0]==0;}\n' >"$inst/t.c" &&
+   cc "$inst/t.c" -o "$inst/t" $(PKG_CONFIG_SYSROOT_DIR="$inst" PKG_CONFIG_PATH="$(dirname "$pc")" \
+	pkg-config --cflags --libs --static shmq) &&
+   LD_LIBRARY_PATH="$(dirname "$(find "$inst" -name 'libshmq.so' | head -n 1)")" "$inst/t"; then
+	echo "install: PASS"
+	passed=$((passed + 1))
+else
+	echo "install: FAIL"
+	failed=$((failed + 1))
+fi
+rm -rf "$inst"
+
 echo "== extra checks: fuzz, TSan, spin (scripts/extra-checks.sh)"
 log=$(mktemp)
 set +e
