@@ -40,6 +40,20 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/*
+ * Spin-wait step: pause, and yield the CPU every 4096 empty polls. When the
+ * peer shares our vCPU (two vCPUs, busy neighbours), pure spinning makes
+ * each hand-off cost a whole time slice; when the peer runs elsewhere the
+ * hand-off comes long before the yield, so the fast path is unchanged.
+ */
+static inline void spin_wait(uint64_t *polls)
+{
+	if (++*polls % 4096 == 0)
+		sched_yield();
+	else
+		cpu_relax();
+}
+
 /* Keeps the compiler from proving a copy or a fill is dead. */
 static inline void clobber(void *p)
 {
@@ -234,17 +248,36 @@ static inline double ticks_per_ns(void)
 	return (double)(t1 - t0) / (double)(n1 - n0);
 }
 
+static inline void pin(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu % (int)sysconf(_SC_NPROCESSORS_ONLN), &set);
+	sched_setaffinity(0, sizeof(set), &set);
+}
+
 /* BENCH_PIN=1 puts the producer on CPU 0 and consumers on CPU 1. */
 static inline void maybe_pin(int cpu)
 {
 	const char *e = getenv("BENCH_PIN");
-	cpu_set_t set;
 
-	if (!e || strcmp(e, "1") != 0)
-		return;
-	CPU_ZERO(&set);
-	CPU_SET(cpu % (int)sysconf(_SC_NPROCESSORS_ONLN), &set);
-	sched_setaffinity(0, sizeof(set), &set);
+	if (e && strcmp(e, "1") == 0)
+		pin(cpu);
+}
+
+/*
+ * The ping-pongs measure a cross-core hand-off, so their two sides are
+ * pinned to different CPUs unless BENCH_PIN=0: left to itself, the
+ * scheduler of a busy two-vCPU machine often puts both on one CPU, and
+ * the figure becomes a context switch.
+ */
+static inline void pin_pingpong(int cpu)
+{
+	const char *e = getenv("BENCH_PIN");
+
+	if (!e || strcmp(e, "0") != 0)
+		pin(cpu);
 }
 
 #endif /* SHMQ_BENCH_H */

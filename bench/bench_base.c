@@ -231,12 +231,10 @@ static void tput_mq(size_t size)
  * The least a shared-memory queue can do: fixed 64-byte slots, no header,
  * no framing, no wakeups, one consumer; a message of more than 64 bytes
  * takes consecutive slots. Both sides spin and cache the other's index,
- * and the consumer copies each message out, as shmq_recv() does. After
- * YIELD_AFTER empty polls a side yields: with two vCPUs, one busy
- * neighbour would otherwise leave a spinner burning the time slice its
- * peer needs, and the limit line would measure the scheduler.
+ * and the consumer copies each message out, as shmq_recv() does. Waits
+ * go through spin_wait(), which yields now and then so that on two busy
+ * vCPUs the limit line does not measure the scheduler.
  */
-#define YIELD_AFTER 4096
 struct ref_ring {
 	_Alignas(CACHELINE) _Atomic uint64_t head;	/* producer writes */
 	_Atomic uint32_t closed;
@@ -309,10 +307,7 @@ static void tput_ring(size_t size)
 					    atomic_load_explicit(&r->head,
 						memory_order_acquire) == pos)
 						break;
-					if (++idle % YIELD_AFTER == 0)
-						sched_yield();
-					else
-						cpu_relax();
+					spin_wait(&idle);
 					continue;
 				}
 			}
@@ -344,10 +339,7 @@ static void tput_ring(size_t size)
 							    memory_order_acquire);
 				if (pos + need - tail <= nslots)
 					break;
-				if (++idle % YIELD_AFTER == 0)
-					sched_yield();
-				else
-					cpu_relax();
+				spin_wait(&idle);
 			}
 			if (size >= 8)
 				memcpy(buf, &n, 8);
@@ -472,8 +464,9 @@ static void lat_pingpong(const char *kind)
 	int futex_mode = !strcmp(kind, "futex");
 
 	if (fork() == 0) {
-		maybe_pin(1);
+		pin_pingpong(1);
 		if (!futex_mode) {
+			uint64_t polls = 0;
 			uint32_t i = 0;
 
 			for (;;) {
@@ -481,7 +474,7 @@ static void lat_pingpong(const char *kind)
 
 				while ((v = atomic_load_explicit(&pp->ping,
 					memory_order_acquire)) == i)
-					cpu_relax();
+					spin_wait(&polls);
 				if (v == UINT32_MAX)
 					exit(0);
 				i = v;
@@ -501,10 +494,10 @@ static void lat_pingpong(const char *kind)
 	if (fork() == 0) {
 		uint64_t *v = malloc(MAX_SAMPLES * sizeof(*v));
 		double tpn;
-		uint64_t end, n = 0;
+		uint64_t end, n = 0, polls = 0;
 		uint32_t i;
 
-		maybe_pin(0);
+		pin_pingpong(0);
 		tpn = ticks_per_ns();
 		end = now_ns() + dur_ns;
 		for (i = 1; n < MAX_SAMPLES; i++) {
@@ -520,7 +513,7 @@ static void lat_pingpong(const char *kind)
 						      memory_order_release);
 				while (atomic_load_explicit(&pp->pong,
 					memory_order_acquire) != i)
-					cpu_relax();
+					spin_wait(&polls);
 			}
 			t1 = ticks();
 			if (i > WARMUP)
@@ -563,7 +556,7 @@ static void lat_futex_wake(void)
 		uint64_t *v = malloc(MAX_SAMPLES * sizeof(*v)), n = 0;
 		uint32_t seen = 0, w;
 
-		maybe_pin(1);
+		pin_pingpong(1);
 		atomic_fetch_add(&ctl->ready, 1);
 		for (;;) {
 			while ((w = atomic_load(&pp->turn)) == seen)
@@ -583,7 +576,7 @@ static void lat_futex_wake(void)
 		uint64_t end;
 		uint32_t i;
 
-		maybe_pin(0);
+		pin_pingpong(0);
 		ctl_wait_ready(ctl, 1);
 		end = now_ns() + 2 * dur_ns;
 		for (i = 1; now_ns() < end; i++) {

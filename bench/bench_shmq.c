@@ -244,10 +244,11 @@ static void tput(const char *api, size_t size, int nc, int group)
 /* Busy-polls with SHMQ_NOWAIT: the consumer never enters the kernel. */
 static ssize_t recv_spin(struct shmq_consumer *c, void *buf)
 {
+	uint64_t polls = 0;
 	ssize_t r;
 
 	while ((r = shmq_recv(c, buf, LAT_SIZE, NULL, SHMQ_NOWAIT)) == -EAGAIN)
-		cpu_relax();
+		spin_wait(&polls);
 	return r;
 }
 
@@ -279,7 +280,7 @@ static void lat_spin(void)
 		ssize_t r;
 		uint64_t i;
 
-		maybe_pin(echo);
+		pin_pingpong(echo);
 		check(shmq_consumer_open(qin, NULL, &c), "consumer_open");
 		check(shmq_producer_open(qout, NULL, &p), "producer_open");
 		atomic_fetch_add(&ctl->ready, 1);
@@ -347,7 +348,7 @@ static void lat_sleep(void)
 		char buf[LAT_SIZE];
 		ssize_t r;
 
-		maybe_pin(1);
+		pin_pingpong(1);
 		check(shmq_consumer_open(q, NULL, &c), "consumer_open");
 		atomic_fetch_add(&ctl->ready, 1);
 		while ((r = shmq_recv(c, buf, sizeof(buf), NULL,
@@ -372,7 +373,7 @@ static void lat_sleep(void)
 		char buf[LAT_SIZE] = { 0 };
 		uint64_t end, n;
 
-		maybe_pin(0);
+		pin_pingpong(0);
 		check(shmq_producer_open(q, NULL, &p), "producer_open");
 		ctl_wait_ready(ctl, 1);
 		/* Twice the run, and at least 400 samples: each costs a gap. */
