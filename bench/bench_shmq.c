@@ -214,6 +214,7 @@ static void producer(const char *path, const char *api, size_t size, int nc)
  */
 static void tput(const char *api, size_t size, int nc, int group)
 {
+	int bad;
 	char path[300], name[64];
 	int i;
 
@@ -225,9 +226,10 @@ static void tput(const char *api, size_t size, int nc, int group)
 			consumer(path, api, size, 1 + i, group);
 	if (fork() == 0)
 		producer(path, api, size, nc);
-	if (wait_children())
+	bad = wait_children();
+	cleanup(path);	/* a failed run leaves no queue file behind */
+	if (bad)
 		exit(2);
-	cleanup(path);
 	snprintf(name, sizeof(name), "shmq-%s%s", group ? "group-" : "", api);
 	print_tput(name, size, nc, atomic_load(group ? &ctl->received_sum :
 					       &ctl->received),
@@ -259,6 +261,7 @@ static ssize_t recv_spin(struct shmq_consumer *c, void *buf)
  */
 static void lat_spin(void)
 {
+	int bad;
 	char ab[300], ba[300];
 	pid_t kid;
 
@@ -320,10 +323,11 @@ out:
 			print_lat("shmq-spin", LAT_SIZE, v, n);
 		exit(0);
 	}
-	if (wait_children())
-		exit(2);
+	bad = wait_children();
 	unlink(ab);
 	cleanup(ba);
+	if (bad)
+		exit(2);
 }
 
 /*
@@ -334,6 +338,7 @@ out:
  */
 static void lat_sleep(void)
 {
+	int bad;
 	char path[300];
 	const char *g = getenv("BENCH_GAP_US");
 	long gap_us = g ? atol(g) : 200;
@@ -390,9 +395,10 @@ static void lat_sleep(void)
 		shmq_close(q);
 		exit(0);
 	}
-	if (wait_children())
+	bad = wait_children();
+	cleanup(path);	/* a failed run leaves no queue file behind */
+	if (bad)
 		exit(2);
-	cleanup(path);
 }
 
 /* ---- memory and idle cost ------------------------------------------ */
@@ -446,6 +452,7 @@ static void mem_side(const char *path, size_t size, uint64_t per_ring,
  */
 static void mem(uint64_t ring)
 {
+	int bad;
 	char path[300];
 	size_t size = ring / 4 < 1024 ? (size_t)ring / 4 : 1024;
 	int side;
@@ -456,9 +463,10 @@ static void mem(uint64_t ring)
 	for (side = 0; side < 2; side++)
 		if (fork() == 0)
 			mem_side(path, size, ring / size, ring, side);
-	if (wait_children())
+	bad = wait_children();
+	cleanup(path);	/* a failed run leaves no queue file behind */
+	if (bad)
 		exit(2);
-	cleanup(path);
 }
 
 /*
@@ -467,6 +475,7 @@ static void mem(uint64_t ring)
  */
 static void idle(void)
 {
+	int bad;
 	char path[300];
 	uint64_t quiet = dur_ns < 1000000000u ? 1000000000u : dur_ns;
 
@@ -510,9 +519,10 @@ static void idle(void)
 		shmq_close(q);
 		exit(0);
 	}
-	if (wait_children())
+	bad = wait_children();
+	cleanup(path);	/* a failed run leaves no queue file behind */
+	if (bad)
 		exit(2);
-	cleanup(path);
 }
 
 static void usage(void)
