@@ -26,6 +26,14 @@ bool shmqi_slot_holds(uint32_t state, uint32_t kind)
 /* The slowest holder's position in *MIN; returns how many hold. */
 int shmqi_holders_min(struct shmq *q, uint64_t *min)
 {
+	uint32_t idx;
+
+	return shmqi_holders_min_idx(q, min, &idx);
+}
+
+/* As shmqi_holders_min(), and *IDX is the slowest holder's slot. */
+int shmqi_holders_min_idx(struct shmq *q, uint64_t *min, uint32_t *idx)
+{
 	int n = 0;
 
 	for (uint32_t i = 0; i < q->g.nslots; i++) {
@@ -36,8 +44,10 @@ int shmqi_holders_min(struct shmq *q, uint64_t *min)
 		if (!shmqi_slot_holds(st, load_relaxed(&s->kind)))
 			continue;
 		pos = load_acquire(&s->position);	/* A2 pairs with R1 */
-		if (!n || pos_before(pos, *min))
+		if (!n || pos_before(pos, *min)) {
 			*min = pos;
+			*idx = i;
+		}
 		n++;
 	}
 	return n;
@@ -664,17 +674,29 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	 * reads the flag. One of us sees the other: no lost wake-up.
 	 */
 	store_fenced(&h->data_waiters, 1);
-	/* F2 (asym): a producer publishing unfenced is fenced from here. */
-	if (shmqi_membarrier() < 0)
+	/*
+	 * F2 (asym): a producer publishing unfenced is fenced from here. Only
+	 * an ASYM producer needs it; one that stores its caps fences before
+	 * it publishes (shmq_producer_open), so a stale "not ASYM" is safe.
+	 */
+	if ((load_relaxed(&h->prod_caps) & SHMQ_CAP_ASYM) &&
+	    shmqi_membarrier() < 0)
 		slice = 1000000;	/* cannot fence it: look again soon */
 	if (read_end(c) != c->pos)
 		return 0;
-	gone = producer_gone(c);
-	if (gone)
-		goto check_end;
+	/* Liveness costs a system call: at most every LIVE_CHECK_NS. */
+	now = shmqi_now_ns();
+	if (now - c->live_check_ns >= LIVE_CHECK_NS) {
+		c->live_check_ns = now;
+		gone = producer_gone(c);
+		if (gone)
+			goto check_end;
+	}
 	ret = shmqi_futex_wait(&h->data_futex, v, *deadline, slice);
-	if (ret < 0)
+	if (ret <= 0)
 		return ret;
+	/* The slice ran out: the slow checks, then look again. */
+	c->live_check_ns = 0;
 	return shmqi_check_file(c->q);
 check_end:
 	gone = producer_gone(c);

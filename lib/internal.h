@@ -78,6 +78,9 @@ struct shmq_producer {
 	uint32_t fifo_tick;
 	bool seen_consumer;	/* FIFO: some consumer attached in our time */
 	bool epipe;		/* FIFO: they have all gone; it sticks */
+	int64_t slow_check_ns;	/* last reclaim/evict/FIFO probe round */
+	uint32_t slow_idx;	/* slowest holder's slot at the last refresh */
+	bool slow_valid;
 	uint64_t stall_pos;	/* eviction: slowest holder's position ... */
 	int64_t stall_since;	/* ... unchanged since then while we waited */
 	int64_t fifo_check_ns;
@@ -154,6 +157,7 @@ bool shmqi_rec_crc_ok(const struct shmq *q, const struct shmqi_rec_view *v,
 /* consumer.c: slot table, under the attach lock. */
 bool shmqi_slot_holds(uint32_t state, uint32_t kind);
 int shmqi_holders_min(struct shmq *q, uint64_t *min);
+int shmqi_holders_min_idx(struct shmq *q, uint64_t *min, uint32_t *idx);
 int shmqi_reclaim_dead(struct shmq *q, int fd);
 void shmqi_free_slot_locked(struct shmq *q, uint32_t i);
 void shmqi_wake_producer(struct shmq_hdr *h);

@@ -70,6 +70,12 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	rmw_add(&h->prod_epoch, 1);
 	p->asym = shmqi_membarrier_register() == 0;
 	store_relaxed(&h->prod_caps, p->asym ? SHMQ_CAP_ASYM : 0u);
+	/*
+	 * Caps before our first load of data_waiters: a consumer that read
+	 * the old caps and skipped its membarrier stored its flag, fenced,
+	 * before that read, so after this fence we see the flag.
+	 */
+	fence_full();
 	p->attach_base = load_relaxed(&h->attach_count);
 	p->slot_gen = load_relaxed(&h->slot_gen) - 1;	/* scan at first send */
 	/* Sync modes start from a header on disk that matches memory. */
@@ -163,7 +169,8 @@ static int refresh_limit(struct shmq_producer *p, uint64_t need_end)
 	struct shmqi_rec_view v;
 	int n, ret;
 
-	n = shmqi_holders_min(q, &m);
+	n = shmqi_holders_min_idx(q, &m, &p->slow_idx);
+	p->slow_valid = n > 0;
 	if (n == 0) {
 		if (q->g.flags & SHMQ_FLAG_OVERWRITE) {
 			m = p->pub_pos;
@@ -275,7 +282,7 @@ static int sleep_for_space(struct shmq_producer *p, uint64_t need_end,
 	if (ret != 0)
 		goto out;
 	ret = shmqi_futex_wait(&h->space_futex, v, deadline, SHMQ_SLICE_NS);
-	if (ret == 0)
+	if (ret == 1)	/* the slice ran out: check the file is still ours */
 		ret = shmqi_check_file(p->q);
 out:
 	store_relaxed(&h->prod_waiting, 0);
@@ -325,13 +332,28 @@ static void evict_stalled(struct shmq_producer *p)
 	p->stall_since = 0;
 }
 
+/*
+ * Spin a little while without rescanning the slot table: watch only the
+ * slowest holder's position, which is what must move to make room.
+ */
+static void spin_on_slowest(struct shmq_producer *p)
+{
+	struct shmq_slot *s = &p->q->slots[p->slow_idx];
+
+	for (int i = 0; i < 256; i++) {
+		if (!p->slow_valid || load_acquire(&s->position) != p->limit)
+			return;
+		caa_cpu_relax();
+	}
+}
+
 /* Wait until the ring has room up to NEED_END. Returns 0 or -errno. */
 static int wait_space(struct shmq_producer *p, uint64_t need_end,
 		      int64_t timeout_ns, int64_t *deadline)
 {
 	struct shmq_hdr *h = p->q->hdr;
-	bool counted = false;
-	int64_t spin_until = 0;
+	bool counted = false, slow;
+	int64_t spin_until = 0, now;
 	int ret;
 
 	if (likely(need_end - p->limit <= p->q->g.capacity))
@@ -345,7 +367,11 @@ static int wait_space(struct shmq_producer *p, uint64_t need_end,
 			shmq_publish(p);
 			continue;
 		}
-		if ((p->flags & SHMQ_PRODUCER_FIFO) && (ret = fifo_check(p)) < 0)
+		/* The slow checks make system calls: every 20 ms at most. */
+		now = shmqi_now_ns();
+		slow = now - p->slow_check_ns >= 20000000;
+		if (slow && (p->flags & SHMQ_PRODUCER_FIFO) &&
+		    (ret = fifo_check(p)) < 0)
 			return ret;
 		if (timeout_ns == 0)
 			return shmqi_fail(-EAGAIN, "ring full");
@@ -355,14 +381,17 @@ static int wait_space(struct shmq_producer *p, uint64_t need_end,
 			counted = true;
 			store_relaxed(&h->stat_full_waits,
 				      load_relaxed(&h->stat_full_waits) + 1);
-			spin_until = shmqi_now_ns() + SHMQ_SPIN_NS;
+			spin_until = now + SHMQ_SPIN_NS;
 		}
-		if (shmqi_now_ns() < spin_until) {
-			caa_cpu_relax();
+		if (now < spin_until) {
+			spin_on_slowest(p);
 			continue;
 		}
-		shmqi_reclaim_dead(p->q, p->lock_fd);
-		evict_stalled(p);
+		if (slow) {
+			p->slow_check_ns = now;
+			shmqi_reclaim_dead(p->q, p->lock_fd);
+			evict_stalled(p);
+		}
 		ret = sleep_for_space(p, need_end, *deadline);
 		if (ret < 0)
 			return ret;

@@ -41,7 +41,8 @@ int64_t shmqi_deadline(int64_t timeout_ns)
 
 /*
  * Sleep while *WORD == VAL, until woken, the deadline, or one slice.
- * Returns 0 (woken, changed or slice over: re-check) or -ETIMEDOUT, -EINTR.
+ * Returns 0 (woken or changed), 1 (the slice ran out: time for the slow
+ * checks), or -ETIMEDOUT, -EINTR.
  */
 int shmqi_futex_wait(uint32_t *word, uint32_t val, int64_t deadline_ns,
 		     int64_t slice_ns)
@@ -63,7 +64,9 @@ int shmqi_futex_wait(uint32_t *word, uint32_t val, int64_t deadline_ns,
 			  NULL, 0) < 0) {
 		if (errno == EINTR)
 			return -EINTR;
-		/* EAGAIN: the word changed; ETIMEDOUT: slice over. */
+		if (errno == ETIMEDOUT)
+			return 1;
+		/* EAGAIN: the word changed before we slept. */
 	}
 	return 0;
 }
