@@ -49,6 +49,18 @@ enum shmq_when_full {
 };
 
 /*
+ * What record checksums cover. FULL (default): header and payload, so a
+ * torn or scribbled payload is found and never delivered. HEADER: the
+ * header only, for speed where neither power loss on a disk filesystem
+ * nor a scribbling process is a concern (docs/performance.md): a damaged
+ * payload is then delivered as it is.
+ */
+enum shmq_checksum {
+	SHMQ_CHECKSUM_FULL = 0,
+	SHMQ_CHECKSUM_HEADER = 1,
+};
+
+/*
  * Geometry and options of a new queue. Zero fields take the defaults:
  * 1 MiB ring, max message 64 KiB (capped to a quarter of the ring), 64
  * slots, mode 0600, block when full.
@@ -61,6 +73,7 @@ struct shmq_config {
 	uint32_t when_full;	/* enum shmq_when_full */
 	uint32_t evict_after_ms; /* 0: never evict (default); see below */
 	uint64_t initial_pos;	/* first write position (tests: near 2^64) */
+	uint32_t checksum;	/* enum shmq_checksum */
 };
 
 #define SHMQ_DEFAULT_CAPACITY	(1u << 20)
@@ -343,6 +356,7 @@ struct shmq_stat {
 	uint32_t slots;
 	uint32_t when_full;
 	uint32_t evict_after_ms;
+	uint32_t checksum;	/* enum shmq_checksum */
 	uint32_t version;
 	uint64_t created_ns;	/* CLOCK_REALTIME */
 	uint64_t file_size;

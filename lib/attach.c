@@ -74,6 +74,8 @@ static int resolve_config(const struct shmq_config *in, struct shmq_config *c)
 	/* Attach refuses world-writable files (F16): never make one. */
 	if (c->mode & S_IWOTH)
 		return shmqi_fail(-EINVAL, "file mode %o is world-writable", c->mode);
+	if (c->checksum > SHMQ_CHECKSUM_HEADER)
+		return shmqi_fail(-EINVAL, "bad checksum coverage %u", c->checksum);
 	if (c->when_full > SHMQ_WHEN_FULL_OVERWRITE)
 		return shmqi_fail(-EINVAL, "bad when-full policy %u",
 				  c->when_full);
@@ -104,8 +106,9 @@ static int init_header(int fd, const struct shmq_config *c, uint64_t size)
 	store_relaxed(&h->nslots, c->slots);
 	store_relaxed(&h->salt, salt);
 	store_relaxed(&h->created_ns, realtime_ns());
-	store_relaxed(&h->flags, c->when_full == SHMQ_WHEN_FULL_OVERWRITE ?
-		      SHMQ_FLAG_OVERWRITE : 0u);
+	store_relaxed(&h->flags,
+		      (c->when_full == SHMQ_WHEN_FULL_OVERWRITE ? SHMQ_FLAG_OVERWRITE : 0u) |
+		      (c->checksum == SHMQ_CHECKSUM_HEADER ? SHMQ_FLAG_HDR_CRC : 0u));
 	store_relaxed(&h->initial_pos, c->initial_pos);
 	store_relaxed(&h->evict_ms, c->evict_after_ms);
 	store_relaxed(&h->write_pos, c->initial_pos);

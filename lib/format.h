@@ -42,7 +42,8 @@
 
 /* hdr.flags */
 #define SHMQ_FLAG_OVERWRITE	0x1u	/* when_full = overwrite */
-#define SHMQ_FLAGS_KNOWN	0x1u
+#define SHMQ_FLAG_HDR_CRC	0x2u	/* record CRCs cover the header only */
+#define SHMQ_FLAGS_KNOWN	0x3u
 
 /* hdr.prod_state */
 #define SHMQ_PSTATE_NONE	0u
@@ -190,7 +191,8 @@ struct shmq_rec {
 	uint32_t len;		/*  0 payload bytes */
 	uint32_t type;		/*  4 SHMQ_REC_* | flags */
 	uint64_t seq;		/*  8 */
-	uint32_t crc;		/* 16 CRC32C(salt, header with crc=0, payload) */
+	uint32_t crc;		/* 16 CRC32C(salt, header with crc=0, payload;
+				      no payload with SHMQ_FLAG_HDR_CRC) */
 	uint32_t ts_lo;		/* 20 low 32 bits of send time in ms, for age */
 };
 

@@ -409,7 +409,8 @@ static void seal(struct shmq_producer *p, struct shmq_rec *rec, uint32_t type,
 		.ts_lo = p->ts_ms,
 	};
 
-	h.crc = shmqi_rec_crc(p->q->g.salt, &h, rec + 1, len);
+	h.crc = shmqi_rec_crc(p->q->g.salt, &h, rec + 1,
+			      (p->q->g.flags & SHMQ_FLAG_HDR_CRC) ? 0 : len);
 	/* Plain stores: W1 (the publish) orders them for consumers. */
 	memcpy(rec, &h, sizeof(h));
 }

@@ -84,5 +84,6 @@ bool shmqi_rec_crc_ok(const struct shmq *q, const struct shmqi_rec_view *v,
 		.ts_lo = v->ts_lo,
 	};
 
-	return shmqi_rec_crc(q->g.salt, &h, payload, v->len) == v->crc;
+	return shmqi_rec_crc(q->g.salt, &h, payload,
+			     (q->g.flags & SHMQ_FLAG_HDR_CRC) ? 0 : v->len) == v->crc;
 }

@@ -128,6 +128,8 @@ int shmq_stat_get(struct shmq *q, struct shmq_stat **out)
 			SHMQ_WHEN_FULL_OVERWRITE : SHMQ_WHEN_FULL_BLOCK;
 	st->version = SHMQ_FORMAT_VERSION;
 	st->evict_after_ms = load_relaxed(&h->evict_ms);
+	st->checksum = (q->g.flags & SHMQ_FLAG_HDR_CRC) ? SHMQ_CHECKSUM_HEADER :
+		       SHMQ_CHECKSUM_FULL;
 	st->created_ns = load_relaxed(&h->created_ns);
 	st->file_size = q->g.file_size;
 	st->producer_state = load_acquire(&h->prod_state);

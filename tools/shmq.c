@@ -23,7 +23,7 @@ static const char usage_text[] =
 "Commands:\n"
 "  create PATH [--size BYTES] [--max-message BYTES] [--slots N]\n"
 "              [--mode OCTAL] [--when-full block|overwrite]\n"
-"              [--evict-after SECONDS|never]\n"
+"              [--evict-after SECONDS|never] [--checksum full|header]\n"
 "  put PATH [--create] [--lines | --null] [--sync none|batch|every]\n"
 "  get PATH [--create] [--name NAME | --group NAME | --observe]\n"
 "           [--from oldest|latest] [--lines | --null] [--count N]\n"
@@ -56,12 +56,14 @@ const char *one_path(int argc, char **argv, int optind_after)
 static const char create_usage[] =
 "Usage: shmq create PATH [--size BYTES] [--max-message BYTES] [--slots N]\n"
 "                        [--mode OCTAL] [--when-full block|overwrite]\n"
-"                        [--evict-after SECONDS|never]\n"
+"                        [--evict-after SECONDS|never] [--checksum full|header]\n"
 "Create the queue file PATH; fails if PATH exists. Defaults: a 1M ring,\n"
 "64K max message (at most a quarter of the ring), 64 consumer slots,\n"
 "mode 0600, block when full, never evict. --evict-after: a consumer that\n"
 "holds the full ring without progress for SECONDS is evicted (it exits\n"
-"with status 6) and the producer goes on; 'shmq policy' changes it later.\n";
+"with status 6) and the producer goes on; 'shmq policy' changes it later.\n"
+"--checksum header: record checksums cover headers only (faster; a\n"
+"damaged payload is then delivered as it is). Default: full.\n";
 
 static int parse_mode(const char *s, uint32_t *mode)
 {
@@ -111,6 +113,16 @@ static int parse_create_opt(int c, struct shmq_config *cfg)
 	case 'e':
 		return parse_evict_after("--evict-after", optarg,
 					 &cfg->evict_after_ms);
+	case 'c':
+		if (!strcmp(optarg, "full"))
+			cfg->checksum = SHMQ_CHECKSUM_FULL;
+		else if (!strcmp(optarg, "header"))
+			cfg->checksum = SHMQ_CHECKSUM_HEADER;
+		else
+			return tool_usage_error("--checksum: expected full or "
+						"header, not '%s'", optarg),
+			       -EINVAL;
+		return 0;
 	}
 	return -EINVAL;
 }
@@ -124,6 +136,7 @@ int cmd_create(int argc, char **argv)
 		{ "mode", required_argument, NULL, 'o' },
 		{ "when-full", required_argument, NULL, 'w' },
 		{ "evict-after", required_argument, NULL, 'e' },
+		{ "checksum", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};

@@ -213,11 +213,13 @@ static void json_header(const struct view *v)
 	printf(",\"time_ns\":%" PRId64 ",\"version\":%" PRIu32
 	       ",\"capacity\":%" PRIu64 ",\"max_message\":%" PRIu32
 	       ",\"slots\":%" PRIu32 ",\"when_full\":\"%s\""
-	       ",\"evict_after_ms\":%" PRIu32
+	       ",\"evict_after_ms\":%" PRIu32 ",\"checksum\":\"%s\""
 	       ",\"created_ns\":%" PRIu64 ",\"file_size\":%" PRIu64,
 	       v->now_ns, st->version, st->capacity, st->max_message,
 	       st->slots, st->when_full ? "overwrite" : "block",
-	       st->evict_after_ms, st->created_ns, st->file_size);
+	       st->evict_after_ms,
+	       st->checksum == SHMQ_CHECKSUM_HEADER ? "header" : "full",
+	       st->created_ns, st->file_size);
 	printf(",\"producer\":{\"state\":\"%s\",\"pid\":",
 	       producer_state_name(st->producer_state));
 	if (st->producer_state == SHMQ_PRODUCER_NONE)
@@ -324,6 +326,8 @@ static void table_header(const struct view *v)
 	       st->when_full ? "overwrite" : "block");
 	if (st->evict_after_ms)
 		printf(", evict after %" PRIu32 " ms", st->evict_after_ms);
+	if (st->checksum == SHMQ_CHECKSUM_HEADER)
+		printf(", checksums: headers only");
 	putchar('\n');
 	printf("producer   %s", producer_state_name(st->producer_state));
 	if (st->producer_state != SHMQ_PRODUCER_NONE)
