@@ -136,7 +136,7 @@ PIPE_SIZE=${BENCH_PIPELINE_SIZE:-}
 [ -n "$PIPE_SIZE" ] || { [ "$QUICK" = 1 ] && PIPE_SIZE=256M || PIPE_SIZE=1G; }
 if [ -x "$TOOLS_SHMQ" ] && "$TOOLS_SHMQ" put --help >/dev/null 2>&1 &&
    "$TOOLS_SHMQ" get --help >/dev/null 2>&1; then
-	CONFIGS+=("pipeline shmq" "pipeline fifo")
+	CONFIGS+=("pipeline shmq" "pipeline shmq-hdr" "pipeline fifo")
 else
 	# TODO(pipeline): runs by itself once tools/shmq has put and get.
 	note "pipeline skipped: $TOOLS_SHMQ with put/get not built yet"
@@ -166,7 +166,13 @@ pipeline_run() {
 	bytes=$(stat -c %s "$f")
 	rm -f "$PIPE_DIR/q" "$PIPE_DIR/fifo"
 	t0=$(date +%s%N)
-	if [ "$kind" = shmq ]; then
+	if [ "$kind" = shmq-hdr ]; then
+		# The same, on a queue whose checksums cover headers only.
+		"$TOOLS_SHMQ" create "$PIPE_DIR/q" --checksum header || return 1
+		"$TOOLS_SHMQ" put "$PIPE_DIR/q" < "$f" &
+		"$TOOLS_SHMQ" get "$PIPE_DIR/q" > /dev/null || rc=1
+		wait $! || rc=1
+	elif [ "$kind" = shmq ]; then
 		"$TOOLS_SHMQ" put "$PIPE_DIR/q" --create < "$f" &
 		"$TOOLS_SHMQ" get "$PIPE_DIR/q" --create > /dev/null || rc=1
 		wait $! || rc=1
@@ -263,7 +269,7 @@ END { flush() }' > "$SUMMARY"
 
 # ---- the table ---------------------------------------------------------
 # Throughput is grouped by size so that the transports sit side by side.
-RANK="memcpy crc32c crc32c3 ring shmq-copy shmq-zc shmq-batch shmq-defer shmq-group-copy pipe fifo sock mq pipeline-shmq pipeline-fifo"
+RANK="memcpy crc32c crc32c3 ring shmq-copy shmq-zc shmq-batch shmq-defer shmq-group-copy pipe fifo sock mq pipeline-shmq pipeline-shmq-hdr pipeline-fifo"
 table() {
 	awk -F, -v rank="$RANK" '
 	function sz(b) {
@@ -333,6 +339,7 @@ ratio "shmq sleep p50 / futex ping-pong one-way" "$(med lat shmq-sleep 64 1 a)" 
 ratio "shmq sleep p50 / futex wake one-way" "$(med lat shmq-sleep 64 1 a)" "$(med lat futex-wake 4 1 a)" "<=1.5"
 PB=$(awk -F, '$3 == "pipeline-shmq" { print $4; exit }' "$SUMMARY")
 ratio "pipeline shmq / cat through a FIFO" "$(med tput pipeline-shmq "$PB" 1 b)" "$(med tput pipeline-fifo "$PB" 1 b)" ">=1.5"
+ratio "  same, --checksum header / FIFO" "$(med tput pipeline-shmq-hdr "$PB" 1 b)" "$(med tput pipeline-fifo "$PB" 1 b)" ">=1.5"
 ratio "idle consumer, % of a core" "$(med idle consumer 0 1 a)" "1" "<=1"
 echo "  (more: shmq zc/batch/defer, 2/4 broadcast consumers and groups of 2/4 in"
 echo "   the table; the ratios are informative, nothing is asserted)"
