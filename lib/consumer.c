@@ -293,7 +293,6 @@ static int group_slot(struct shmq_consumer *c, const char *name, uint32_t start)
 	pos = publish_start(q, g, pos);
 	/* Members attach under the attach lock we hold: none can claim yet. */
 	store_release(&g->claim, pos);
-	rmw_add(&q->hdr->attach_count, 1);
 	/* A group slot is not owned by a process: it outlives its members. */
 	shmqi_unlock(c->lock_fd, SHMQ_LOCK_SLOT0 + (uint32_t)idx);
 	return idx;
@@ -341,7 +340,6 @@ static int attach_locked(struct shmq_consumer *c,
 		return 0;
 	}
 	c->pos = publish_start(q, c->slot, start_position(q, o->start));
-	rmw_add(&q->hdr->attach_count, 1);
 	return 0;
 }
 
@@ -439,6 +437,8 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 	ret = attach_locked(c, &o);
 	if (ret == 0) {
 		store_relaxed(&c->slot->pid, (uint32_t)getpid());
+		/* Every kind counts for a FIFO producer's "all have gone". */
+		rmw_add(&q->hdr->attach_count, 1);
 		rmw_add(&q->hdr->slot_gen, 1);
 	}
 	shmqi_unlock(c->lock_fd, SHMQ_LOCK_ATTACH);

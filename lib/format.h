@@ -150,7 +150,7 @@ struct shmq_hdr {
 	 * for room; the rest changes under the attach lock.
 	 */
 	uint32_t space_futex;	/* 384 */
-	uint32_t attach_count;	/* 388 holding consumers ever attached */
+	uint32_t attach_count;	/* 388 consumers ever attached */
 	uint64_t floor_pos;	/* 392 released by consumers that left */
 	uint32_t slot_gen;	/* 400 bumped by every slot table change */
 	uint8_t pad6[44];	/* 404 */

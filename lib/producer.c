@@ -213,7 +213,11 @@ static int refresh_limit(struct shmq_producer *p, uint64_t need_end)
 	return need_end - p->limit <= q->g.capacity;
 }
 
-/* FIFO mode: -EPIPE once consumers attached in our time and all are gone. */
+/*
+ * FIFO mode: -EPIPE once consumers attached in our time and all are gone.
+ * Consumers of every kind count, each by its own lock: broadcast, group
+ * members (not the group slot, which no process owns) and observers.
+ */
 static int fifo_check(struct shmq_producer *p)
 {
 	struct shmq *q = p->q;
@@ -226,7 +230,7 @@ static int fifo_check(struct shmq_producer *p)
 		struct shmq_slot *s = &q->slots[i];
 
 		if (load_acquire(&s->state) != SHMQ_SLOT_ACTIVE ||
-		    !shmqi_slot_holds(SHMQ_SLOT_ACTIVE, load_relaxed(&s->kind)))
+		    load_relaxed(&s->kind) == SHMQ_KIND_GROUP)
 			continue;
 		if (shmqi_lock_held(q->fd, SHMQ_LOCK_SLOT0 + i) == 1)
 			live++;
