@@ -286,6 +286,17 @@ int shmq_peek(struct shmq_consumer *c, struct shmq_msg *msg,
 	      int64_t timeout_ns);
 
 /*
+ * shmq_peek_many - as shmq_peek(), then, without waiting, up to N - 1 more
+ * of the messages already published after it, all in place in
+ * MSGS[0..ret-1]. They stay valid, and unreleased, until shmq_release(),
+ * which releases them all. Group members get one message per call.
+ * Returns the number of messages (>= 1) or -errno as shmq_peek(), plus
+ * -EINVAL when N is 0 or an earlier batch is not released.
+ */
+ssize_t shmq_peek_many(struct shmq_consumer *c, struct shmq_msg *msgs,
+		       size_t n, int64_t timeout_ns);
+
+/*
  * shmq_release - release the message shmq_peek() returned.
  * Returns 0, -EINVAL (nothing peeked) or SHMQ_EVICTED (the consumer was
  * evicted while it held the message: its bytes may have been overwritten).

@@ -880,7 +880,8 @@ int shmq_release(struct shmq_consumer *c)
 		return shmqi_fail(-EINVAL, "nothing peeked");
 	c->peeked = false;
 	c->lost = 0;
-	c->bytes += c->view.len;
+	c->bytes += c->view.len + c->peek_more_bytes;
+	c->peek_more_bytes = 0;
 	if (c->kind == SHMQ_KIND_MEMBER) {
 		store_relaxed(&c->slot->bytes, c->bytes);
 		store_relaxed(&c->slot->next_seq, c->view.seq + 1);
@@ -894,6 +895,57 @@ int shmq_release(struct shmq_consumer *c)
 	if (c->kind != SHMQ_KIND_OBSERVER && evicted(c))
 		return evicted_error();
 	return 0;
+}
+
+/*
+ * Peek the next message as shmq_peek() does, then, without waiting, as
+ * many of those already published after it as fit in N: each validated
+ * and checked like the first. c->view becomes the last one, so that
+ * shmq_release() moves past all of them with one position store.
+ */
+ssize_t shmq_peek_many(struct shmq_consumer *c, struct shmq_msg *msgs,
+		       size_t n, int64_t timeout_ns)
+{
+	struct shmqi_rec_view v;
+	uint64_t pos, end, more = 0;
+	size_t k;
+	int ret;
+
+	if (n == 0 || (c->peeked && c->peek_more_bytes))
+		return shmqi_fail(-EINVAL, n ? "release the last batch first" :
+				  "no room for a message");
+	ret = shmq_peek(c, &msgs[0], timeout_ns);
+	if (ret < 0)
+		return ret;
+	/* Group members claim one record at a time. */
+	if (c->kind == SHMQ_KIND_MEMBER)
+		return 1;
+	pos = c->view.next;
+	end = c->wpos_cache;
+	for (k = 1; k < n; ) {
+		if (pos == end) {
+			end = read_end(c);			/* A1 */
+			if (pos == end)
+				break;
+		}
+		if (shmqi_rec_view(c->q, pos, end, &v) < 0)
+			break;	/* the next call reports it */
+		if (v.type == SHMQ_REC_PAD) {
+			pos = v.next;
+			continue;
+		}
+		if (v.seq != c->view.seq + 1 ||
+		    !shmqi_rec_crc_ok(c->q, &v, v.hdr + 1))
+			break;
+		more += c->view.len;
+		c->view = v;
+		fill_msg(c, &msgs[k++]);
+		pos = v.next;
+	}
+	if (pos_before(c->wpos_cache, end))
+		c->wpos_cache = end;
+	c->peek_more_bytes = more;
+	return (ssize_t)k;
 }
 
 ssize_t shmq_recv(struct shmq_consumer *c, void *buf, size_t cap,

@@ -106,6 +106,7 @@ struct shmq_consumer {
 	bool peeked;		/* view holds a message not yet released */
 	bool asym;		/* registered: may release without a fence */
 	bool resynced;		/* observer: just skipped to the tail */
+	uint64_t peek_more_bytes;	/* shmq_peek_many: payload before view */
 	bool redelivered;	/* member: the view is an adopted claim */
 	uint64_t lost;		/* observer: lost before the next message */
 	struct shmq_slot *group;	/* member: its group's slot */
