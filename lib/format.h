@@ -83,7 +83,7 @@
 #define SHMQ_REC_DATA		1u
 #define SHMQ_REC_PAD		2u
 #define SHMQ_REC_TYPE_MASK	0xffffu
-#define SHMQ_REC_F_REDELIVERED	0x10000u
+#define SHMQ_REC_F_RESERVED	0x10000u	/* unused: redelivery is per claim */
 
 /*
  * OFD lock bytes. Locks may lie beyond EOF; they never touch data. Each
