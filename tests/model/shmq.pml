@@ -1,32 +1,46 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A Promela model of the shmq ring protocol (docs/concurrency.md), checked
- * exhaustively by spin (tests/model/check.sh). Records are abstract units:
- * the record at position p holds the value p, lives in cell p % C, and a
- * cell being written holds BUSY. Each labelled step is one atomic action
- * named after its pair in docs/concurrency.md (W1/A1, R1/A2, W2, F1, F2,
- * F3, S1; C1-C4 for groups). Spin explores interleavings of a sequentially
- * consistent machine: the model checks the protocol logic (the Dekker
- * arguments assume the full fences the code has); weak-memory reorderings
- * are TSan's and the fences' business, not this model's.
+ * A Promela model of the shmq protocol (docs/concurrency.md, "The model"),
+ * checked exhaustively by spin through tests/model/check.sh.
  *
- * Properties, asserted where they can fail:
- *  - a consumer never delivers uncommitted data (BUSY) or overwritten data
- *    (a value other than its position), and the bytes stay intact until
- *    it releases them (R1);
- *  - no duplicate, no loss: a broadcast consumer delivers exactly its
- *    start position, then every following one, up to the final write
- *    position at EOF; group members together deliver every message once,
- *    and more than once only when flagged as redelivered;
- *  - no lost wake-up: without a crash every wait is woken (F2, F3); after
- *    a crash (a dead peer, or a producer killed between clearing a flag
- *    and bumping the futex) the 100 ms slice may end a wait, modelled as
- *    spin's timeout.
- * Every process has a crash transition (an `unless` on its kill flag,
- * raised nondeterministically by the killer).
+ * Records are units: the record at position p lives in cell p % C, which
+ * holds the sequence p once sealed and BUSY while the producer writes it.
+ * A step (an atomic block, or a lone statement) makes one access to
+ * shared memory, named after its pair in docs/concurrency.md, plus the
+ * local computation around it. Where two accesses are folded into one
+ * step the comment says why no interleaving that matters is lost; the
+ * usual reason is that a copy of a cell is only asserted on and a cell's
+ * value only moves forward, so reading it at the later instant catches
+ * any overwrite the earlier read would have. Steps that run under the
+ * attach lock and touch only what that lock protects are one step.
+ * Spin's machine is sequentially consistent: the model checks the
+ * protocol assuming each labelled fence does its job.
  *
- * Build with -DGROUPS for the group model, -DCLAIM_FIX for group.c with
- * the stale-claim fix (see docs/security.md).
+ * Waiting: FUTEX_WAIT(word, v) returns once the word is no longer v, so
+ * each sleeper has a bit "moved since I read v", cleared where the C code
+ * reads v and set by every bump. A sleeper waits for its bit or, once a
+ * process has crashed, for the whole system to be stuck (spin's timeout),
+ * which stands for the 100 ms slice; without a crash no wait may need
+ * the slice (a stuck system is an invalid end state): no lost wake-up.
+ * Processes that do not run the futex protocol in a configuration wait
+ * on the condition that would wake them (abstract wake-up).
+ *
+ * Crashes: a killer raises one victim's kill flag at any moment (at most
+ * MAXCRASH per run); the victim's `unless` abandons it before its next
+ * step, and the kernel drops its locks. A dead producer is not replaced.
+ *
+ * Configurations:
+ *  default  the producer (abstract sleep for space); consumers 0 and 1
+ *           attached at position 0 (0 sleeps with F2, 1 waits
+ *           abstractly); consumer 2 joins while everything runs
+ *           (claim_slot, start_position, the F1 handshake); a dead
+ *           anonymous consumer's slot reclaimed by the producer before it
+ *           sleeps (shmqi_reclaim_dead) or by the joiner (claim_slot).
+ *  -DGROUPS the producer (sleeps with F3) and a group of two members
+ *           (both sleep with F2): claim (C1 and the CAS), release (C4),
+ *           the frontier (C2, C3), adoption of a dead member's claim and
+ *           its flagged redelivery. -DOLD_CLAIM: the claim code before
+ *           the stale-claim fix (d167bc0).
  */
 
 #ifndef C
@@ -35,352 +49,596 @@
 #ifndef N
 #define N 3		/* messages the producer sends */
 #endif
-#define NS 2		/* consumer slots */
-#define BUSY 255
-#define NONE 255
+#ifndef MAXCRASH
+#define MAXCRASH 1
+#endif
 
-#define FREE 0
-#define ACTIVE 1
+#define BUSY	255
+#define NONE	255	/* no claim (the HELD bit clear) */
+
+#define FREE	0	/* slot states */
+#define ACTIVE	1
+
+#define OPEN	1	/* prod_state */
+#define CLOSED	2
+
+#define EOF	1	/* producer_gone() */
+#define EDIED	2
+
+/* Lock owners (0 = free): the producer, and consumer or member k. */
+#define PID_PROD 1
+#define PID_C(k) (2 + (k))
+
+#ifdef GROUPS
+#define NS 1		/* slot 0 is the group slot, the only holder */
+#define NC 2		/* members */
+#else
+#define NS 3		/* consumer slots */
+#define NC 3		/* consumers 0, 1 (attached), 2 (joins) */
+#endif
+#define NPROC (1 + NC)
 
 byte ring[C];
 byte write_pos, tail_pos, floor_pos;
-byte prod_state;		/* 0 none, 1 open, 2 closed (S1) */
-bool prod_alive;		/* the producer's OFD lock */
-byte data_futex, space_futex;
+byte prod_state = OPEN;
+byte prod_lock = PID_PROD;	/* the OFD lock on byte 1 */
 bool data_waiters, prod_waiting;
-byte attach_lock;		/* 0 free, else holder + 1 */
+bool data_moved[NC];		/* data_futex moved since sleeper k read it */
+bool space_moved;		/* space_futex moved since the producer read it */
+byte attach_lock;		/* the OFD lock on the slot table */
 
-byte slot_state[NS], slot_pos[NS];
-bool slot_alive[NS];		/* the slot's OFD lock */
+byte slot_state[NS], slot_pos[NS], slot_lock[NS];
 
-bool kill_prod, kill_c[NS];
+#ifdef GROUPS
+/*
+ * The group slot is slot 0: gclaim is its claim word, slot_pos[0] its
+ * position (the frontier). Member k has mstate[k], mclaim[k] and the lock
+ * mlock[k] (its own, or an adopter's).
+ */
+byte gclaim;
+byte mstate[NC], mclaim[NC], mlock[NC];
+byte delivered[N];	/* deliveries of each message */
+byte wend;		/* the highest write_pos a member stopped at */
+#endif
+
+bool kill[NPROC];
 byte crashes;
-#define MAXCRASH 1
+byte ndone;		/* processes that finished or died */
 
-#define dead_holder(i)	(slot_state[i] == ACTIVE && !slot_alive[i])
-
-/* Free dead slots under the attach lock, raising the floor (reclaim). */
-inline reclaim_dead(me)
+/* Locks the kernel drops when process ME dies (inside an atomic). */
+inline drop_locks(me)
 {
-	atomic { attach_lock == 0 -> attach_lock = me + 1 };
-	i = 0;
-	do
-	:: i < NS ->
-		if
-		:: dead_holder(i) ->
-			if :: floor_pos < slot_pos[i] -> floor_pos = slot_pos[i]
-			   :: else -> skip fi;
-			slot_state[i] = FREE
-		:: else -> skip
-		fi;
-		i++
-	:: else -> break
-	od;
-	attach_lock = 0
+	if :: attach_lock == me -> attach_lock = 0 :: else -> skip fi;
+	if :: prod_lock == me -> prod_lock = 0 :: else -> skip fi;
+	for (i : 0 .. NS - 1) {
+		if :: slot_lock[i] == me -> slot_lock[i] = 0 :: else -> skip fi
+	}
+#ifdef GROUPS
+	for (i : 0 .. NC - 1) {
+		if :: mlock[i] == me -> mlock[i] = 0 :: else -> skip fi
+	}
+#endif
+	i = 0
 }
 
-/* A2: the slowest holder's position into m, the number of holders into n. */
+/* rmw_add(data_futex, 1) (inside an atomic). */
+inline bump_data()
+{
+	for (i : 0 .. NC - 1) { data_moved[i] = true }
+	i = 0
+}
+
+/*
+ * shmqi_wake_producer: prod_waiting read and swapped, space_futex bumped
+ * (one step: a crash between the two only costs the slice, which a crash
+ * allows anyway).
+ */
+inline wake_producer()
+{
+#ifdef GROUPS
+	if
+	:: atomic { prod_waiting -> prod_waiting = false; space_moved = true }
+	:: else -> skip
+	fi
+#else
+	skip	/* the producer's sleep is abstract here */
+#endif
+}
+
+/* A2 on slot J: its state and position, into m (minimum) and n. */
+inline scan_slot(j)
+{
+	if
+	:: slot_state[j] == ACTIVE ->
+		if :: m == NONE || slot_pos[j] < m -> m = slot_pos[j]
+		   :: else -> skip fi;
+		n++
+	:: else -> skip
+	fi
+}
+
+/*
+ * shmqi_holders_min, one step: positions only grow, and F1 needs only
+ * that every slot is read after the W2 store (docs/concurrency.md).
+ */
 inline holders_min()
 {
-	n = 0; m = NONE; i = 0;
-	do
-	:: i < NS ->
-		if
-		:: slot_state[i] == ACTIVE ->
-			if :: m == NONE || slot_pos[i] < m -> m = slot_pos[i]
-			   :: else -> skip fi;
-			n++
-		:: else -> skip
-		fi;
-		i++
-	:: else -> break
-	od
+	n = 0; m = NONE;
+	for (j : 0 .. NS - 1) { scan_slot(j) }
+	j = 0
 }
 
-/* refresh_limit: move the tail (W2/F1) as far as the holders allow. */
+/*
+ * refresh_limit, block policy: the tail moves up to the slowest holder
+ * (to the floor with none), W2/F1 is the fenced store of tail_pos, then
+ * the holders are scanned again; the limit is their minimum or the tail.
+ */
 inline refresh_limit()
 {
-	holders_min();
-	if :: n == 0 -> m = floor_pos; if :: m < t -> m = t :: else -> skip fi
-	   :: else -> skip fi;
-	if :: m > pos -> m = pos :: else -> skip fi;
+	atomic {
+		holders_min();				/* A2 */
+		if
+		:: n == 0 -> m = floor_pos;
+			if :: m < tail -> m = tail :: else -> skip fi
+		:: else -> skip
+		fi;
+		if :: pos < m -> m = pos :: else -> skip fi;
+		t = tail;
+		if :: t < m -> t = m :: else -> skip fi;
+		if :: t == tail -> lim = (n > 0 && m < t -> m : t); m = 0; n = 0; t = 0
+		   :: else -> skip fi
+	};
 	if
-	:: pos + 1 > C && t < pos + 1 - C && t < m ->
-		if :: pos + 1 - C < m -> t = pos + 1 - C :: else -> t = m fi;
-		tail_pos = t;			/* W2, F1 */
-		holders_min()			/* after F1 */
+	:: atomic { t != tail -> tail_pos = t; tail = t };	/* W2, F1 */
+		atomic {
+			holders_min();			/* A2, after F1 */
+			lim = (n > 0 && m < t -> m : t);
+			m = 0; n = 0; t = 0
+		}
 	:: else -> skip
-	fi;
-	if :: n > 0 && m < t -> limit = m :: else -> limit = t fi
+	fi
 }
+
+#define FITS	(pos + 1 - lim <= C)
+
+/* The abstract wake-up for space: the slowest holder (or the floor) moved. */
+#define HP(k)		(slot_state[k] == ACTIVE -> slot_pos[k] : NONE)
+#define MIN2(a, b)	((a) < (b) -> (a) : (b))
+#define LOWEST		MIN2(HP(0), MIN2(HP(1), HP(2)))
+#define ROOM		(pos + 1 - C <= (LOWEST == NONE -> floor_pos : LOWEST))
+
+#ifndef GROUPS
+/*
+ * shmqi_reclaim_dead: the attach lock tried, every dead anonymous slot
+ * freed (its position raises the floor), the lock dropped. One step:
+ * everything it touches is the slot table's, under that lock, and a dead
+ * slot's position no longer moves.
+ */
+inline reclaim_dead()
+{
+	atomic {
+		if
+		:: attach_lock == 0 ->
+			for (k : 0 .. NS - 1) {
+				if
+				:: slot_state[k] != FREE && slot_lock[k] == 0 ->
+					if :: floor_pos < slot_pos[k] -> floor_pos = slot_pos[k]
+					   :: else -> skip fi;
+					slot_state[k] = FREE
+				:: else -> skip
+				fi
+			}
+			k = 0
+		:: else -> skip		/* the lock try failed: next time */
+		fi
+	}
+}
+#endif
 
 active proctype producer()
 {
-	byte pos, t, m, n, i, v, limit;
-restart:
+	byte pos, tail, lim, m, n, t, i, j, k;
+
 	{
-		atomic { !prod_alive -> prod_alive = true };	/* OFD lock */
-		pos = write_pos; t = tail_pos; limit = t;
-		prod_state = 1;
 		do
 		:: pos == N -> break
 		:: pos < N ->
+			/* wait_space */
 			do
-			:: pos + 1 - limit <= C -> break
+			:: FITS -> break
 			:: else ->
 				refresh_limit();
 				if
-				:: pos + 1 - limit <= C -> break
+				:: FITS -> break
 				:: else ->
-					reclaim_dead(NS);
-					v = space_futex;
-					prod_waiting = true;	/* F3 */
+#ifdef GROUPS
+					atomic {	/* v = space_futex; F3 */
+						space_moved = false;
+						prod_waiting = true
+					};
 					refresh_limit();
 					if
-					:: pos + 1 - limit <= C -> skip
+					:: FITS -> skip
 					:: else ->
-						/* FUTEX_WAIT, bounded by the slice */
-						(space_futex != v || (timeout && crashes > 0))
+						/* FUTEX_WAIT(space_futex, v), one slice */
+						(space_moved || (timeout && crashes > 0))
 					fi;
 					prod_waiting = false
+#else
+					reclaim_dead();
+					/* asleep until F3 would wake it, or one slice */
+					(ROOM || (timeout && crashes > 0))
+#endif
 				fi
 			od;
-			ring[pos % C] = BUSY;		/* payload ... */
-			ring[pos % C] = pos;		/* ... and sealed header */
-			write_pos = pos + 1;		/* W1, F2 */
-			pos++;
-			if :: data_waiters -> data_waiters = false; data_futex++
-			   :: else -> skip fi
+			ring[pos % C] = BUSY;		/* the payload ... */
+			atomic {
+				ring[pos % C] = pos;	/* ... seal() ... */
+				pos++;
+				write_pos = pos		/* ... W1, F2 */
+			};
+			/* F2: data_waiters read, swapped, data_futex bumped */
+			if
+			:: atomic { data_waiters -> data_waiters = false; bump_data() }
+			:: else -> skip
+			fi
 		od;
-		prod_state = 2;				/* S1 */
-		data_futex++;
-		prod_alive = false
+		atomic { prod_state = CLOSED; bump_data() };	/* S1, wake all */
+		atomic { prod_lock = 0; ndone++ }
 	} unless {
-		kill_prod ->
-		atomic {
-			kill_prod = false;
-			prod_alive = false;	/* the kernel drops its locks */
-			if :: attach_lock == NS + 1 -> attach_lock = 0 :: else -> skip fi
-		};
-		/* A new producer takes over at once, or nobody ever does (F3). */
-		if :: goto restart :: skip fi
+		atomic { kill[0] ->
+			kill[0] = false; drop_locks(PID_PROD); ndone++ }
 	}
+}
+
+/*
+ * check_end for a consumer at P: producer_gone() (S1 acquire of
+ * prod_state, the lock probe) and the re-read of write_pos as one step.
+ * Once CLOSED is read, or the producer's lock is free (nobody replaces
+ * it here), write_pos no longer moves, so reading it in the same step
+ * loses nothing.
+ */
+#define GONE_EOF(P)	(prod_state == CLOSED && write_pos == P)
+#define GONE_DIED(P)	(prod_state == OPEN && prod_lock == 0 && write_pos == P)
+
+/*
+ * wait_data() with the futex, sleeper ME at position P: leaves gone set
+ * to EOF or EDIED (stop), or 0 (look again).
+ */
+inline wait_data(me, P)
+{
+	atomic {		/* v = data_futex; F2: data_waiters = 1 */
+		data_moved[me] = false;
+		data_waiters = true
+	};
+	if
+	:: atomic { write_pos != P -> gone = 0 }		/* A1 */
+	:: atomic { GONE_EOF(P) -> gone = EOF }
+	:: atomic { GONE_DIED(P) -> gone = EDIED }
+	:: else ->
+		/* FUTEX_WAIT(data_futex, v), one slice */
+		atomic { (data_moved[me] || (timeout && crashes > 0)) -> gone = 0 }
+	fi
 }
 
 #ifndef GROUPS
 /*
- * A broadcast consumer. JOIN: attaches while everything runs (start
- * position, F1 handshake); otherwise it is attached before the start.
+ * A broadcast consumer. 0 and 1 are attached at position 0 from the
+ * start, in slots 0 and 1; 2 attaches while everything runs.
  */
-proctype consumer(byte me; bool join)
+proctype consumer(byte id)
 {
-	byte pos, expect, w, st, v, d, s, t, m, n, i;
+	byte me, pos, expect, d, gone, s, t, w, m, n, i, j, k;
 
-	if
-	:: join ->
-		atomic { attach_lock == 0 -> attach_lock = me + 1 };
-		/* claim_slot: ours is free or dead (then reclaimed) */
-		if :: dead_holder(me) ->
-			if :: floor_pos < slot_pos[me] -> floor_pos = slot_pos[me]
-			   :: else -> skip fi;
-			slot_state[me] = FREE
-		   :: else -> skip fi;
-		slot_state[me] == FREE;
-		slot_alive[me] = true;
-		/* start_position: the slowest holder, else max(floor, tail) */
-		w = write_pos; t = tail_pos;
-		holders_min();
-		if :: n == 0 -> s = floor_pos :: else -> s = m fi;
-		if :: s < t -> s = t :: else -> skip fi;
-		if :: w < s -> s = w :: else -> skip fi;
-		slot_pos[me] = s;
-		slot_state[me] = ACTIVE;
-		do				/* publish_start */
-		:: slot_pos[me] = s;		/* F1 */
-		   t = tail_pos;
-		   if :: s < t -> s = t :: else -> break fi
-		od;
-		attach_lock = 0;
-		pos = s
-	:: else ->
-		pos = slot_pos[me]
-	fi;
-	expect = pos;
 	{
+		if
+		:: id < 2 -> me = id
+		:: else ->
+			/*
+			 * shmq_consumer_open: the attach lock, then claim_slot:
+			 * the first free slot or dead anonymous one, freed
+			 * (shmqi_free_slot_locked). One step: slot table only.
+			 */
+			atomic {
+				attach_lock == 0 -> attach_lock = PID_C(id);
+				k = 0;
+				do
+				:: slot_lock[k] == 0 -> break
+				:: else -> k++; assert(k < NS)	/* NS suffices */
+				od;
+				me = k; k = 0;
+				slot_lock[me] = PID_C(id);
+				if
+				:: slot_state[me] != FREE ->
+					if :: floor_pos < slot_pos[me] -> floor_pos = slot_pos[me]
+					   :: else -> skip fi;
+					slot_state[me] = FREE
+				:: else -> skip
+				fi
+			};
+			/* start_position */
+			atomic { w = write_pos };			/* A1 */
+			atomic { t = tail_pos };
+			atomic {
+				holders_min();
+				/* floor_pos: written only under our lock */
+				if
+				:: n == 0 -> s = floor_pos;
+					if :: s < t -> s = t :: else -> skip fi
+				:: else -> s = m
+				fi;
+				if :: s < t -> s = t :: else -> skip fi;
+				if :: w < s -> s = w :: else -> skip fi;
+				w = 0; m = 0; n = 0
+			};
+			/* publish_start: position, then ACTIVE (release) */
+			atomic { slot_pos[me] = s; slot_state[me] = ACTIVE };
+			do
+			:: slot_pos[me] = s;			/* F1 */
+			   atomic { t = tail_pos;
+				if :: s < t -> s = t
+				   :: else -> t = 0; attach_lock = 0; break fi }
+			od;
+			pos = s
+		fi;
+		expect = pos;
 		do
-		:: w = write_pos;			/* A1 */
-		   if
-		   :: pos < w ->
-			d = ring[pos % C];
-			assert(d != BUSY);		/* never uncommitted */
-			assert(d == pos);		/* never overwritten */
-			assert(pos == expect);		/* no duplicate, no gap */
-			expect++;
-			d = ring[pos % C];
-			assert(d == pos);		/* intact until released */
-			pos++;
-			slot_pos[me] = pos;		/* R1, F3 */
-			if :: prod_waiting -> prod_waiting = false; space_futex++
-			   :: else -> skip fi
-		   :: else ->
-			v = data_futex;
-			data_waiters = true;		/* F2 */
-			st = prod_state;		/* S1 */
-			w = write_pos;
-			if
-			:: w != pos -> skip
-			:: w == pos && st == 2 -> goto eof
-			:: w == pos && st == 1 && !prod_alive -> goto died
-			:: else ->
-				(data_futex != v || (timeout && crashes > 0))
-			fi
-		   fi
+		:: pos < write_pos ->				/* A1 */
+			/*
+			 * The copy (header, payload) and R1 in one step: the
+			 * copy is only asserted on, so reading the cell at the
+			 * release catches any earlier overwrite as well.
+			 */
+			atomic {
+				d = ring[pos % C];
+				assert(d != BUSY);	/* committed */
+				assert(d == pos);	/* not overwritten */
+				assert(d == expect);	/* no duplicate, no gap */
+				expect++; pos++; d = 0;
+				slot_pos[me] = pos	/* R1, F3 */
+			}
+		:: id == 0 && pos == write_pos ->
+			wait_data(id, pos);
+			if :: gone != 0 -> break :: else -> skip fi
+		:: atomic { id != 0 && GONE_EOF(pos) -> gone = EOF; break }
+		:: atomic { id != 0 && GONE_DIED(pos) -> gone = EDIED; break }
 		od;
-eof:
-		/* No loss: everything up to the final write position. */
-		assert(expect == write_pos);
-died:
-		skip
+		/* No loss: EOF or EDIED once everything committed was read. */
+		assert(pos == write_pos);
+		ndone++
 	} unless {
-		kill_c[me] ->
-		atomic {
-			slot_alive[me] = false;	/* the slot stays until reclaimed */
-			if :: attach_lock == me + 1 -> attach_lock = 0 :: else -> skip fi
-		}
+		atomic { kill[1 + id] ->
+			kill[1 + id] = false; drop_locks(PID_C(id)); ndone++ }
 	}
 }
 
 active proctype killer()
 {
 	do
-	:: crashes < MAXCRASH -> crashes++; kill_prod = true
-	:: crashes < MAXCRASH -> crashes++; kill_c[0] = true
-	:: crashes < MAXCRASH -> crashes++; kill_c[1] = true
-	:: break
+	:: crashes < MAXCRASH -> crashes++; kill[0] = true
+	:: crashes < MAXCRASH -> crashes++; kill[1] = true
+	:: crashes < MAXCRASH -> crashes++; kill[2] = true
+	:: crashes < MAXCRASH -> crashes++; kill[3] = true
+	:: true -> break
 	od
 }
 
 init {
-	/* Consumer 0 is attached from the start; consumer 1 joins later. */
 	atomic {
-		slot_state[0] = ACTIVE; slot_alive[0] = true; slot_pos[0] = 0;
-		run consumer(0, false);
-		run consumer(1, true)
+		slot_state[0] = ACTIVE; slot_lock[0] = PID_C(0);
+		slot_state[1] = ACTIVE; slot_lock[1] = PID_C(1);
+		run consumer(0);
+		run consumer(1);
+		run consumer(2)
 	}
 }
 
 #else /* GROUPS */
-/*
- * Group model: slot 0 is the group (claim word gclaim, frontier in
- * slot_pos[0], the only holder the producer sees), members 0 and 1 have
- * claims mclaim[]. C1: claim stored, then CAS on the claim word. C2: the
- * claim word read before the members' claims. C3: CAS-max of the
- * frontier. C4: the claim cleared after the reads. A dead member's claim
- * is adopted by the other and redelivered.
- */
-byte gclaim;
-byte mclaim[2];
-bool malive[2];
-byte delivered[N];	/* times each message was delivered */
-byte redelivered[N];	/* of which flagged as redelivered */
 
+/*
+ * shmqi_group_advance: C2 (the claim word), every member's claim, the C3
+ * CAS-max of the frontier, then the producer's wake-up.
+ */
 inline group_advance()
 {
-	f = gclaim;					/* C2 */
-	if :: mclaim[0] != NONE && mclaim[0] < f -> f = mclaim[0] :: else -> skip fi;
-	if :: mclaim[1] != NONE && mclaim[1] < f -> f = mclaim[1] :: else -> skip fi;
-	atomic { if :: slot_pos[0] < f -> slot_pos[0] = f :: else -> skip fi };	/* C3 */
-	if :: prod_waiting -> prod_waiting = false; space_futex++ :: else -> skip fi
+	atomic { f = gclaim };				/* C2 */
+	/* The other member's claim (ours is clear whenever we advance). */
+	atomic {
+		k = 1 - me;
+		if
+		:: mstate[k] == ACTIVE && mclaim[k] != NONE && mclaim[k] < f ->
+			f = mclaim[k]
+		:: else -> skip
+		fi
+	};
+	atomic {
+		k = 0;
+		if :: slot_pos[0] < f -> slot_pos[0] = f :: else -> skip fi;	/* C3 */
+		f = 0
+	};
+	wake_producer()
+}
+
+/*
+ * The payload copy of the record at cl (d: its header copy) and the C4
+ * clear of the claim in slot S, one step (as for R1 above). FLAGGED:
+ * delivered with SHMQ_MSG_REDELIVERED.
+ */
+inline deliver_release(flagged, S)
+{
+	atomic {
+		assert(d != BUSY && ring[cl % C] != BUSY);	/* committed */
+		assert(d == cl && ring[cl % C] == cl);		/* not overwritten */
+		assert(cl < write_pos);
+		assert(flagged || delivered[cl] == 0);	/* no unflagged duplicate */
+		delivered[cl]++;
+		d = 0;
+		mclaim[S] = NONE			/* C4 */
+	}
 }
 
 proctype member(byte me)
 {
-	byte cl, w, d, f, v, st, other;
-	bool ok;
+	byte cl, d, gone, f, i, k, a;
+	bool stale, ok;
 
-	other = 1 - me;
 	{
 		do
-		:: cl = gclaim; w = write_pos;		/* A1 */
-		   if
-		   :: cl < w ->
-			d = ring[cl % C];
-			mclaim[me] = cl;		/* C1: claim, then CAS */
-			atomic { ok = (gclaim == cl); if :: ok -> gclaim = cl + 1 :: else -> skip fi };
+		:: /* member_next: shmqi_member_claim */
+		   do
+		   :: atomic { cl = gclaim };
+		      if
+		      :: cl == write_pos ->			/* A1 */
+#ifndef OLD_CLAIM
 			if
-			:: ok ->
-				assert(d == cl);	/* read before the CAS: intact */
-				d = ring[cl % C];
-				assert(d == cl);	/* still intact at release */
-				delivered[cl]++;
-				assert(delivered[cl] == 1);	/* exactly once, no death */
-				mclaim[me] = NONE;	/* C4 */
+			:: stale || mclaim[me] != NONE ->
+				mclaim[me] = NONE;	/* fenced */
 				group_advance()
-			:: else ->
-#ifdef CLAIM_FIX
-				mclaim[me] = NONE;	/* drop the stale claim */
+			:: else -> skip
+			fi;
 #endif
-				skip
-			fi
+			atomic { ok = false; stale = false; break }
+		      :: else ->
+			atomic { d = ring[cl % C] };	/* shmqi_rec_view */
+			mclaim[me] = cl;		/* C1: the claim, then the CAS */
+			atomic {
+				ok = (gclaim == cl);
+				if :: ok -> gclaim = cl + 1; stale = false; break
+				   :: else -> skip fi
+			};
+#ifndef OLD_CLAIM
+			mclaim[me] = NONE;		/* lost: never ours */
+#endif
+			atomic { stale = true; d = 0 }
+		      fi
+		   od;
+		   if
+		   :: ok ->
+			/* shmq_recv of the claimed record, then the release */
+			atomic { deliver_release(false, me); cl = 0; ok = false };
+			group_advance()
 		   :: else ->
-			/* nothing to claim: adopt a dead member's claim */
-			atomic { attach_lock == 0 -> attach_lock = me + 1 };
+			/*
+			 * shmqi_member_rescue: one step, all under the attach
+			 * lock, and a dead member's claim no longer moves.
+			 */
+			atomic {
+				a = NONE;
+				if
+				:: attach_lock == 0 ->
+					for (k : 0 .. NC - 1) {
+						if
+						:: a == NONE && k != me && mstate[k] == ACTIVE &&
+						   mlock[k] == 0 ->
+							if
+							:: mclaim[k] != NONE ->
+								a = k; mlock[k] = PID_C(me);
+								cl = mclaim[k]
+							:: else -> mstate[k] = FREE
+							fi
+						:: else -> skip
+						fi
+					}
+					k = 0
+				:: else -> skip		/* the lock try failed */
+				fi
+			};
 			if
-			:: !malive[other] && mclaim[other] != NONE ->
-				cl = mclaim[other];
-				attach_lock = 0;
-				d = ring[cl % C];
-				assert(d == cl);	/* protected by the dead claim */
-				if :: delivered[cl] > 0 -> redelivered[cl]++ :: else -> skip fi;
-				delivered[cl]++;
-				mclaim[other] = NONE;	/* C4 */
+			:: a != NONE ->
+#ifdef ADOPT_FIX
+				/*
+				 * A proposed fix (not in group.c): a claim the claim
+				 * word never passed was never won: drop it, a CAS
+				 * will hand the record out once.
+				 */
+				if
+				:: atomic { gclaim == cl -> d = 0 }
+				:: else ->
+#endif
+				/* shmqi_member_view_adopted: rec_view, then recv */
+				if
+				:: atomic { write_pos - cl > C -> d = 0 }	/* A1: outside the ring */
+				:: else ->
+					atomic { d = ring[cl % C] };
+#ifdef ADOPT_FIX
+					/*
+					 * ... and after the copy, L1 as for observers:
+					 * a tail past the claim means the claim was a
+					 * lost CAS (a won one holds the frontier) and
+					 * the copy may be overwritten: drop it.
+					 */
+					atomic {
+						if
+						:: tail_pos > cl -> d = 0
+						:: else -> deliver_release(true, a)
+						fi
+					}
+#else
+					deliver_release(true, a)
+#endif
+				fi;
+#ifdef ADOPT_FIX
+				fi;
+#endif
+				mclaim[a] = NONE;		/* C4 (again if delivered) */
+				/* free the dead slot under the attach lock */
+				atomic { attach_lock == 0 -> mstate[a] = FREE; mlock[a] = 0 };
+				atomic { a = NONE; cl = 0 };
 				group_advance()
 			:: else ->
-				attach_lock = 0;
-				v = data_futex;
-				data_waiters = true;	/* F2 */
-				st = prod_state; w = write_pos;
-				if
-				:: cl != w || gclaim != cl -> skip
-				:: cl == w && gclaim == cl && st == 2 -> break
-				:: cl == w && gclaim == cl && st == 1 && !prod_alive -> break
-				:: else -> (data_futex != v || (timeout && crashes > 0))
-				fi
+				wait_data(me, cl);
+				atomic {
+					cl = 0;
+					if
+					:: gone != 0 ->
+						if :: wend < write_pos -> wend = write_pos
+						   :: else -> skip fi;
+						break
+					:: else -> skip
+					fi
+				}
 			fi
 		   fi
 		od;
-		/* No loss: every message up to the end went to some member. */
-		d = 0;
-		do
-		:: d < write_pos -> assert(delivered[d] > 0 || mclaim[other] == d); d++
-		:: else -> break
-		od
+		ndone++
 	} unless {
-		kill_c[me] ->
-		atomic {
-			malive[me] = false;	/* its claim stays for adoption */
-			if :: attach_lock == me + 1 -> attach_lock = 0 :: else -> skip fi
-		}
+		atomic { kill[1 + me] ->
+			kill[1 + me] = false; drop_locks(PID_C(me)); ndone++ }
 	}
 }
 
 active proctype killer()
 {
 	do
-	:: crashes < MAXCRASH -> crashes++; kill_c[0] = true
-	:: crashes < MAXCRASH -> crashes++; kill_prod = true
-	:: break
+	:: crashes < MAXCRASH -> crashes++; kill[0] = true
+	:: crashes < MAXCRASH -> crashes++; kill[1] = true
+	:: crashes < MAXCRASH -> crashes++; kill[2] = true
+	:: true -> break
 	od
 }
 
 init {
+	byte j;
+
 	atomic {
-		/* The group holds from 0; members are not holders themselves. */
-		slot_state[0] = ACTIVE; slot_alive[0] = true; slot_pos[0] = 0;
-		mclaim[0] = NONE; mclaim[1] = NONE;
-		malive[0] = true; malive[1] = true;
+		slot_state[0] = ACTIVE;
+		mstate[0] = ACTIVE; mclaim[0] = NONE; mlock[0] = PID_C(0);
+		mstate[1] = ACTIVE; mclaim[1] = NONE; mlock[1] = PID_C(1);
 		run member(0);
 		run member(1)
+	};
+	/*
+	 * No loss: once everyone is done, every message committed before a
+	 * member stopped was delivered, or is still claimed by a dead member
+	 * (the next member to attach adopts it).
+	 */
+	ndone == NPROC;
+	atomic {
+		for (j : 0 .. N - 1) {
+			assert(j >= wend || delivered[j] > 0 ||
+			       (mstate[0] == ACTIVE && mclaim[0] == j) ||
+			       (mstate[1] == ACTIVE && mclaim[1] == j))
+		}
 	}
 }
 #endif
