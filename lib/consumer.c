@@ -209,6 +209,8 @@ static uint64_t publish_start(struct shmq *q, struct shmq_slot *s, uint64_t pos)
 		if (!pos_before(pos, t))
 			return pos;
 		pos = t;
+		/* It may have seen us behind and gone to sleep: tell it. */
+		shmqi_wake_producer(q->hdr);
 	}
 }
 
@@ -525,6 +527,7 @@ void shmq_consumer_close(struct shmq_consumer *c)
 	/* Without the table lock the slot stays; a dead-slot reclaim frees it. */
 	close(c->lock_fd);
 	q->nhandles--;
+	free(c->adopt_buf);
 	free(c);
 }
 
@@ -808,11 +811,11 @@ static int member_next(struct shmq_consumer *c, int64_t timeout_ns)
 			return ret;
 		}
 		if (shmqi_member_rescue(c)) {
-			ret = shmqi_member_view_adopted(c);
-			if (ret < 0) {
-				shmqi_member_release(c);	/* corrupt: drop it */
+			ret = shmqi_member_take_adopted(c);
+			if (ret < 0)
 				return ret;
-			}
+			if (ret == 1)
+				continue;	/* never won, or passed: dropped */
 			c->redelivered = true;
 			return 0;
 		}
@@ -834,9 +837,16 @@ static int next_record(struct shmq_consumer *c, int64_t timeout_ns)
 	return stream_next(c, timeout_ns);
 }
 
+/* Where the current message's payload is: the ring, or an adopted copy. */
+static const void *payload(struct shmq_consumer *c)
+{
+	return c->redelivered ? (const void *)c->adopt_buf :
+				(const void *)(c->view.hdr + 1);
+}
+
 static void fill_msg(struct shmq_consumer *c, struct shmq_msg *msg)
 {
-	msg->data = c->view.hdr + 1;
+	msg->data = payload(c);
 	msg->len = c->view.len;
 	msg->seq = c->view.seq;
 	msg->flags = c->redelivered ? SHMQ_MSG_REDELIVERED : 0;
@@ -866,7 +876,8 @@ int shmq_peek(struct shmq_consumer *c, struct shmq_msg *msg,
 		ret = next_record(c, timeout_ns);
 		if (ret < 0)
 			return ret;
-		if (!shmqi_rec_crc_ok(c->q, &c->view, c->view.hdr + 1))
+		if (!c->redelivered &&
+		    !shmqi_rec_crc_ok(c->q, &c->view, c->view.hdr + 1))
 			return bad_checksum(c);
 		c->peeked = true;
 	}
@@ -965,7 +976,7 @@ ssize_t shmq_recv(struct shmq_consumer *c, void *buf, size_t cap,
 			return shmqi_fail(-EMSGSIZE, "message of %u bytes, buffer of %zu",
 					  c->view.len, cap);
 		}
-		memcpy(buf, c->view.hdr + 1, c->view.len);
+		memcpy(buf, payload(c), c->view.len);
 		if (c->kind != SHMQ_KIND_OBSERVER || !lapped(c))
 			break;
 		resync(c);	/* overwritten while we copied: start again */
@@ -973,7 +984,7 @@ ssize_t shmq_recv(struct shmq_consumer *c, void *buf, size_t cap,
 	if (c->kind != SHMQ_KIND_OBSERVER && evicted(c))
 		return evicted_error();
 	/* Check the copy, not the ring: a scribbler cannot race the check. */
-	if (!shmqi_rec_crc_ok(c->q, &c->view, buf))
+	if (!c->redelivered && !shmqi_rec_crc_ok(c->q, &c->view, buf))
 		return bad_checksum(c);
 	fill_msg(c, &m);
 	m.data = buf;

@@ -8,6 +8,7 @@
  * and delivers the record again, flagged as redelivered.
  * docs/concurrency.md has the protocol and the labelled pairs (C1..C4).
  */
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -177,11 +178,57 @@ int shmqi_member_claim(struct shmq_consumer *c)
 }
 
 /* View the adopted record again (it is protected by the dead claim). */
-int shmqi_member_view_adopted(struct shmq_consumer *c)
+/*
+ * Make the adopted claim's record ours to deliver, as a private copy, or
+ * drop the claim. Returns 0 (c->adopt_buf holds the checked payload), 1
+ * (dropped: nothing to redeliver) or -errno (dropped as corrupt).
+ *
+ * A dead member's claim may be one it never won: it stores its claim
+ * before the CAS (C1) and may die before clearing it after a lost CAS.
+ * Never won while the claim word has not passed it: an ordinary claim
+ * will hand the record out. Won by someone else when the group's frontier
+ * has passed it, since a won claim holds the frontier. Neither test can
+ * see an advance that computed its frontier before the dead member's
+ * claim was stored and has not yet stored it, so the record is copied and
+ * the copy kept only if the tail has not passed it afterwards (L1, as an
+ * observer does): the producer moves the tail before it overwrites.
+ */
+int shmqi_member_take_adopted(struct shmq_consumer *c)
 {
-	uint64_t w = load_acquire(&c->q->hdr->write_pos);	/* A1 */
+	struct shmq *q = c->q;
+	uint64_t pos = c->claim_pos, w;
+	int ret;
 
-	return shmqi_rec_view(c->q, c->claim_pos, w, &c->view);
+	if (!pos_before(pos, load_acquire(&c->group->claim)) ||
+	    pos_before(pos, load_acquire(&c->group->position))) {
+		shmqi_member_release(c);
+		return 1;
+	}
+	if (!c->adopt_buf) {
+		c->adopt_buf = malloc(q->g.max_message ? q->g.max_message : 1);
+		if (!c->adopt_buf) {
+			shmqi_member_release(c);
+			return -ENOMEM;
+		}
+	}
+	w = load_acquire(&q->hdr->write_pos);			/* A1 */
+	ret = shmqi_rec_view(q, pos, w, &c->view);
+	if (ret == 0 && c->view.type != SHMQ_REC_DATA)
+		ret = shmqi_fail(-EBADMSG, "adopted claim at %llu is not a message",
+				 (unsigned long long)pos);
+	if (ret == 0)
+		memcpy(c->adopt_buf, c->view.hdr + 1, c->view.len);
+	fence_acquire();					/* L1 */
+	if (pos_before(pos, load_relaxed(&q->hdr->tail_pos))) {
+		shmqi_member_release(c);	/* passed and reused: not ours */
+		return 1;
+	}
+	if (ret == 0 && !shmqi_rec_crc_ok(q, &c->view, c->adopt_buf))
+		ret = shmqi_fail(-EBADMSG, "adopted record at %llu: bad checksum",
+				 (unsigned long long)pos);
+	if (ret < 0)
+		shmqi_member_release(c);
+	return ret;
 }
 
 /*

@@ -113,6 +113,7 @@ struct shmq_consumer {
 	uint32_t gidx;
 	uint64_t claim_pos;	/* member: position of the claimed record */
 	int adopt_idx;		/* member: dead member's slot adopted, or -1 */
+	uint8_t *adopt_buf;	/* member: private copy of an adopted record */
 	uint64_t bytes;
 	int64_t live_check_ns;	/* last producer liveness probe (NOWAIT) */
 	bool durable;		/* SHMQ_CONSUMER_DURABLE: read below durable_pos */
@@ -167,7 +168,7 @@ void shmqi_wake_producer(struct shmq_hdr *h);
 void shmqi_group_advance(struct shmq *q, uint32_t gidx);
 int shmqi_member_rescue(struct shmq_consumer *c);
 int shmqi_member_claim(struct shmq_consumer *c);
-int shmqi_member_view_adopted(struct shmq_consumer *c);
+int shmqi_member_take_adopted(struct shmq_consumer *c);
 void shmqi_member_release(struct shmq_consumer *c);
 
 /* sync.c and recover.c */

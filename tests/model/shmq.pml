@@ -40,7 +40,9 @@
  *           (both sleep with F2): claim (C1 and the CAS), release (C4),
  *           the frontier (C2, C3), adoption of a dead member's claim and
  *           its flagged redelivery. -DOLD_CLAIM: the claim code before
- *           the stale-claim fix (d167bc0).
+ *           the stale-claim fix (d167bc0). -DOLD_ADOPT: adoption before
+ *           shmqi_member_take_adopted, which took a claim the dead member
+ *           never won and could copy a record being overwritten.
  */
 
 #ifndef C
@@ -545,22 +547,22 @@ proctype member(byte me)
 			};
 			if
 			:: a != NONE ->
-#ifdef ADOPT_FIX
+#ifndef OLD_ADOPT
 				/*
-				 * A proposed fix (not in group.c): a claim the claim
-				 * word never passed was never won: drop it, a CAS
-				 * will hand the record out once.
+				 * shmqi_member_take_adopted (group.c): a claim the
+				 * claim word never passed was never won: drop it, a
+				 * CAS will hand the record out once.
 				 */
 				if
 				:: atomic { gclaim == cl -> d = 0 }
 				:: else ->
 #endif
-				/* shmqi_member_view_adopted: rec_view, then recv */
+				/* shmqi_member_take_adopted: rec_view, copy */
 				if
 				:: atomic { write_pos - cl > C -> d = 0 }	/* A1: outside the ring */
 				:: else ->
 					atomic { d = ring[cl % C] };
-#ifdef ADOPT_FIX
+#ifndef OLD_ADOPT
 					/*
 					 * ... and after the copy, L1 as for observers:
 					 * a tail past the claim means the claim was a
@@ -577,7 +579,7 @@ proctype member(byte me)
 					deliver_release(true, a)
 #endif
 				fi;
-#ifdef ADOPT_FIX
+#ifndef OLD_ADOPT
 				fi;
 #endif
 				mclaim[a] = NONE;		/* C4 (again if delivered) */
