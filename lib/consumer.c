@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Broadcast consumers: the slot table (claim, resume, reclaim, free, all
- * under the attach lock), choosing a start position safely against a
- * producer that reclaims space, reading and releasing records.
+ * Consumers: attaching (broadcast, named, group member, observer) and
+ * detaching, waiting for records, reading and releasing them. The slot
+ * table itself is slots.c; the group claim protocol is group.c.
  * Orderings are labelled; docs/concurrency.md tables the pairs.
  */
 #include <fcntl.h>
@@ -13,237 +13,7 @@
 
 #include "internal.h"
 
-#define ATTACH_LOCK_NS	5000000000ll	/* bound on waiting for the table */
 #define LIVE_CHECK_NS	10000000ll	/* NOWAIT polls probe this often */
-
-bool shmqi_slot_holds(uint32_t state, uint32_t kind)
-{
-	return state == SHMQ_SLOT_ACTIVE &&
-	       (kind == SHMQ_KIND_ANON || kind == SHMQ_KIND_NAMED ||
-		kind == SHMQ_KIND_GROUP);
-}
-
-/* The slowest holder's position in *MIN; returns how many hold. */
-int shmqi_holders_min(struct shmq *q, uint64_t *min)
-{
-	uint32_t idx;
-
-	return shmqi_holders_min_idx(q, min, &idx);
-}
-
-/* As shmqi_holders_min(), and *IDX is the slowest holder's slot. */
-int shmqi_holders_min_idx(struct shmq *q, uint64_t *min, uint32_t *idx)
-{
-	int n = 0;
-
-	for (uint32_t i = 0; i < q->g.nslots; i++) {
-		struct shmq_slot *s = &q->slots[i];
-		uint32_t st = load_acquire(&s->state);
-		uint64_t pos;
-
-		if (!shmqi_slot_holds(st, load_relaxed(&s->kind)))
-			continue;
-		pos = load_acquire(&s->position);	/* A2 pairs with R1 */
-		if (!n || pos_before(pos, *min)) {
-			*min = pos;
-			*idx = i;
-		}
-		n++;
-	}
-	return n;
-}
-
-void shmqi_wake_producer(struct shmq_hdr *h)
-{
-	if (load_relaxed(&h->prod_waiting) && rmw_xchg(&h->prod_waiting, 0)) {
-		rmw_add(&h->space_futex, 1);
-		shmqi_futex_wake(&h->space_futex);
-	}
-}
-
-/*
- * Free slot I (attach lock held): what a holder had read counts as
- * released by a consumer that left, so the floor rises to its position.
- */
-void shmqi_free_slot_locked(struct shmq *q, uint32_t i)
-{
-	struct shmq_hdr *h = q->hdr;
-	uint32_t kind = load_relaxed(&q->slots[i].kind);
-	uint64_t pos = load_acquire(&q->slots[i].position);
-	uint64_t floor = load_relaxed(&h->floor_pos);
-
-	if (shmqi_slot_holds(SHMQ_SLOT_ACTIVE, kind) && pos_before(floor, pos))
-		store_release(&h->floor_pos, pos);
-	store_release(&q->slots[i].state, SHMQ_SLOT_FREE);
-	rmw_add(&h->slot_gen, 1);
-	shmqi_wake_producer(h);
-}
-
-/*
- * Free the slots of anonymous consumers that died: their kernel lock is
- * gone, so they no longer hold the producer (F5, F17: the PID is never
- * looked at). FD is the caller's own open file description. Best effort:
- * if someone is attaching right now, the next call does it.
- */
-int shmqi_reclaim_dead(struct shmq *q, int fd)
-{
-	int n = 0;
-
-	if (shmqi_lock_try(fd, SHMQ_LOCK_ATTACH) < 0)
-		return 0;
-	for (uint32_t i = 0; i < q->g.nslots; i++) {
-		struct shmq_slot *s = &q->slots[i];
-
-		uint32_t kind = load_relaxed(&s->kind);
-
-		if (load_acquire(&s->state) == SHMQ_SLOT_FREE ||
-		    (kind != SHMQ_KIND_ANON && kind != SHMQ_KIND_OBSERVER))
-			continue;
-		if (shmqi_lock_try(fd, SHMQ_LOCK_SLOT0 + i) == 0) {
-			shmqi_free_slot_locked(q, i);
-			shmqi_unlock(fd, SHMQ_LOCK_SLOT0 + i);
-			n++;
-		}
-	}
-	shmqi_unlock(fd, SHMQ_LOCK_ATTACH);
-	return n;
-}
-
-static bool name_valid(const char *name)
-{
-	size_t n = strlen(name);
-
-	if (n < 1 || n > SHMQ_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (name[i] < 0x21 || name[i] > 0x7e)
-			return false;
-	return true;
-}
-
-static bool slot_has_name(struct shmq_slot *s, const char *name)
-{
-	char buf[sizeof(s->name) + 1];
-
-	memcpy(buf, s->name, sizeof(s->name));
-	buf[sizeof(s->name)] = '\0';
-	return strcmp(buf, name) == 0;
-}
-
-/* A slot of KIND called NAME, active or evicted, or -ENOENT. */
-static int find_named(struct shmq *q, const char *name, uint32_t kind)
-{
-	for (uint32_t i = 0; i < q->g.nslots; i++) {
-		struct shmq_slot *s = &q->slots[i];
-
-		if (load_acquire(&s->state) != SHMQ_SLOT_FREE &&
-		    load_relaxed(&s->kind) == kind && slot_has_name(s, name))
-			return (int)i;
-	}
-	return -ENOENT;
-}
-
-/* Claim a free slot or a dead anonymous one, holding its lock on FD. */
-static int claim_slot(struct shmq *q, int fd)
-{
-	for (uint32_t i = 0; i < q->g.nslots; i++) {
-		struct shmq_slot *s = &q->slots[i];
-		uint32_t st = load_acquire(&s->state);
-
-		uint32_t kind = load_relaxed(&s->kind);
-
-		/* Named ones, groups and members keep their slot when dead. */
-		if (st != SHMQ_SLOT_FREE && kind != SHMQ_KIND_ANON &&
-		    kind != SHMQ_KIND_OBSERVER)
-			continue;
-		if (shmqi_lock_try(fd, SHMQ_LOCK_SLOT0 + i) < 0)
-			continue;	/* alive */
-		if (st != SHMQ_SLOT_FREE)
-			shmqi_free_slot_locked(q, i);
-		return (int)i;
-	}
-	return shmqi_fail(-ENOSPC, "all %u consumer slots are in use",
-			  q->g.nslots);
-}
-
-/* The first position of a new consumer, before the F1 handshake. */
-static uint64_t start_position(struct shmq *q, uint32_t start)
-{
-	struct shmq_hdr *h = q->hdr;
-	uint64_t w = load_acquire(&h->write_pos);
-	uint64_t t = load_acquire(&h->tail_pos);
-	uint64_t s;
-
-	if (start == SHMQ_START_LATEST)
-		return w;
-	if (shmqi_holders_min(q, &s) == 0) {
-		s = load_acquire(&h->floor_pos);
-		if (pos_before(s, t))
-			s = t;
-	}
-	if (pos_before(s, t))
-		s = t;	/* the F1 loop would move it there anyway */
-	if (pos_before(w, s))
-		s = w;
-	return s;
-}
-
-/*
- * Publish S as our position and make sure the producer cannot have
- * reclaimed it. F1 pairs with F1 in the producer's refresh_limit(): we
- * store the position with a full fence, then read tail_pos; the producer
- * stores tail_pos with a full fence, then scans positions. If we read an
- * old tail, the producer's scan sees us and stays behind S; if we read
- * the new tail, we move up to it and never read what lies below.
- */
-static uint64_t publish_start(struct shmq *q, struct shmq_slot *s, uint64_t pos)
-{
-	uint64_t t;
-
-	store_relaxed(&s->position, pos);
-	/* Identity and position before ACTIVE: scanners acquire state. */
-	store_release(&s->state, SHMQ_SLOT_ACTIVE);
-	for (;;) {
-		store_fenced(&s->position, pos);	/* F1 */
-		t = load_acquire(&q->hdr->tail_pos);
-		if (!pos_before(pos, t))
-			return pos;
-		pos = t;
-		/* It may have seen us behind and gone to sleep: tell it. */
-		shmqi_wake_producer(q->hdr);
-	}
-}
-
-static void init_slot(struct shmq_slot *s, uint32_t kind, const char *name)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	store_relaxed(&s->kind, kind);
-	memset(s->name, 0, sizeof(s->name));
-	if (name)
-		memcpy(s->name, name, strlen(name));
-	store_relaxed(&s->attach_ns, (uint64_t)ts.tv_sec * 1000000000u +
-		      (uint64_t)ts.tv_nsec);
-	store_relaxed(&s->bytes, 0);
-	store_relaxed(&s->flags, 0);
-	store_relaxed(&s->claim, 0);
-	store_relaxed(&s->group, 0);
-	store_relaxed(&s->generation, load_relaxed(&s->generation) + 1);
-}
-
-/* A named consumer's stored position must lie inside the live ring. */
-static int check_resume(struct shmq *q, uint64_t pos)
-{
-	uint64_t w = load_acquire(&q->hdr->write_pos);
-	uint64_t t = load_acquire(&q->hdr->tail_pos);
-
-	if (w - pos > w - t || (pos & (SHMQ_REC_ALIGN - 1)))
-		return shmqi_fail(-EBADMSG, "consumer position %llu outside the ring [%llu, %llu]",
-				  (unsigned long long)pos, (unsigned long long)t,
-				  (unsigned long long)w);
-	return 0;
-}
 
 /* Attach lock held: resume the named consumer in slot IDX. */
 static int resume_named(struct shmq_consumer *c, int idx, const char *name)
@@ -263,7 +33,7 @@ static int resume_named(struct shmq_consumer *c, int idx, const char *name)
 		ret = shmqi_fail(SHMQ_EVICTED, "consumer %s was evicted; remove it first",
 				 name);
 	else
-		ret = check_resume(q, c->pos = load_acquire(&c->slot->position));
+		ret = shmqi_check_resume(q, c->pos = load_acquire(&c->slot->position));
 	if (ret < 0)
 		shmqi_unlock(c->lock_fd, SHMQ_LOCK_SLOT0 + c->idx);
 	return ret;
@@ -273,7 +43,7 @@ static int resume_named(struct shmq_consumer *c, int idx, const char *name)
 static int group_slot(struct shmq_consumer *c, const char *name, uint32_t start)
 {
 	struct shmq *q = c->q;
-	int idx = find_named(q, name, SHMQ_KIND_GROUP);
+	int idx = shmqi_find_named(q, name, SHMQ_KIND_GROUP);
 	struct shmq_slot *g;
 	uint64_t pos;
 
@@ -282,17 +52,17 @@ static int group_slot(struct shmq_consumer *c, const char *name, uint32_t start)
 		if (load_acquire(&g->state) == SHMQ_SLOT_EVICTED)
 			return shmqi_fail(SHMQ_EVICTED, "group %s was evicted; remove it first",
 					  name);
-		return check_resume(q, load_acquire(&g->position)) < 0 ?
+		return shmqi_check_resume(q, load_acquire(&g->position)) < 0 ?
 		       -EBADMSG : idx;
 	}
-	idx = claim_slot(q, c->lock_fd);
+	idx = shmqi_claim_slot(q, c->lock_fd);
 	if (idx < 0)
 		return idx;
 	g = &q->slots[idx];
-	init_slot(g, SHMQ_KIND_GROUP, name);
-	pos = start_position(q, start);
+	shmqi_init_slot(g, SHMQ_KIND_GROUP, name);
+	pos = shmqi_start_position(q, start);
 	store_relaxed(&g->claim, pos);
-	pos = publish_start(q, g, pos);
+	pos = shmqi_publish_start(q, g, pos);
 	/* Members attach under the attach lock we hold: none can claim yet. */
 	store_release(&g->claim, pos);
 	/* A group slot is not owned by a process: it outlives its members. */
@@ -308,7 +78,7 @@ static int attach_locked(struct shmq_consumer *c,
 	int idx, gidx = -1;
 
 	if (c->kind == SHMQ_KIND_NAMED) {
-		idx = find_named(q, o->name, SHMQ_KIND_NAMED);
+		idx = shmqi_find_named(q, o->name, SHMQ_KIND_NAMED);
 		if (idx >= 0)
 			return resume_named(c, idx, o->name);
 	}
@@ -317,12 +87,12 @@ static int attach_locked(struct shmq_consumer *c,
 		if (gidx < 0)
 			return gidx;
 	}
-	idx = claim_slot(q, c->lock_fd);
+	idx = shmqi_claim_slot(q, c->lock_fd);
 	if (idx < 0)
 		return idx;
 	c->idx = (uint32_t)idx;
 	c->slot = &q->slots[idx];
-	init_slot(c->slot, c->kind, o->name);
+	shmqi_init_slot(c->slot, c->kind, o->name);
 	if (c->kind == SHMQ_KIND_MEMBER) {
 		c->gidx = (uint32_t)gidx;
 		c->group = &q->slots[gidx];
@@ -341,7 +111,7 @@ static int attach_locked(struct shmq_consumer *c,
 		store_release(&c->slot->state, SHMQ_SLOT_ACTIVE);
 		return 0;
 	}
-	c->pos = publish_start(q, c->slot, start_position(q, o->start));
+	c->pos = shmqi_publish_start(q, c->slot, shmqi_start_position(q, o->start));
 	return 0;
 }
 
@@ -410,7 +180,7 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 	if ((o.flags & ~SHMQ_CONSUMER_DURABLE) ||
 	    ((o.flags & SHMQ_CONSUMER_DURABLE) && o.kind == SHMQ_CONSUMER_GROUP))
 		return shmqi_fail(-EINVAL, "unknown consumer flags, or durable reads asked of a group");
-	if (o.name && !name_valid(o.name))
+	if (o.name && !shmqi_name_valid(o.name))
 		return shmqi_fail(-EINVAL, "consumer name must be 1 to %d printable characters without spaces",
 				  SHMQ_NAME_MAX);
 	if (q->rdonly)
@@ -430,7 +200,7 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 		ret = c->lock_fd;
 		goto fail_free;
 	}
-	ret = shmqi_lock_wait(c->lock_fd, SHMQ_LOCK_ATTACH, ATTACH_LOCK_NS);
+	ret = shmqi_lock_wait(c->lock_fd, SHMQ_LOCK_ATTACH, SHMQ_ATTACH_LOCK_NS);
 	if (ret < 0) {
 		ret = shmqi_fail(ret, "waiting for the slot table lock: %s",
 				 shmq_strerror(ret));
@@ -512,7 +282,7 @@ void shmq_consumer_close(struct shmq_consumer *c)
 	 */
 	if (c->kind != SHMQ_KIND_MEMBER && load_relaxed(&c->slot->position) != c->pos)
 		publish_pos(c);
-	if (shmqi_lock_wait(c->lock_fd, SHMQ_LOCK_ATTACH, ATTACH_LOCK_NS) == 0) {
+	if (shmqi_lock_wait(c->lock_fd, SHMQ_LOCK_ATTACH, SHMQ_ATTACH_LOCK_NS) == 0) {
 		bool keep = c->kind == SHMQ_KIND_NAMED ||
 			    (c->kind == SHMQ_KIND_MEMBER && c->peeked);
 
@@ -529,66 +299,6 @@ void shmq_consumer_close(struct shmq_consumer *c)
 	q->nhandles--;
 	free(c->adopt_buf);
 	free(c);
-}
-
-/* Attach lock held on FD: drop group GIDX and its dead members. */
-static int remove_group(struct shmq *q, int fd, uint32_t gidx, const char *name)
-{
-	for (uint32_t i = 0; i < q->g.nslots; i++) {
-		struct shmq_slot *s = &q->slots[i];
-
-		if (load_acquire(&s->state) == SHMQ_SLOT_FREE ||
-		    load_relaxed(&s->kind) != SHMQ_KIND_MEMBER ||
-		    load_relaxed(&s->group) != gidx)
-			continue;
-		if (shmqi_lock_try(fd, SHMQ_LOCK_SLOT0 + i) < 0)
-			return shmqi_fail(-EBUSY, "group %s has a live member (pid %u)",
-					  name, load_relaxed(&s->pid));
-	}
-	/* Every member is dead and locked by us: free them, then the group. */
-	for (uint32_t i = 0; i < q->g.nslots; i++) {
-		struct shmq_slot *s = &q->slots[i];
-
-		if (load_acquire(&s->state) != SHMQ_SLOT_FREE &&
-		    load_relaxed(&s->kind) == SHMQ_KIND_MEMBER &&
-		    load_relaxed(&s->group) == gidx)
-			shmqi_free_slot_locked(q, i);
-	}
-	shmqi_free_slot_locked(q, gidx);
-	return 0;
-}
-
-int shmq_consumer_remove(struct shmq *q, const char *name)
-{
-	int fd, idx, ret = 0;
-
-	shmqi_clear_error();
-	if (!name || !name_valid(name))
-		return shmqi_fail(-EINVAL, "bad consumer name");
-	if (q->rdonly)
-		return shmqi_fail(-EROFS, "queue opened read-only");
-	fd = shmqi_reopen(q, O_RDWR);
-	if (fd < 0)
-		return fd;
-	ret = shmqi_lock_wait(fd, SHMQ_LOCK_ATTACH, ATTACH_LOCK_NS);
-	if (ret < 0)
-		goto out;
-	idx = find_named(q, name, SHMQ_KIND_NAMED);
-	if (idx >= 0) {
-		if (shmqi_lock_try(fd, SHMQ_LOCK_SLOT0 + (uint32_t)idx) < 0)
-			ret = shmqi_fail(-EBUSY, "consumer %s is attached (pid %u)",
-					 name, load_relaxed(&q->slots[idx].pid));
-		else
-			shmqi_free_slot_locked(q, (uint32_t)idx);
-	} else if ((idx = find_named(q, name, SHMQ_KIND_GROUP)) >= 0) {
-		ret = remove_group(q, fd, (uint32_t)idx, name);
-	} else {
-		ret = shmqi_fail(-ENOENT, "no consumer or group named %s", name);
-	}
-	shmqi_unlock(fd, SHMQ_LOCK_ATTACH);
-out:
-	close(fd);	/* drops the slot lock too */
-	return ret;
 }
 
 /* Producer state as readers see it: OPEN with a free lock means it died. */

@@ -156,13 +156,21 @@ int shmqi_rec_view(const struct shmq *q, uint64_t pos, uint64_t end,
 bool shmqi_rec_crc_ok(const struct shmq *q, const struct shmqi_rec_view *v,
 		      const void *payload);
 
-/* consumer.c: slot table, under the attach lock. */
+/* slots.c: the slot table; changes under the attach lock. */
+#define SHMQ_ATTACH_LOCK_NS	5000000000ll	/* bound on waiting for it */
 bool shmqi_slot_holds(uint32_t state, uint32_t kind);
 int shmqi_holders_min(struct shmq *q, uint64_t *min);
 int shmqi_holders_min_idx(struct shmq *q, uint64_t *min, uint32_t *idx);
 int shmqi_reclaim_dead(struct shmq *q, int fd);
 void shmqi_free_slot_locked(struct shmq *q, uint32_t i);
 void shmqi_wake_producer(struct shmq_hdr *h);
+bool shmqi_name_valid(const char *name);
+int shmqi_find_named(struct shmq *q, const char *name, uint32_t kind);
+int shmqi_claim_slot(struct shmq *q, int fd);
+uint64_t shmqi_start_position(struct shmq *q, uint32_t start);
+uint64_t shmqi_publish_start(struct shmq *q, struct shmq_slot *s, uint64_t pos);
+void shmqi_init_slot(struct shmq_slot *s, uint32_t kind, const char *name);
+int shmqi_check_resume(struct shmq *q, uint64_t pos);
 
 /* group.c */
 void shmqi_group_advance(struct shmq *q, uint32_t gidx);
