@@ -24,6 +24,9 @@
 
 #define WATCHDOG_S	150
 #define LINE		512
+
+#include "peer_test.h"
+
 #define REDELIVERED_BIT	(1ull << 63)
 
 static char qpath[4096];
@@ -41,32 +44,6 @@ static void mkq(uint64_t cap, uint32_t max, uint32_t when_full,
 	err = shmq_create(qpath, &cfg);
 	cr_assert_eq(err, 0, "create: %s (%s)", shmq_strerror(err),
 		     shmq_errdetail());
-}
-
-static const char *num(char *buf, uint64_t v)
-{
-	sprintf(buf, "%" PRIu64, v);
-	return buf;
-}
-
-static void spawn(struct h_peer *p, const char *const *argv)
-{
-	int err = h_spawn(p, WATCHDOG_S, argv);
-
-	cr_assert_eq(err, 0, "spawn: %s", strerror(-err));
-}
-
-static void expect_line(struct h_peer *p, const char *prefix, char *line,
-			int timeout_ms)
-{
-	int r;
-
-	line[0] = '\0';
-	r = h_expect(p, prefix, line, LINE, timeout_ms);
-	cr_assert_geq(r, 0, "peer %d: no \"%s\" line within %d ms (%s); "
-		      "last line \"%s\"", (int)p->pid, prefix, timeout_ms,
-		      r == -ETIMEDOUT ? "timed out" : "its output ended",
-		      line);
 }
 
 /* "end HOW count=N next=S [lost=L redelivered=R]" or "end error=...". */

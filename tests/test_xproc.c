@@ -20,6 +20,8 @@
 #define WATCHDOG_S	150	/* no peer outlives a broken test by more */
 #define LINE		512
 
+#include "peer_test.h"
+
 static char qpath[4096];
 
 static void mkq(uint64_t cap, uint32_t max)
@@ -31,28 +33,6 @@ static void mkq(uint64_t cap, uint32_t max)
 	err = shmq_create(qpath, &cfg);
 	cr_assert_eq(err, 0, "create: %s (%s)", shmq_strerror(err),
 		     shmq_errdetail());
-}
-
-static void spawn(struct h_peer *p, const char *const *argv)
-{
-	int err = h_spawn(p, WATCHDOG_S, argv);
-
-	cr_assert_eq(err, 0, "spawn: %s", strerror(-err));
-}
-
-/* Wait for the line starting with PREFIX; fail the test if it never comes. */
-static void expect_line(struct h_peer *p, const char *prefix, char *line,
-			int timeout_ms)
-{
-	int r;
-
-	line[0] = '\0';
-	r = h_expect(p, prefix, line, LINE, timeout_ms);
-
-	cr_assert_geq(r, 0, "peer %d: no \"%s\" line within %d ms (%s); "
-		      "last line \"%s\"", (int)p->pid, prefix, timeout_ms,
-		      r == -ETIMEDOUT ? "timed out" : "its output ended",
-		      line);
 }
 
 static void expect_exit(struct h_peer *p, int code, int timeout_ms)
@@ -95,12 +75,6 @@ static struct end expect_end(struct h_peer *p, int timeout_ms)
 		   &e.count, &e.next);
 	cr_assert_eq(r, 3, "consumer %d: \"%s\"", (int)p->pid, line);
 	return e;
-}
-
-static const char *num(char *buf, uint64_t v)
-{
-	sprintf(buf, "%" PRIu64, v);
-	return buf;
 }
 
 /* Start a consumer and wait until it is attached. */
