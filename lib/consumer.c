@@ -595,10 +595,9 @@ int shmq_peek(struct shmq_consumer *c, struct shmq_msg *msg,
 	return 0;
 }
 
-int shmq_release(struct shmq_consumer *c)
+/* Move past the peeked message(s) and give the space back. */
+static void release_peeked(struct shmq_consumer *c)
 {
-	if (!c->peeked)
-		return shmqi_fail(-EINVAL, "nothing peeked");
 	c->peeked = false;
 	c->lost = 0;
 	c->bytes += c->view.len + c->peek_more_bytes;
@@ -613,6 +612,14 @@ int shmq_release(struct shmq_consumer *c)
 		c->seq_known = true;
 		publish_pos(c);
 	}
+}
+
+int shmq_release(struct shmq_consumer *c)
+{
+	if (!c->peeked)
+		return shmqi_fail(-EINVAL, "nothing peeked");
+	release_peeked(c);
+	/* E1: the caller read the message in place; was it still ours? */
 	if (c->kind != SHMQ_KIND_OBSERVER && evicted(c))
 		return evicted_error();
 	return 0;
@@ -700,8 +707,8 @@ ssize_t shmq_recv(struct shmq_consumer *c, void *buf, size_t cap,
 	m.data = buf;
 	if (msg)
 		*msg = m;
-	c->peeked = true;
-	shmq_release(c);
+	/* The copy was checked for eviction above: no second check. */
+	release_peeked(c);
 	return (ssize_t)m.len;
 }
 
