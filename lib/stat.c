@@ -10,8 +10,12 @@
 
 #include "internal.h"
 
-/* Send time (ns, CLOCK_REALTIME) of the first data record at POS, or 0. */
-static uint64_t rec_time(struct shmq *q, uint64_t pos, uint64_t end)
+/*
+ * The first data record at POS (before END): its sequence in *SEQ and its
+ * send time (ns, CLOCK_REALTIME) returned, or 0 when there is none.
+ */
+static uint64_t rec_time(struct shmq *q, uint64_t pos, uint64_t end,
+			 uint64_t *seq)
 {
 	struct shmqi_rec_view v;
 	struct timespec ts;
@@ -23,6 +27,8 @@ static uint64_t rec_time(struct shmq *q, uint64_t pos, uint64_t end)
 		if (v.type == SHMQ_REC_DATA) {
 			clock_gettime(CLOCK_REALTIME, &ts);
 			now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+			if (seq)
+				*seq = v.seq;
 			/* ts_lo is the low 32 bits of the ms clock: wraps in 49 days. */
 			return (now_ms - (uint32_t)((uint32_t)now_ms - v.ts_lo)) * 1000000;
 		}
@@ -61,32 +67,11 @@ static void stat_slot(struct shmq *q, uint32_t i, struct shmq_consumer_stat *cs,
 		cs->lag_bytes = 0;	/* corrupt or racing: do not invent lag */
 	cs->lag_messages = next_seq - cs->next_seq;
 	if (cs->lag_bytes && kind != SHMQ_KIND_MEMBER)
-		cs->next_ns = rec_time(q, cs->position, w);
+		cs->next_ns = rec_time(q, cs->position, w, NULL);
 	if (cs->lag_messages > q->g.capacity / SHMQ_REC_HDR)
 		cs->lag_messages = 0;
 }
 
-/* Sequence and age of the oldest record, if the tail is readable. */
-static void stat_tail(struct shmq *q, struct shmq_stat *st)
-{
-	struct shmqi_rec_view v;
-	struct timespec ts;
-	uint64_t pos = st->tail_pos;
-	uint64_t now_ms;
-
-	for (int i = 0; i < 2 && pos != st->write_pos; i++) {
-		if (shmqi_rec_view(q, pos, st->write_pos, &v) < 0)
-			return;
-		if (v.type == SHMQ_REC_DATA) {
-			clock_gettime(CLOCK_REALTIME, &ts);
-			now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-			st->tail_seq = v.seq;
-			st->tail_ns = (now_ms - (uint32_t)((uint32_t)now_ms - v.ts_lo)) * 1000000;
-			return;
-		}
-		pos = v.next;
-	}
-}
 
 /* A group slot has no lock of its own: it is alive when a member is. */
 static void group_liveness(struct shmq_stat *st)
@@ -148,7 +133,8 @@ int shmq_stat_get(struct shmq *q, struct shmq_stat **out)
 	st->messages = load_relaxed(&h->stat_msgs);
 	st->bytes = load_relaxed(&h->stat_bytes);
 	st->full_waits = load_relaxed(&h->stat_full_waits);
-	stat_tail(q, st);
+	/* The oldest record's sequence and age, if the tail is readable. */
+	st->tail_ns = rec_time(q, st->tail_pos, st->write_pos, &st->tail_seq);
 
 	holders = shmqi_holders_min(q, &min);
 	for (uint32_t i = 0; i < q->g.nslots; i++) {
