@@ -38,6 +38,7 @@ extern "C" {
 #define SHMQ_EDIED	(-EOWNERDEAD)	/* producer died and all was read */
 #define SHMQ_ESTALE	(-ESTALE)	/* file truncated, deleted or replaced */
 #define SHMQ_ELOSS	(-ENOTRECOVERABLE) /* recovery would cut durable data */
+#define SHMQ_EABORTED	(-ECANCELED)	/* producer aborted and all was read */
 
 struct shmq;			/* an attached queue file */
 struct shmq_producer;		/* the producer role on one queue */
@@ -121,6 +122,21 @@ void shmq_close(struct shmq *q);
 /* Flags for struct shmq_producer_opts. */
 #define SHMQ_PRODUCER_FIFO	0x1	/* -EPIPE once every consumer is gone */
 #define SHMQ_PRODUCER_ACCEPT_LOSS 0x2	/* recover even if durable data goes */
+/*
+ * How this producer frames the stream, recorded in every message (struct
+ * shmq_msg flags, SHMQ_MSG_FRAMING) so that readers such as `shmq get`
+ * can follow it: SHMQ_PRODUCER_FRAMING(SHMQ_FRAMING_LINES). Default:
+ * SHMQ_FRAMING_MESSAGES (each message is a whole, written as it is).
+ */
+enum shmq_framing {
+	SHMQ_FRAMING_MESSAGES = 0,
+	SHMQ_FRAMING_STREAM = 1,	/* a byte stream cut anywhere */
+	SHMQ_FRAMING_LINES = 2,		/* one item per message, newline-ended */
+	SHMQ_FRAMING_NUL = 3,		/* one item per message, NUL-ended */
+};
+#define SHMQ_PRODUCER_FRAMING_SHIFT 4
+#define SHMQ_PRODUCER_FRAMING_MASK (0x3u << SHMQ_PRODUCER_FRAMING_SHIFT)
+#define SHMQ_PRODUCER_FRAMING(f) (((unsigned)(f) & 0x3u) << SHMQ_PRODUCER_FRAMING_SHIFT)
 
 /*
  * Sync modes of a producer; docs/durability.md is the contract. A process
@@ -156,7 +172,9 @@ struct shmq_producer_opts {
  * Returns 0 or -errno: -EBUSY (another live producer; shmq_errdetail()
  * names its pid), SHMQ_ELOSS, -EBADMSG (the header's cursors are
  * inconsistent), -EROFS (opened read-only), -EINVAL (unknown sync mode
- * or flags), or an msync error of the header (-EIO, -ENOSPC, ...).
+ * or flags). The open syncs the ring (data, then the header with the new
+ * incarnation); if that msync fails, the queue is marked "durability
+ * failed" (shmq_sync_error()) and the open still succeeds.
  */
 int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 		       struct shmq_producer **out);
@@ -192,6 +210,8 @@ int shmq_reserve(struct shmq_producer *p, size_t len, void **buf,
 
 /* Flags for shmq_commit(). */
 #define SHMQ_COMMIT_DEFER	0x1	/* seal but publish later */
+#define SHMQ_COMMIT_UNTERMINATED 0x2	/* lines/NUL: this last item had no
+					   delimiter (SHMQ_MSG_UNTERMINATED) */
 
 /*
  * shmq_commit - seal the reserved message and publish it (with
@@ -218,6 +238,15 @@ int shmq_publish(struct shmq_producer *p);
  * shmq_producer_close(NULL) is a no-op. Returns 0 or -errno.
  */
 int shmq_producer_close(struct shmq_producer *p);
+
+/*
+ * shmq_producer_abort - like shmq_producer_close, for a producer that gives
+ * up deliberately (bad input, a failed upstream): what it published stays,
+ * and consumers get SHMQ_EABORTED at the end instead of SHMQ_EOF, so they
+ * know the stream was cut. shmq_producer_abort(NULL) is a no-op. Returns
+ * 0 or -errno as shmq_producer_close().
+ */
+int shmq_producer_abort(struct shmq_producer *p);
 
 /*
  * Kinds of consumer. BROADCAST sees every message and holds the producer
@@ -259,6 +288,10 @@ struct shmq_consumer_opts {
 
 /* Flags in struct shmq_msg. */
 #define SHMQ_MSG_REDELIVERED	0x1
+#define SHMQ_MSG_UNTERMINATED	0x2	/* see SHMQ_COMMIT_UNTERMINATED */
+/* The sending producer's enum shmq_framing: SHMQ_MSG_FRAMING(msg.flags). */
+#define SHMQ_MSG_FRAMING_SHIFT	4
+#define SHMQ_MSG_FRAMING(flags)	(((flags) >> SHMQ_MSG_FRAMING_SHIFT) & 0x3u)
 
 /* One received message, as shmq_peek()/shmq_recv() return it. */
 struct shmq_msg {

@@ -144,6 +144,8 @@ static void observer_seq(struct shmq_consumer *c)
 }
 
 /* The sequence of the record at the consumer's position, if one is there. */
+static int producer_gone(struct shmq_consumer *c);
+
 static void learn_seq(struct shmq_consumer *c)
 {
 	uint64_t w = load_acquire(&c->q->hdr->write_pos);
@@ -218,6 +220,7 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 		goto fail_close;
 	c->wpos_cache = c->pos;
 	c->bytes = load_relaxed(&c->slot->bytes);
+	(void)producer_gone(c);		/* a live session is ours (seen_inc) */
 	if (c->kind != SHMQ_KIND_MEMBER)
 		learn_seq(c);
 	if (c->kind == SHMQ_KIND_OBSERVER && !c->seq_known) {
@@ -306,13 +309,42 @@ static int producer_gone(struct shmq_consumer *c)
 {
 	struct shmq_hdr *h = c->q->hdr;
 	uint32_t st = load_acquire(&h->prod_state);	/* S1 */
+	/* Stored before the state at open (release): at least its session. */
+	uint32_t inc = load_relaxed(&h->incarnation);
 
 	if (st == SHMQ_PSTATE_CLOSED)
 		return SHMQ_EOF;
-	if (st == SHMQ_PSTATE_OPEN &&
-	    shmqi_lock_held(c->q->fd, SHMQ_LOCK_PRODUCER) == 0)
+	if (st == SHMQ_PSTATE_ABORTED)
+		return SHMQ_EABORTED;
+	if (st != SHMQ_PSTATE_OPEN)
+		return 0;
+	if (shmqi_lock_held(c->q->fd, SHMQ_LOCK_PRODUCER) == 0)
 		return SHMQ_EDIED;
+	c->seen_inc = inc;	/* a live session: its end is ours to report */
 	return 0;
+}
+
+/*
+ * Sessions (docs/decisions.md): the state-based end of the current
+ * session is returned once, and only to a consumer that saw that session
+ * (live, or through a record of it). Any other waits for the next
+ * producer, as a FIFO reader waits for a writer.
+ */
+static bool end_owed(struct shmq_consumer *c)
+{
+	uint32_t inc = load_relaxed(&c->q->hdr->incarnation);
+
+	return c->seen_inc == inc && c->ended_inc != inc;
+}
+
+/* Returned once per session: the END record's, or the state's. */
+static int session_end(struct shmq_consumer *c, uint32_t inc, int status)
+{
+	c->seen_inc = inc;
+	c->ended_inc = inc;
+	return shmqi_fail(status, "%s", status == SHMQ_EOF ? "end of stream: the producer closed" :
+			  status == SHMQ_EDIED ? "end of stream: the producer died" :
+			  "end of stream: the producer aborted");
 }
 
 /*
@@ -354,7 +386,7 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	if (c->kind != SHMQ_KIND_MEMBER &&
 	    load_relaxed(&c->slot->position) != c->pos)
 		publish_pos(c);	/* padding skipped: the producer may need it */
-	if (load_acquire(&h->prod_state) == SHMQ_PSTATE_CLOSED)
+	if (load_acquire(&h->prod_state) == SHMQ_PSTATE_CLOSED && end_owed(c))
 		goto check_end;
 	if (timeout_ns == 0) {
 		now = shmqi_now_ns();
@@ -365,7 +397,7 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 		ret = shmqi_check_file(c->q);
 		if (ret < 0)
 			return ret;
-		if (producer_gone(c))
+		if (producer_gone(c) && end_owed(c))
 			goto check_end;
 		return -EAGAIN;
 	}
@@ -402,7 +434,7 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	if (now - c->live_check_ns >= LIVE_CHECK_NS) {
 		c->live_check_ns = now;
 		gone = producer_gone(c);
-		if (gone)
+		if (gone && end_owed(c))
 			goto check_end;
 	}
 	ret = shmqi_futex_wait(&h->data_futex, v, *deadline, slice);
@@ -420,7 +452,9 @@ check_end:
 		ret = shmq_sync(c->q);
 		return ret < 0 ? ret : 0;
 	}
-	return gone;
+	if (!end_owed(c))
+		return 0;	/* a new session began meanwhile */
+	return session_end(c, load_relaxed(&h->incarnation), gone);
 }
 
 /*
@@ -462,6 +496,31 @@ static int evicted_error(void)
 	return shmqi_fail(SHMQ_EVICTED, "this consumer was evicted: the producer stopped waiting for it");
 }
 
+/*
+ * The END record in c->view: check it, move past it (releasing it), and
+ * return its status, or 1 for an end this consumer already returned (a
+ * state-based one, whose record the next producer wrote).
+ */
+static int read_end_record(struct shmq_consumer *c)
+{
+	struct shmq_end e;
+
+	memcpy(&e, c->view.hdr + 1, sizeof(e));
+	if (c->kind == SHMQ_KIND_OBSERVER && lapped(c))
+		return 1;	/* overwritten meanwhile: the caller resyncs */
+	if (!shmqi_rec_crc_ok(c->q, &c->view, &e))
+		return shmqi_fail(-EBADMSG, "record at %llu: bad checksum",
+				  (unsigned long long)c->pos);
+	if (c->kind != SHMQ_KIND_OBSERVER && evicted(c))
+		return evicted_error();
+	c->pos = c->view.next;
+	publish_pos(c);
+	if (e.inc == c->ended_inc)
+		return 1;
+	return session_end(c, e.inc, e.kind == SHMQ_END_CLOSED ? SHMQ_EOF :
+			   e.kind == SHMQ_END_ABORTED ? SHMQ_EABORTED : SHMQ_EDIED);
+}
+
 /* Broadcast and observer: the record at c->pos. */
 static int stream_next(struct shmq_consumer *c, int64_t timeout_ns)
 {
@@ -492,6 +551,13 @@ static int stream_next(struct shmq_consumer *c, int64_t timeout_ns)
 			c->pos = c->view.next;
 			continue;
 		}
+		if (c->view.type == SHMQ_REC_END) {
+			ret = read_end_record(c);
+			if (ret < 0)
+				return ret;
+			continue;	/* an end already returned, or lapped */
+		}
+		c->seen_inc = c->view.inc;
 		if (c->seq_known && c->view.seq != c->seq) {
 			if (c->kind != SHMQ_KIND_OBSERVER && evicted(c))
 				return evicted_error();
@@ -542,8 +608,13 @@ static int next_record(struct shmq_consumer *c, int64_t timeout_ns)
 {
 	if (unlikely(c->kind != SHMQ_KIND_OBSERVER && evicted(c)))
 		return evicted_error();
-	if (c->kind == SHMQ_KIND_MEMBER)
-		return member_next(c, timeout_ns);
+	if (c->kind == SHMQ_KIND_MEMBER) {
+		int ret = member_next(c, timeout_ns);
+
+		if (ret == 0)
+			c->seen_inc = c->view.inc;
+		return ret;
+	}
 	return stream_next(c, timeout_ns);
 }
 
@@ -559,7 +630,10 @@ static void fill_msg(struct shmq_consumer *c, struct shmq_msg *msg)
 	msg->data = payload(c);
 	msg->len = c->view.len;
 	msg->seq = c->view.seq;
-	msg->flags = c->redelivered ? SHMQ_MSG_REDELIVERED : 0;
+	msg->flags = (c->redelivered ? SHMQ_MSG_REDELIVERED : 0u) |
+		     ((c->view.flags & SHMQ_REC_F_UNTERMINATED) ? SHMQ_MSG_UNTERMINATED : 0u) |
+		     (((c->view.flags & SHMQ_REC_F_FRAMING) >> SHMQ_REC_FRAMING_SHIFT)
+		      << SHMQ_MSG_FRAMING_SHIFT);
 	msg->lost = c->lost;
 }
 
@@ -662,6 +736,8 @@ ssize_t shmq_peek_many(struct shmq_consumer *c, struct shmq_msg *msgs,
 			pos = v.next;
 			continue;
 		}
+		if (v.type != SHMQ_REC_DATA)
+			break;	/* a session's end: the next call returns it */
 		if (v.seq != c->view.seq + 1 ||
 		    !shmqi_rec_crc_ok(c->q, &v, v.hdr + 1))
 			break;

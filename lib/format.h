@@ -52,6 +52,7 @@
 #define SHMQ_PSTATE_NONE	0u
 #define SHMQ_PSTATE_OPEN	1u
 #define SHMQ_PSTATE_CLOSED	2u
+#define SHMQ_PSTATE_ABORTED	3u
 
 /*
  * hdr.prod_caps. ASYM: this producer publishes write_pos without a fence
@@ -82,11 +83,30 @@
 #define SHMQ_KIND_MEMBER	4u
 #define SHMQ_KIND_OBSERVER	5u
 
-/* rec.type; the high 16 bits are flags. */
+/*
+ * rec.type; the high 16 bits are flags. END closes a producer's session:
+ * its payload is a struct shmq_end; like PAD it carries the next data
+ * sequence and consumes none. A data record's framing bits say how its
+ * session's producer cut the stream (the tools follow them).
+ */
 #define SHMQ_REC_DATA		1u
 #define SHMQ_REC_PAD		2u
+#define SHMQ_REC_END		3u
 #define SHMQ_REC_TYPE_MASK	0xffffu
-#define SHMQ_REC_F_RESERVED	0x10000u	/* unused: redelivery is per claim */
+#define SHMQ_REC_FRAMING_SHIFT	16		/* 2 bits: SHMQ_FRAMING_* */
+#define SHMQ_REC_F_FRAMING	0x30000u
+#define SHMQ_REC_F_UNTERMINATED	0x40000u	/* lines/NUL: last item lacked
+						   its delimiter */
+#define SHMQ_REC_F_KNOWN	0x70000u
+
+/* The payload of an END record. */
+struct shmq_end {
+	uint32_t kind;		/* SHMQ_END_* */
+	uint32_t inc;		/* the incarnation whose session it ends */
+};
+#define SHMQ_END_CLOSED		1u
+#define SHMQ_END_DIED		2u
+#define SHMQ_END_ABORTED	3u
 
 /*
  * OFD lock bytes. Locks may lie beyond EOF; they never touch data. Each
@@ -147,7 +167,14 @@ struct shmq_hdr {
 	uint64_t tail_pos;	/* 136 oldest intact record */
 	uint64_t pub_seq;	/* 144 next_seq, stored before write_pos */
 	uint64_t durable_seq;	/* 152 see durable_claim; rarely written */
-	uint8_t pad2[32];	/* 160 */
+	/*
+	 * end_inc: the incarnation whose END record is in the ring (stored
+	 * after it is published); a new producer writes the END of the one
+	 * before it when this does not match (it died, or had no room).
+	 */
+	uint32_t end_inc;	/* 160 */
+	uint32_t framing;	/* 164 the current session's SHMQ_FRAMING_* */
+	uint8_t pad2[24];	/* 168 */
 
 	/* Line 3: producer, cold. Written by the producer only. */
 	uint64_t next_seq;	/* 192 sequence of the next record */
@@ -252,6 +279,8 @@ _Static_assert(offsetof(struct shmq_hdr, write_pos) == 128, "write_pos");
 _Static_assert(offsetof(struct shmq_hdr, tail_pos) == 136, "tail_pos");
 _Static_assert(offsetof(struct shmq_hdr, pub_seq) == 144, "pub_seq");
 _Static_assert(offsetof(struct shmq_hdr, durable_seq) == 152, "durable_seq");
+_Static_assert(offsetof(struct shmq_hdr, end_inc) == 160, "end_inc");
+_Static_assert(sizeof(struct shmq_end) == 8, "end record payload");
 _Static_assert(offsetof(struct shmq_hdr, next_seq) == 192, "next_seq");
 _Static_assert(offsetof(struct shmq_hdr, prod_state) == 200, "prod_state");
 _Static_assert(offsetof(struct shmq_hdr, prod_pid) == 204, "prod_pid");

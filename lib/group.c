@@ -160,7 +160,8 @@ int shmqi_member_claim(struct shmq_consumer *c)
 				continue;	/* someone moved on: stale read */
 			return ret;
 		}
-		if (c->view.type == SHMQ_REC_PAD) {
+		/* Members share data; a session's end reaches each by state. */
+		if (c->view.type != SHMQ_REC_DATA) {
 			(void)rmw_cas(&g->claim, cl, c->view.next);
 			continue;
 		}

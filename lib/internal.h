@@ -100,6 +100,7 @@ struct shmq_producer {
 	int64_t sync_first_ns;	/* when the oldest pending was published */
 	uint64_t disk_tail;	/* tail_pos our last header msync carried */
 	uint32_t inc;		/* our incarnation, in every record we seal */
+	uint32_t framing_bits;	/* SHMQ_REC_F_FRAMING of our data records */
 	uint64_t cut_bytes;	/* recovery cut this much at open */
 	uint64_t cut_msgs;	/* ... at most this many messages */
 	uint64_t cut_durable;	/* ... of which durable bytes */
@@ -129,6 +130,8 @@ struct shmq_consumer {
 	uint64_t bytes;
 	int64_t live_check_ns;	/* last producer liveness probe (NOWAIT) */
 	bool durable;		/* SHMQ_CONSUMER_DURABLE: read below durable_pos */
+	uint32_t seen_inc;	/* sessions: the last one seen (live, or data) */
+	uint32_t ended_inc;	/* the last one whose end was returned */
 	struct shmqi_rec_view view;
 };
 
@@ -198,6 +201,7 @@ void shmqi_sync_config(struct shmq_producer *p,
 int shmqi_sync_producer(struct shmq_producer *p);
 int shmqi_sync_published(struct shmq_producer *p, uint64_t n);
 int shmqi_recover(struct shmq_producer *p, uint64_t *tailp, uint64_t *endp);
+uint64_t shmqi_valid_end(struct shmq *q, uint64_t from, uint64_t to);
 
 /* Positions are free-running u64s: compare by difference. */
 static inline bool pos_before(uint64_t a, uint64_t b)
@@ -208,6 +212,27 @@ static inline bool pos_before(uint64_t a, uint64_t b)
 static inline uint64_t align_up(uint64_t v, uint64_t a)
 {
 	return (v + a - 1) & ~(a - 1);
+}
+
+/* Incarnations wrap: compare by difference, as positions. */
+static inline bool inc_before(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) < 0;
+}
+
+/*
+ * May a record of incarnation INC lie at POS? Not if it is newer than the
+ * queue's, nor if it is older and at or after the queue's inc_pos.
+ */
+static inline bool shmqi_inc_bad(const struct shmq *q, uint64_t pos,
+				 uint32_t inc)
+{
+	uint32_t cur = load_acquire(&q->hdr->incarnation);
+
+	if (inc == cur)
+		return false;
+	return !inc_before(inc, cur) ||
+	       !pos_before(pos, load_relaxed(&q->hdr->inc_pos));
 }
 
 #ifdef SHMQ_KILL_POINTS

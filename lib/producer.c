@@ -12,17 +12,22 @@
 
 #include "internal.h"
 
+static void end_previous(struct shmq_producer *p, uint32_t prev_inc,
+			 uint32_t prev_state);
+
 int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 		       struct shmq_producer **out)
 {
 	struct shmq_producer *p;
 	struct shmq_hdr *h = q->hdr;
 	uint64_t w, t, m;
+	uint32_t prev_inc, prev_state;
 	int ret;
 
 	shmqi_clear_error();
 	*out = NULL;
-	if (opts && (opts->flags & ~(SHMQ_PRODUCER_FIFO | SHMQ_PRODUCER_ACCEPT_LOSS)))
+	if (opts && (opts->flags & ~(SHMQ_PRODUCER_FIFO | SHMQ_PRODUCER_ACCEPT_LOSS |
+				     SHMQ_PRODUCER_FRAMING_MASK)))
 		return shmqi_fail(-EINVAL, "unknown producer flags %#x", opts->flags);
 	if (q->rdonly)
 		return shmqi_fail(-EROFS, "queue opened read-only");
@@ -31,6 +36,8 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 		return -ENOMEM;
 	p->q = q;
 	p->flags = opts ? opts->flags : 0;
+	p->framing_bits = ((p->flags & SHMQ_PRODUCER_FRAMING_MASK) >>
+			   SHMQ_PRODUCER_FRAMING_SHIFT) << SHMQ_REC_FRAMING_SHIFT;
 	shmqi_sync_config(p, opts);
 	if (p->sync_mode > SHMQ_SYNC_EVERY) {
 		ret = shmqi_fail(-EINVAL, "unknown sync mode %u", p->sync_mode);
@@ -76,7 +83,9 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	 * reverse pairing would reject the previous incarnation's records.
 	 * 2^32 opens would wrap it: not a concern for any real queue.
 	 */
-	p->inc = load_relaxed(&h->incarnation) + 1;
+	prev_inc = load_relaxed(&h->incarnation);
+	prev_state = load_acquire(&h->prod_state);
+	p->inc = prev_inc + 1 ? prev_inc + 1 : 1;	/* 0: never opened */
 	store_relaxed(&h->inc_pos, w);
 	store_release(&h->incarnation, p->inc);
 	rmw_add(&h->prod_epoch, 1);
@@ -100,20 +109,24 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	    !pos_before(m, w - q->g.capacity))
 		p->limit = m;
 	/*
-	 * The header on disk must match memory before we write anything:
-	 * the last producer may have moved tail_pos without a header msync
-	 * (a send that failed after refreshing its limit), and our first
-	 * records would then overwrite what the disk still calls the tail;
-	 * the new incarnation must be on disk before records that carry it.
-	 * One msync per open; on tmpfs it costs nothing. A failure is
-	 * recorded (sticky) and leaves the disk tail unknown.
+	 * The disk must match memory before we write anything: the last
+	 * producer may have moved tail_pos without a header msync (a send
+	 * that failed after refreshing its limit), and our first records
+	 * would then overwrite what the disk still calls the tail; the new
+	 * incarnation must be on disk before records that carry it; and the
+	 * last incarnation's records must be on disk before the header
+	 * says they lie below inc_pos, or a power loss could leave records
+	 * of an even older incarnation there (after a cut), which the
+	 * incarnation rule accepts below inc_pos. So a whole sync, data then
+	 * header, in every mode: once per open, nothing on tmpfs. A failure
+	 * is recorded (sticky) and leaves the disk tail unknown.
 	 */
-	if (p->sync_mode != SHMQ_SYNC_NONE)
-		ret = shmqi_sync_producer(p);
-	else
-		ret = shmqi_sync_header(q);
+	ret = shmqi_sync_producer(p);
 	p->disk_tail = ret == 0 ? t : w - q->g.capacity;
 	p->sync_pending = 0;
+	/* Sessions: the one before ours gets its END, ours its framing. */
+	end_previous(p, prev_inc, prev_state);
+	store_relaxed(&h->framing, p->framing_bits >> SHMQ_REC_FRAMING_SHIFT);
 	/* Consumers that see OPEN also see the fields above. */
 	store_release(&h->prod_state, SHMQ_PSTATE_OPEN);
 	q->nhandles++;
@@ -438,6 +451,7 @@ static int wait_space(struct shmq_producer *p, uint64_t need_end,
 static void seal(struct shmq_producer *p, struct shmq_rec *rec, uint32_t type,
 		 uint32_t len, uint64_t seq, uint64_t pos)
 {
+	uint32_t base = type & SHMQ_REC_TYPE_MASK;
 	struct shmq_rec h = {
 		.len = len,
 		.type = type,
@@ -447,7 +461,8 @@ static void seal(struct shmq_producer *p, struct shmq_rec *rec, uint32_t type,
 		.crc = 0,
 		.ts_lo = p->ts_ms,
 	};
-	bool whole = !(p->q->g.flags & SHMQ_FLAG_HDR_CRC) && type == SHMQ_REC_DATA;
+	bool whole = base == SHMQ_REC_END ||
+		     (base == SHMQ_REC_DATA && !(p->q->g.flags & SHMQ_FLAG_HDR_CRC));
 
 	h.crc = shmqi_rec_crc(p->q->g.salt, &h, rec + 1, whole ? len : 0);
 	/* Plain stores: W1 (the publish) orders them for consumers. */
@@ -478,9 +493,16 @@ static int sync_before_overwrite(struct shmq_producer *p, uint64_t end)
 		return ret;
 	if (p->sync_mode != SHMQ_SYNC_NONE)
 		return shmqi_sync_producer(p);
-	/* A failure is recorded (sticky) for shmq_sync(); none never fails a send. */
-	if (shmqi_sync_header(p->q) == 0)
-		p->disk_tail = p->tail;
+	/*
+	 * Durable data lies past the disk's tail: if the header cannot
+	 * reach the disk, overwriting would lose it after a power loss. The
+	 * send fails with the msync's error (recorded, sticky) rather than
+	 * overwrite; a later one tries again.
+	 */
+	ret = shmqi_sync_header(p->q);
+	if (ret < 0)
+		return ret;
+	p->disk_tail = p->tail;
 	return 0;
 }
 
@@ -552,7 +574,9 @@ int shmq_commit_len(struct shmq_producer *p, size_t len, unsigned int flags)
 	if (!p->unpublished)
 		p->ts_ms = shmqi_now_ms_coarse();
 	KILL_POINT("commit:before-seal");
-	seal(p, p->reserved, SHMQ_REC_DATA, (uint32_t)len, p->seq, p->pos);
+	seal(p, p->reserved, SHMQ_REC_DATA | p->framing_bits |
+	     ((flags & SHMQ_COMMIT_UNTERMINATED) ? SHMQ_REC_F_UNTERMINATED : 0u),
+	     (uint32_t)len, p->seq, p->pos);
 	p->reserved = NULL;
 	p->seq++;
 	p->pos += shmqi_rec_size(len);
@@ -601,21 +625,51 @@ ssize_t shmq_send_batch(struct shmq_producer *p, const struct iovec *msgs,
 	return i ? (ssize_t)i : ret;
 }
 
-int shmq_producer_close(struct shmq_producer *p)
+/*
+ * Append the END record of incarnation INC's session, if it fits now
+ * (never waits: a consumer that is behind learns of the end from
+ * prod_state, and the next producer writes the record). Published at
+ * once; end_inc is stored after the publish, so a new producer that
+ * reads it also sees the record in the ring.
+ */
+static int write_end(struct shmq_producer *p, uint32_t kind, uint32_t inc)
 {
-	struct shmq_hdr *h;
+	struct shmq *q = p->q;
+	struct shmq_end e = { .kind = kind, .inc = inc };
+	struct shmq_rec *rec;
 	int ret;
 
-	if (!p)
-		return 0;
-	h = p->q->hdr;
+	ret = make_room(p, shmqi_rec_size(sizeof(e)), SHMQ_NOWAIT);
+	if (ret < 0)
+		return ret;
+	rec = (struct shmq_rec *)(q->data + (p->pos & q->g.mask));
+	memcpy(rec + 1, &e, sizeof(e));
+	if (!p->unpublished)
+		p->ts_ms = shmqi_now_ms_coarse();
+	seal(p, rec, SHMQ_REC_END, sizeof(e), p->seq, p->pos);
+	p->pos += shmqi_rec_size(sizeof(e));
+	ret = shmq_publish(p);
+	store_release(&q->hdr->end_inc, inc);
+	return ret;
+}
+
+/* The end of our session: its END record, then the state (S1). */
+static int end_session(struct shmq_producer *p, uint32_t kind, uint32_t state)
+{
+	struct shmq_hdr *h = p->q->hdr;
+	int ret, eret;
+
 	p->reserved = NULL;	/* an uncommitted reservation is dropped */
 	ret = shmq_publish(p);
+	eret = p->epipe ? 0 : write_end(p, kind, p->inc);
 	/* batch: what is still pending becomes durable before we go. */
 	if (ret == 0 && p->sync_pending)
 		ret = shmqi_sync_producer(p);
-	/* S1: consumers that read CLOSED (acquire) see the final write_pos. */
-	store_release(&h->prod_state, SHMQ_PSTATE_CLOSED);
+	/* Published an END but could not sync it: the sync's error. */
+	if (ret == 0 && eret < 0 && eret != -EAGAIN && eret != -EPIPE)
+		ret = eret;
+	/* S1: consumers that read the state (acquire) see the final write_pos. */
+	store_release(&h->prod_state, state);
 	fence_full();
 	rmw_add(&h->data_futex, 1);
 	shmqi_futex_wake(&h->data_futex);
@@ -626,4 +680,39 @@ int shmq_producer_close(struct shmq_producer *p)
 	p->q->nhandles--;
 	free(p);
 	return ret;
+}
+
+int shmq_producer_close(struct shmq_producer *p)
+{
+	if (!p)
+		return 0;
+	return end_session(p, SHMQ_END_CLOSED, SHMQ_PSTATE_CLOSED);
+}
+
+int shmq_producer_abort(struct shmq_producer *p)
+{
+	if (!p)
+		return 0;
+	return end_session(p, SHMQ_END_ABORTED, SHMQ_PSTATE_ABORTED);
+}
+
+/*
+ * At open, after recovery: the session before ours ended without its END
+ * record in the ring (its producer died, or had no room, or a recovery
+ * cut it): write it now, as the prod_state it left says (died when
+ * recovery cut anything: part of that session may be gone).
+ */
+static void end_previous(struct shmq_producer *p, uint32_t prev_inc,
+			 uint32_t prev_state)
+{
+	uint32_t kind = SHMQ_END_DIED;
+
+	if (!prev_inc ||
+	    (!p->cut_bytes && load_acquire(&p->q->hdr->end_inc) == prev_inc))
+		return;
+	if (!p->cut_bytes && prev_state == SHMQ_PSTATE_CLOSED)
+		kind = SHMQ_END_CLOSED;
+	else if (!p->cut_bytes && prev_state == SHMQ_PSTATE_ABORTED)
+		kind = SHMQ_END_ABORTED;
+	(void)write_end(p, kind, prev_inc);
 }

@@ -30,14 +30,13 @@ static bool rec_ok(struct shmq *q, const struct shmqi_rec_view *v,
 		   uint64_t expect, uint32_t prev_inc, bool first,
 		   uint32_t inc, uint64_t ipos)
 {
-	if (!first && (v->seq != expect || v->inc < prev_inc))
-		return false;
-	if (v->inc > inc)
+	if (!first && (v->seq != expect || inc_before(v->inc, prev_inc)))
 		return false;
 	/* Written by the current incarnation, or left from an older one. */
-	if (!pos_before(v->pos, ipos) && v->inc != inc)
+	if (v->inc != inc &&
+	    (!inc_before(v->inc, inc) || !pos_before(v->pos, ipos)))
 		return false;
-	return shmqi_rec_crc_ok(q, v, v->hdr + 1);
+	return shmqi_rec_crc_ok(q, v, v->hdr + 1);	/* PAD: its header */
 }
 
 static void walk(struct shmq *q, uint64_t t, uint64_t w, uint32_t inc,
@@ -68,6 +67,21 @@ static void walk(struct shmq *q, uint64_t t, uint64_t w, uint32_t inc,
 	}
 	r->end = pos;
 	r->next_seq = expect;
+}
+
+/*
+ * The end of the valid chain from FROM (a record boundary) towards TO,
+ * by recovery's rules: for a sync while no producer holds the role, which
+ * must not claim as durable records that no recovery has validated
+ * (after a power loss, before the next producer open).
+ */
+uint64_t shmqi_valid_end(struct shmq *q, uint64_t from, uint64_t to)
+{
+	struct walk r;
+
+	walk(q, from, to, load_acquire(&q->hdr->incarnation),
+	     load_relaxed(&q->hdr->inc_pos), &r);
+	return r.end;
 }
 
 /* Bring POS into [t, end]: a cursor is never trusted past the cut. */
@@ -206,8 +220,18 @@ int shmqi_recover(struct shmq_producer *p, uint64_t *tailp, uint64_t *endp)
 	 * w), or everything from the tail was cut (any sequence will do: the
 	 * new incarnation tells the new records from the old).
 	 */
-	if (!r.found)
+	if (!r.found) {
 		r.first_seq = r.next_seq = load_relaxed(&h->tail_seq);
+		/*
+		 * A header page written back between the stores of tail_seq
+		 * and tail_pos pairs the new tail with the old tail_seq: never
+		 * go below the sequence a sync saw at its watermark (exact,
+		 * and at most the next one: shmq_sync).
+		 */
+		dseq = load_relaxed(&h->durable_seq);
+		if (r.end == w && pos_before(r.next_seq, dseq))
+			r.first_seq = r.next_seq = dseq;
+	}
 	top_seq = load_relaxed(&h->pub_seq);
 	if (pos_before(top_seq, load_relaxed(&h->next_seq)))
 		top_seq = load_relaxed(&h->next_seq);

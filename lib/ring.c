@@ -61,6 +61,18 @@ int shmqi_rec_view(const struct shmq *q, uint64_t pos, uint64_t end,
 	if (h.lap != shmqi_lap(g, pos))
 		return shmqi_fail(-EBADMSG, "record at %llu: lap %u, expected %u",
 				  (unsigned long long)pos, h.lap, shmqi_lap(g, pos));
+	/*
+	 * The incarnation rule (docs/durability.md), for every reader: after
+	 * a power loss, records of an older incarnation may lie past inc_pos
+	 * before a producer has recovered the ring. incarnation is stored
+	 * (release) after inc_pos and before any record of its producer is
+	 * published (W1), and our caller acquired write_pos: load it first.
+	 */
+	if (shmqi_inc_bad(q, pos, h.inc))
+		return shmqi_fail(-EBADMSG, "record at %llu: incarnation %u, the queue's is %u from %llu (left from before a power loss?)",
+				  (unsigned long long)pos, h.inc,
+				  load_acquire(&q->hdr->incarnation),
+				  (unsigned long long)load_relaxed(&q->hdr->inc_pos));
 	if (v->type == SHMQ_REC_PAD) {
 		if (h.len != room - SHMQ_REC_HDR || avail < room)
 			return shmqi_fail(-EBADMSG, "record at %llu: bad padding length %u",
@@ -68,9 +80,13 @@ int shmqi_rec_view(const struct shmq *q, uint64_t pos, uint64_t end,
 		v->next = pos + room;
 		return 0;
 	}
-	if (v->type != SHMQ_REC_DATA)
-		return shmqi_fail(-EBADMSG, "record at %llu: bad type %u",
-				  (unsigned long long)pos, v->type);
+	if (v->type == SHMQ_REC_END && h.len != sizeof(struct shmq_end))
+		return shmqi_fail(-EBADMSG, "record at %llu: bad end record length %u",
+				  (unsigned long long)pos, h.len);
+	if ((v->type != SHMQ_REC_DATA && v->type != SHMQ_REC_END) ||
+	    (v->flags & ~SHMQ_REC_F_KNOWN))
+		return shmqi_fail(-EBADMSG, "record at %llu: bad type %#x",
+				  (unsigned long long)pos, h.type);
 	if (h.len > g->max_message || SHMQ_REC_HDR + (uint64_t)h.len > room)
 		return shmqi_fail(-EBADMSG, "record at %llu: bad length %u",
 				  (unsigned long long)pos, h.len);
@@ -97,7 +113,8 @@ bool shmqi_rec_crc_ok(const struct shmq *q, const struct shmqi_rec_view *v,
 		.crc = 0,
 		.ts_lo = v->ts_lo,
 	};
-	bool whole = !(q->g.flags & SHMQ_FLAG_HDR_CRC) && v->type == SHMQ_REC_DATA;
+	bool whole = v->type == SHMQ_REC_END ||
+		     (v->type == SHMQ_REC_DATA && !(q->g.flags & SHMQ_FLAG_HDR_CRC));
 
 	return shmqi_rec_crc(q->g.salt, &h, payload, whole ? v->len : 0) == v->crc;
 }

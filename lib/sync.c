@@ -118,10 +118,39 @@ static void raise_watermark(struct shmq_hdr *h, uint64_t w)
 	}
 }
 
+/*
+ * write_pos and the exact sequence of the record there, when a few tries
+ * find them stable: the producer stores pub_seq, write_pos (W1), then
+ * next_seq, so reading write_pos, pub_seq, next_seq, write_pos, the two
+ * sequences agree only on the one at that position (as observer_seq()).
+ */
+static uint64_t seq_at_write_pos(struct shmq_hdr *h, uint64_t *seq, bool *ok)
+{
+	uint64_t w1 = 0;
+
+	*ok = false;
+	for (int i = 0; i < 64; i++) {
+		uint64_t pre, post, w2;
+
+		w1 = load_acquire(&h->write_pos);
+		pre = load_acquire(&h->pub_seq);
+		post = load_acquire(&h->next_seq);
+		w2 = load_acquire(&h->write_pos);
+		if (w1 == w2 && pre == post) {
+			*seq = pre;
+			*ok = true;
+			return w1;
+		}
+		caa_cpu_relax();
+	}
+	return w1;
+}
+
 int shmq_sync(struct shmq *q)
 {
 	struct shmq_hdr *h = q->hdr;
-	uint64_t w, d, seq;
+	uint64_t w, d, seq = 0;
+	bool seq_ok;
 	int ret;
 
 	shmqi_clear_error();
@@ -134,10 +163,26 @@ int shmq_sync(struct shmq *q)
 	ret = sync_failed(q);
 	if (ret < 0)
 		return shmqi_fail(ret, "an earlier msync failed: the queue is marked \"durability failed\" for good");
-	w = load_acquire(&h->write_pos);
-	/* pub_seq is stored before write_pos (W1): at least w's sequence. */
-	seq = load_relaxed(&h->pub_seq);
+	w = seq_at_write_pos(h, &seq, &seq_ok);
 	d = load_acquire(&h->durable_pos);
+	/*
+	 * No producer: the ring may be as a power loss left it, not yet
+	 * recovered. Claim only the valid chain (and no sequence for it).
+	 * With a live producer, recovery ran when it opened.
+	 */
+	if (shmqi_lock_held(q->fd, SHMQ_LOCK_PRODUCER) != 1) {
+		uint64_t t = load_acquire(&h->tail_pos), from = d, v;
+
+		if (w - t > q->g.capacity)
+			return shmqi_fail(-EBADMSG, "header fields write_pos/tail_pos inconsistent");
+		if (w - from > w - t)
+			from = t;	/* before the tail, or past write_pos */
+		v = shmqi_valid_end(q, from, w);
+		if (v != w) {
+			w = v;
+			seq_ok = false;
+		}
+	}
 	ret = sync_data(q, d, w);
 	if (ret < 0)
 		return ret;
@@ -147,7 +192,8 @@ int shmq_sync(struct shmq *q)
 	if (ret < 0)
 		return shmqi_fail(ret, "another process's msync failed: the queue is marked \"durability failed\"");
 	/* The claim travels to the disk with this header msync. */
-	raise_pos(&h->durable_seq, seq);
+	if (seq_ok)
+		raise_pos(&h->durable_seq, seq);
 	raise_pos(&h->durable_claim, w);
 	KILL_POINT("sync:before-header");
 	ret = shmqi_sync_header(q);

@@ -243,12 +243,16 @@ Test(durability, f14_f15_recovery_cuts_a_torn_tail_clamps_cursors_and_is_idempot
 	cr_assert_eq(h_poke(h_path("q"), off, junk, sizeof(junk)), 0);
 	cr_assert_eq(shmq_open(h_path("q"), 0, NULL, &q), 0);
 	cr_assert_eq(shmq_producer_open(q, NULL, &p), 0);
-	cr_assert_eq(p->cut_bytes, 2 * shmqi_rec_size(64));
+	/* ... and the session's END record that close wrote after them. */
+	cr_assert_eq(p->cut_bytes, 2 * shmqi_rec_size(64) +
+		     shmqi_rec_size(sizeof(struct shmq_end)));
 	cr_assert_eq(p->seq, 13, "continues after the valid prefix");
-	cr_assert_eq(load_acquire(&q->hdr->write_pos), w - 2 * shmqi_rec_size(64));
+	/* The first session's end, rewritten: it died (part of it was cut). */
+	cr_assert_eq(load_acquire(&q->hdr->write_pos), w - 2 * shmqi_rec_size(64) +
+		     shmqi_rec_size(sizeof(struct shmq_end)));
 	/* The named consumer had read past the cut: clamped, not trusted. */
 	cr_assert_eq(load_acquire(&q->slots[0].position),
-		     load_acquire(&q->hdr->write_pos));
+		     w - 2 * shmqi_rec_size(64));
 	cr_assert_geq(load_acquire(&q->hdr->durable_pos), d);
 	shmq_producer_close(p);
 	/* Idempotent: a second recovery cuts nothing. */
@@ -257,8 +261,14 @@ Test(durability, f14_f15_recovery_cuts_a_torn_tail_clamps_cursors_and_is_idempot
 	cr_assert_eq(p->seq, 13);
 	send_n(p, 2);
 	shmq_producer_close(p);
-	/* A new anonymous consumer from the oldest gets a clean prefix. */
+	/*
+	 * A new anonymous consumer from the oldest gets a clean prefix: the
+	 * cut session's end (died), the empty second session's, then the two
+	 * messages sent after recovery and their session's end.
+	 */
 	cr_assert_eq(shmq_consumer_open(q, NULL, &c), 0);
+	cr_assert_eq(shmq_recv(c, buf, sizeof(buf), NULL, SHMQ_NOWAIT), SHMQ_EDIED);
+	cr_assert_eq(shmq_recv(c, buf, sizeof(buf), NULL, SHMQ_NOWAIT), SHMQ_EOF);
 	for (;;) {
 		struct shmq_msg m;
 		ssize_t r = shmq_recv(c, buf, sizeof(buf), &m, SHMQ_NOWAIT);

@@ -650,20 +650,35 @@ Test(ring, reports_eof_after_the_producer_closes_and_the_ring_is_drained,
 		recv_msg(&f, s, 40);
 	err = (int)shmq_recv(f.c, b, sizeof(b), &m, SHMQ_FOREVER);
 	cr_assert_eq(err, SHMQ_EOF, "recv: %d (%s)", err, shmq_strerror(err));
+	/* Once per session: then the handle waits for the next one. */
 	err = shmq_peek(f.c, &m, SHMQ_NOWAIT);
-	cr_assert_eq(err, SHMQ_EOF, "peek again: %d (%s)", err,
+	cr_assert_eq(err, -EAGAIN, "peek again: %d (%s)", err,
 		     shmq_strerror(err));
 
 	/*
 	 * A consumer that attaches after the close starts after what the
-	 * attached one released, so it sees EOF at once.
+	 * attached one released: that session ended and was read, so it
+	 * waits for the next producer, as a FIFO reader waits for a writer.
 	 */
 	err = shmq_consumer_open(f.q, NULL, &late);
 	cr_assert_eq(err, 0, "consumer_open after close: %s",
 		     shmq_strerror(err));
-	err = shmq_peek(late, &m, SHMQ_FOREVER);
-	cr_assert_eq(err, SHMQ_EOF, "late peek: %d (%s)", err,
+	err = shmq_peek(late, &m, 100000000);
+	cr_assert_eq(err, -ETIMEDOUT, "late peek: %d (%s)", err,
 		     shmq_strerror(err));
+	/* The next session: both get its message and its end. */
+	cr_assert_eq(shmq_producer_open(f.q, NULL, &f.p), 0);
+	send_msg(&f, 3, 40);
+	cr_assert_eq(shmq_producer_close(f.p), 0);
+	f.p = NULL;
+	recv_msg(&f, 3, 40);
+	err = (int)shmq_recv(f.c, b, sizeof(b), &m, SHMQ_FOREVER);
+	cr_assert_eq(err, SHMQ_EOF, "second session: %d (%s)", err, shmq_strerror(err));
+	cr_assert_eq(shmq_peek(late, &m, SHMQ_FOREVER), 0);
+	cr_assert_eq(m.seq, 3);
+	cr_assert_eq(shmq_release(late), 0);
+	err = shmq_peek(late, &m, SHMQ_FOREVER);
+	cr_assert_eq(err, SHMQ_EOF, "late: %d (%s)", err, shmq_strerror(err));
 	shmq_consumer_close(late);
 	fx_close(&f);
 }

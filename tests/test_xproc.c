@@ -269,7 +269,8 @@ Test(xproc, a_new_producer_takes_over_at_once_after_the_first_is_sigkilled,
      .timeout = 30)
 {
 	const char *pargs[] = { "--pause-after", "100", NULL };
-	const char *cargs[] = { "--expect-first", "0", NULL };
+	/* Across the first session's end (died), into the second. */
+	const char *cargs[] = { "--expect-first", "0", "--ends", "2", NULL };
 	struct h_peer a, b, c;
 	char line[LINE];
 	struct end e;
@@ -287,6 +288,7 @@ Test(xproc, a_new_producer_takes_over_at_once_after_the_first_is_sigkilled,
 	expect_line(&b, "closed", line, 10000);
 	expect_exit(&b, 0, 5000);
 	start_consumer(&c, cargs, 707, 256);
+	expect_line(&c, "session died count=100", line, 10000);
 	e = expect_end(&c, 10000);
 	cr_assert_str_eq(e.how, "eof");
 	cr_assert_eq(e.count, 150);

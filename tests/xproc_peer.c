@@ -9,7 +9,7 @@
  *   consume PATH [--name NAME] [--from oldest|latest] [--count N]
  *           [--seed S] [--max M] [--expect-first SEQ|any] [--hold]
  *           [--pause] [--api peek|recv] [--slow-us U]
- *           [--group NAME | --observe] [--log FILE] [--hold-us U]
+ *           [--group NAME | --observe] [--log FILE] [--hold-us U] [--ends N]
  *           [--slow-every K]
  *
  * --group: a member of group NAME; order is not checked (other members
@@ -17,7 +17,8 @@
  * released, as a u64: seq | SHMQ_MSG_REDELIVERED << 63. --observe: an
  * observer (copy only); each message must be the expected one plus the
  * lost count it carries. Both end with "end HOW count=N next=S lost=L
- * redelivered=R". --hold-us: sleep holding each peeked message;
+ * redelivered=R". --ends N: read across N-1 session ends ("session HOW
+ * count=N" each) before the end that stops it. --hold-us: sleep holding each peeked message;
  * --slow-every: sleep --slow-us only after every K-th message.
  *
  * Exit: 0 done, 1 unexpected error, 2 a message failed verification,
@@ -250,7 +251,7 @@ static int consume(int argc, char **argv)
 	struct shmq_consumer_opts co = { 0 };
 	struct shmq_consumer *c;
 	struct shmq *q;
-	uint64_t count = UINT64_MAX, seed = 0, expect = 0, got = 0;
+	uint64_t count = UINT64_MAX, seed = 0, expect = 0, got = 0, ends = 1;
 	uint64_t slow_us = 0, hold_us = 0, slow_every = 1;
 	uint64_t lost = 0, redelivered = 0;
 	int any_first = 0, hold = 0, do_pause = 0, use_recv = 0, err;
@@ -277,6 +278,8 @@ static int consume(int argc, char **argv)
 				any_first = 1;
 			else
 				expect = strtoull(argv[a], NULL, 0);
+		} else if (!strcmp(argv[a], "--ends") && a + 1 < argc) {
+			ends = strtoull(argv[++a], NULL, 0);	/* sessions */
 		} else if (!strcmp(argv[a], "--hold")) {
 			hold = 1;
 		} else if (!strcmp(argv[a], "--pause")) {
@@ -357,6 +360,12 @@ static int consume(int argc, char **argv)
 		} else {
 			err = shmq_peek(c, &m, SHMQ_FOREVER);
 			data = m.data;
+		}
+		if ((err == SHMQ_EOF || err == SHMQ_EDIED) && ends > 1) {
+			ends--;		/* read on into the next session */
+			say("session %s count=%" PRIu64, err == SHMQ_EOF ?
+			    "eof" : "died", got);
+			continue;
 		}
 		if ((err == SHMQ_EOF || err == SHMQ_EDIED) &&
 		    (group || observe)) {

@@ -30,7 +30,18 @@ ms=$(((t1 - t0) / 1000000))
 note "get noticed the death after $ms ms"
 [ $ms -le 2000 ] || fail "get took $ms ms to notice (more than 2 s)"
 
-# A reader that attaches after the death gets the same status.
-$BOUNDED "$SHMQ" get q --lines >/dev/null 2>/dev/null
-expect_status 3 $? "get attached after the producer died"
+# A reader that attaches after that session ended and was read waits for
+# the next producer, as a FIFO reader waits for a writer (sessions) ...
+$BOUNDED "$SHMQ" get q --lines --timeout 0.5 >late 2>/dev/null
+expect_status 4 $? "get attached after the dead session was read"
+# ... and gets the next session whole, with its end.
+$BOUNDED "$SHMQ" get q --lines >late 2>late.err &
+getpid=$!
+track $getpid
+sleep 0.2
+seq 1 3 | $BOUNDED "$SHMQ" put q --lines
+expect_status 0 $? "the next put"
+wait $getpid
+expect_status 0 $? "get of the next session"
+[ "$(tr '\n' ' ' <late)" = "1 2 3 " ] || fail "next session: $(cat late)"
 exit 0
