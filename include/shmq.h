@@ -37,6 +37,7 @@ extern "C" {
 #define SHMQ_EOF	(-ESHUTDOWN)	/* producer closed and all was read */
 #define SHMQ_EDIED	(-EOWNERDEAD)	/* producer died and all was read */
 #define SHMQ_ESTALE	(-ESTALE)	/* file truncated, deleted or replaced */
+#define SHMQ_ELOSS	(-ENOTRECOVERABLE) /* recovery would cut durable data */
 
 struct shmq;			/* an attached queue file */
 struct shmq_producer;		/* the producer role on one queue */
@@ -119,6 +120,7 @@ void shmq_close(struct shmq *q);
 
 /* Flags for struct shmq_producer_opts. */
 #define SHMQ_PRODUCER_FIFO	0x1	/* -EPIPE once every consumer is gone */
+#define SHMQ_PRODUCER_ACCEPT_LOSS 0x2	/* recover even if durable data goes */
 
 /*
  * Sync modes of a producer; docs/durability.md is the contract. A process
@@ -145,10 +147,16 @@ struct shmq_producer_opts {
  * committed message left it. OPTS may be NULL. Opening runs recovery:
  * the records from the tail are validated (bounds, sequence, checksum) and
  * the first invalid one is cut with everything after it, so a torn tail
- * left by a power loss is never delivered (docs/durability.md).
+ * left by a power loss is never delivered (docs/durability.md). A cut
+ * below the durable watermark (data some shmq_sync() acknowledged) is
+ * refused with SHMQ_ELOSS, the file left as it was, and shmq_errdetail()
+ * says how many bytes and messages would go; SHMQ_PRODUCER_ACCEPT_LOSS
+ * makes it go ahead. The last cut is kept in the file (struct shmq_stat,
+ * cut_*). Each open starts a new incarnation, recorded in every record.
  * Returns 0 or -errno: -EBUSY (another live producer; shmq_errdetail()
- * names its pid), -EBADMSG (the header's cursors are inconsistent),
- * -EROFS (opened read-only), -EINVAL (unknown sync mode).
+ * names its pid), SHMQ_ELOSS, -EBADMSG (the header's cursors are
+ * inconsistent), -EROFS (opened read-only), -EINVAL (unknown sync mode
+ * or flags), or an msync error of the header (-EIO, -ENOSPC, ...).
  */
 int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 		       struct shmq_producer **out);
@@ -388,6 +396,13 @@ struct shmq_stat {
 
 	uint32_t nconsumers;
 	struct shmq_consumer_stat *consumers;	/* nconsumers entries */
+
+	/* Added in format 2 (the struct is allocated by the library). */
+	uint32_t incarnation;	/* bumped by every producer open */
+	uint32_t cut_durable;	/* the last cut took durable data */
+	uint64_t cut_bytes;	/* the last recovery that cut: bytes, */
+	uint64_t cut_messages;	/* at most this many messages, */
+	uint64_t cut_time;	/* CLOCK_REALTIME seconds; 0: never */
 };
 
 /*

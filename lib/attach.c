@@ -115,6 +115,8 @@ static int init_header(int fd, const struct shmq_config *c, uint64_t size)
 	store_relaxed(&h->tail_pos, c->initial_pos);
 	store_relaxed(&h->floor_pos, c->initial_pos);
 	store_relaxed(&h->durable_pos, c->initial_pos);
+	store_relaxed(&h->durable_claim, c->initial_pos);
+	store_relaxed(&h->inc_pos, c->initial_pos);
 	KILL_POINT("create:before-ready");
 	/* W0 pairs with A0 in read_header(): every field above first. */
 	store_release(&h->ready, SHMQ_READY);
@@ -180,7 +182,7 @@ static int check_header(const struct shmq_hdr *h, uint64_t st_size,
 	if (h->magic != SHMQ_MAGIC)
 		return shmqi_fail(-EBADMSG, "not a queue file (bad magic)");
 	if (h->version != SHMQ_FORMAT_VERSION)
-		return shmqi_fail(-EPROTO, "queue format version %u, this library reads %u",
+		return shmqi_fail(-EPROTO, "queue format version %u, this library reads version %u: recreate the queue (no migration)",
 				  h->version, SHMQ_FORMAT_VERSION);
 	if (h->layout != SHMQ_LAYOUT)
 		return shmqi_fail(-EPROTO, "queue layout word %#x, expected %#x",
@@ -213,6 +215,7 @@ static int check_header(const struct shmq_hdr *h, uint64_t st_size,
 				  h->flags & ~SHMQ_FLAGS_KNOWN);
 	g->capacity = h->capacity;
 	g->mask = h->capacity - 1;
+	g->shift = (uint32_t)__builtin_ctzll(h->capacity);
 	g->data_off = h->data_off;
 	g->file_size = h->file_size;
 	g->max_message = h->max_message;

@@ -157,13 +157,14 @@ __attribute__((target("sse4.2")))
 static uint32_t rec_crc_hw(uint64_t salt, const struct shmq_rec *h,
 			   const uint8_t *p, size_t len)
 {
-	uint64_t w[3], c;
+	uint64_t w[4], c;
 
 	memcpy(w, h, sizeof(w));
 	c = __builtin_ia32_crc32di(~(uint32_t)salt, salt);
 	c = __builtin_ia32_crc32di(c, w[0]);
 	c = __builtin_ia32_crc32di(c, w[1]);
 	c = __builtin_ia32_crc32di(c, w[2]);
+	c = __builtin_ia32_crc32di(c, w[3]);
 	return crc_hw((uint32_t)c, p, len);
 }
 #endif
@@ -179,7 +180,7 @@ uint32_t shmqi_rec_crc(uint64_t salt, const struct shmq_rec *rec,
 	struct shmq_rec h = *rec;
 	uint32_t crc;
 
-	_Static_assert(sizeof(h) == 24, "three words");
+	_Static_assert(sizeof(h) == 32, "four words");
 	h.crc = 0;
 	if (unlikely(load_relaxed(&have_hw) < 0))
 		pthread_once(&once, detect);

@@ -41,6 +41,7 @@ const char *shmq_strerror(int err)
 	case -EOWNERDEAD:	return "the producer died without closing";
 	case -ECONNRESET:	return "this consumer was evicted";
 	case -ESTALE:		return "queue file truncated, deleted or replaced";
+	case -ENOTRECOVERABLE:	return "recovery would cut data acknowledged as durable";
 	case -EBADMSG:		return "not a queue file, or corrupt";
 	case -EPROTO:		return "incompatible queue format (version, layout or byte order)";
 	case -EBUSY:		return "role already taken";

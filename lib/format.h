@@ -17,14 +17,14 @@
 /* "SHMQ" then 04 03 02 01 in a little-endian file; byte-swapped elsewhere. */
 #define SHMQ_MAGIC		0x01020304514d4853ull
 #define SHMQ_MAGIC_SWAPPED	0x53484d5104030201ull
-#define SHMQ_FORMAT_VERSION	1u
+#define SHMQ_FORMAT_VERSION	2u
 #define SHMQ_READY		0x59444552u	/* "REDY": creator is done */
 
 #define SHMQ_LINE		64u	/* cache line the layout assumes */
 #define SHMQ_PAGE		4096u
 #define SHMQ_HDR_SIZE		512u	/* fixed header, then the slots */
 #define SHMQ_SLOT_SIZE		128u
-#define SHMQ_REC_HDR		24u	/* record header */
+#define SHMQ_REC_HDR		32u	/* record header */
 #define SHMQ_REC_ALIGN		8u
 
 /*
@@ -44,6 +44,9 @@
 #define SHMQ_FLAG_OVERWRITE	0x1u	/* when_full = overwrite */
 #define SHMQ_FLAG_HDR_CRC	0x2u	/* record CRCs cover the header only */
 #define SHMQ_FLAGS_KNOWN	0x3u
+
+/* hdr.cut_flags */
+#define SHMQ_CUT_DURABLE	0x1u	/* durable data went (ACCEPT_LOSS) */
 
 /* hdr.prod_state */
 #define SHMQ_PSTATE_NONE	0u
@@ -112,7 +115,27 @@ struct shmq_hdr {
 	uint32_t ready;		/*  68 SHMQ_READY, stored last by creator */
 	uint64_t initial_pos;	/*  72 first write position */
 	uint32_t evict_ms;	/*  80 evict holders stalled this long; 0 never */
-	uint8_t pad1[44];	/*  84 */
+	/*
+	 * Incarnations (written by producer_open under the role, then the
+	 * header is msynced before any record of the new incarnation). Each
+	 * open bumps incarnation and stores inc_pos, then incarnation: a
+	 * record at or after inc_pos must carry this incarnation, one before
+	 * it at most this one (docs/durability.md, "Incarnations").
+	 */
+	uint32_t incarnation;	/*  84 of the current (or last) producer */
+	uint64_t inc_pos;	/*  88 its first write position */
+	/*
+	 * durable_claim: what a syncer is about to make durable, stored
+	 * before the header msync that carries it (durable_pos, read by
+	 * durable consumers, is raised only after that msync succeeded).
+	 * durable_seq: an upper bound of the sequence at durable_claim.
+	 */
+	uint64_t durable_claim;	/*  96 */
+	/* The last recovery that cut records (producer_open). */
+	uint64_t cut_bytes;	/* 104 */
+	uint64_t cut_msgs;	/* 112 at most this many messages */
+	uint32_t cut_flags;	/* 120 SHMQ_CUT_* */
+	uint32_t cut_time;	/* 124 CLOCK_REALTIME seconds */
 
 	/*
 	 * Line 2: the producer's published cursors. write_pos: W1 (release)
@@ -123,7 +146,8 @@ struct shmq_hdr {
 	uint64_t write_pos;	/* 128 end of the last published record */
 	uint64_t tail_pos;	/* 136 oldest intact record */
 	uint64_t pub_seq;	/* 144 next_seq, stored before write_pos */
-	uint8_t pad2[40];	/* 152 */
+	uint64_t durable_seq;	/* 152 see durable_claim; rarely written */
+	uint8_t pad2[32];	/* 160 */
 
 	/* Line 3: producer, cold. Written by the producer only. */
 	uint64_t next_seq;	/* 192 sequence of the next record */
@@ -182,7 +206,12 @@ struct shmq_slot {
 };
 
 /*
- * A record: header then payload, padded to 8 bytes. A record never wraps;
+ * A record: header then payload, padded to 8 bytes. inc is the writing
+ * producer's incarnation and lap is (uint32_t)(position / capacity):
+ * both are under the CRC in every checksum mode, so that a record left
+ * from an earlier lap or an earlier incarnation at the same spot (a page
+ * the disk never got after a power loss) is never taken for a new one.
+ * A record never wraps;
  * a PAD record fills the end of the ring when the next record would not
  * fit, and when fewer than SHMQ_REC_HDR bytes remain before the end there
  * is no room even for a PAD header, so readers skip to the start.
@@ -191,9 +220,12 @@ struct shmq_rec {
 	uint32_t len;		/*  0 payload bytes */
 	uint32_t type;		/*  4 SHMQ_REC_* | flags */
 	uint64_t seq;		/*  8 */
-	uint32_t crc;		/* 16 CRC32C(salt, header with crc=0, payload;
-				      no payload with SHMQ_FLAG_HDR_CRC) */
-	uint32_t ts_lo;		/* 20 low 32 bits of send time in ms, for age */
+	uint32_t inc;		/* 16 hdr.incarnation of its producer */
+	uint32_t lap;		/* 20 (uint32_t)(position / capacity) */
+	uint32_t crc;		/* 24 CRC32C(salt, header with crc=0, payload;
+				      no payload with SHMQ_FLAG_HDR_CRC or
+				      in a PAD record) */
+	uint32_t ts_lo;		/* 28 low 32 bits of send time in ms, for age */
 };
 
 _Static_assert(sizeof(struct shmq_hdr) == SHMQ_HDR_SIZE, "header size");
@@ -211,9 +243,15 @@ _Static_assert(offsetof(struct shmq_hdr, flags) == 64, "flags");
 _Static_assert(offsetof(struct shmq_hdr, ready) == 68, "ready");
 _Static_assert(offsetof(struct shmq_hdr, initial_pos) == 72, "initial_pos");
 _Static_assert(offsetof(struct shmq_hdr, evict_ms) == 80, "evict_ms");
+_Static_assert(offsetof(struct shmq_hdr, incarnation) == 84, "incarnation");
+_Static_assert(offsetof(struct shmq_hdr, inc_pos) == 88, "inc_pos");
+_Static_assert(offsetof(struct shmq_hdr, durable_claim) == 96, "claim");
+_Static_assert(offsetof(struct shmq_hdr, cut_bytes) == 104, "cut_bytes");
+_Static_assert(offsetof(struct shmq_hdr, cut_time) == 124, "cut_time");
 _Static_assert(offsetof(struct shmq_hdr, write_pos) == 128, "write_pos");
 _Static_assert(offsetof(struct shmq_hdr, tail_pos) == 136, "tail_pos");
 _Static_assert(offsetof(struct shmq_hdr, pub_seq) == 144, "pub_seq");
+_Static_assert(offsetof(struct shmq_hdr, durable_seq) == 152, "durable_seq");
 _Static_assert(offsetof(struct shmq_hdr, next_seq) == 192, "next_seq");
 _Static_assert(offsetof(struct shmq_hdr, prod_state) == 200, "prod_state");
 _Static_assert(offsetof(struct shmq_hdr, prod_pid) == 204, "prod_pid");
@@ -245,6 +283,8 @@ _Static_assert(offsetof(struct shmq_slot, claim) == 120, "slot claim");
 
 _Static_assert(sizeof(struct shmq_rec) == SHMQ_REC_HDR, "record header");
 _Static_assert(offsetof(struct shmq_rec, seq) == 8, "rec seq");
-_Static_assert(offsetof(struct shmq_rec, crc) == 16, "rec crc");
+_Static_assert(offsetof(struct shmq_rec, inc) == 16, "rec inc");
+_Static_assert(offsetof(struct shmq_rec, lap) == 20, "rec lap");
+_Static_assert(offsetof(struct shmq_rec, crc) == 24, "rec crc");
 
 #endif /* SHMQ_FORMAT_H */

@@ -22,6 +22,7 @@
 struct shmq_geom {
 	uint64_t capacity;
 	uint64_t mask;
+	uint32_t shift;		/* log2(capacity): a position's lap */
 	uint64_t data_off;
 	uint64_t file_size;
 	uint32_t max_message;
@@ -39,9 +40,17 @@ struct shmqi_rec_view {
 	uint32_t len;
 	uint32_t crc;
 	uint32_t ts_lo;
+	uint32_t inc;		/* incarnation of the writer */
 	uint64_t seq;
+	uint64_t pos;		/* where it was read */
 	uint64_t next;		/* position of the following record */
 };
+
+/* The lap tag a record at POS carries (format.h, struct shmq_rec). */
+static inline uint32_t shmqi_lap(const struct shmq_geom *g, uint64_t pos)
+{
+	return (uint32_t)(pos >> g->shift);
+}
 struct shmq {
 	int fd;			/* the mapping's fd; also the probe OFD */
 	bool rdonly;
@@ -90,7 +99,10 @@ struct shmq_producer {
 	uint64_t sync_pending;	/* published since the last sync */
 	int64_t sync_first_ns;	/* when the oldest pending was published */
 	uint64_t disk_tail;	/* tail_pos our last header msync carried */
+	uint32_t inc;		/* our incarnation, in every record we seal */
 	uint64_t cut_bytes;	/* recovery cut this much at open */
+	uint64_t cut_msgs;	/* ... at most this many messages */
+	uint64_t cut_durable;	/* ... of which durable bytes */
 };
 
 struct shmq_consumer {

@@ -17,11 +17,13 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 {
 	struct shmq_producer *p;
 	struct shmq_hdr *h = q->hdr;
-	uint64_t w, t;
+	uint64_t w, t, m;
 	int ret;
 
 	shmqi_clear_error();
 	*out = NULL;
+	if (opts && (opts->flags & ~(SHMQ_PRODUCER_FIFO | SHMQ_PRODUCER_ACCEPT_LOSS)))
+		return shmqi_fail(-EINVAL, "unknown producer flags %#x", opts->flags);
 	if (q->rdonly)
 		return shmqi_fail(-EROFS, "queue opened read-only");
 	p = calloc(1, sizeof(*p));
@@ -62,11 +64,21 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	}
 	p->pos = p->pub_pos = w;
 	p->tail = p->limit = t;
-	p->disk_tail = t;
 	store_relaxed(&h->next_seq, p->seq);
 	store_relaxed(&h->pub_seq, p->seq);
 	store_relaxed(&h->tail_seq, p->tail_seq);
 	store_relaxed(&h->prod_pid, (uint32_t)getpid());
+	/*
+	 * A new incarnation, for every record we seal. inc_pos is stored
+	 * before incarnation (release), so that a header page written back
+	 * between the two stores pairs the old incarnation with the new
+	 * inc_pos, which recovery accepts (no record lies past it yet); the
+	 * reverse pairing would reject the previous incarnation's records.
+	 * 2^32 opens would wrap it: not a concern for any real queue.
+	 */
+	p->inc = load_relaxed(&h->incarnation) + 1;
+	store_relaxed(&h->inc_pos, w);
+	store_release(&h->incarnation, p->inc);
 	rmw_add(&h->prod_epoch, 1);
 	p->asym = shmqi_membarrier_register() == 0;
 	store_relaxed(&h->prod_caps, p->asym ? SHMQ_CAP_ASYM : 0u);
@@ -78,9 +90,30 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	fence_full();
 	p->attach_base = load_relaxed(&h->attach_count);
 	p->slot_gen = load_relaxed(&h->slot_gen) - 1;	/* scan at first send */
-	/* Sync modes start from a header on disk that matches memory. */
+	/*
+	 * F1 again: the producer before us may have died after it moved the
+	 * tail and before its re-scan of the holders, while a consumer that
+	 * had read the old tail attached below the new one. After the fence
+	 * above we see such a consumer's position: stay behind it.
+	 */
+	if (shmqi_holders_min(q, &m) > 0 && pos_before(m, t) &&
+	    !pos_before(m, w - q->g.capacity))
+		p->limit = m;
+	/*
+	 * The header on disk must match memory before we write anything:
+	 * the last producer may have moved tail_pos without a header msync
+	 * (a send that failed after refreshing its limit), and our first
+	 * records would then overwrite what the disk still calls the tail;
+	 * the new incarnation must be on disk before records that carry it.
+	 * One msync per open; on tmpfs it costs nothing. A failure is
+	 * recorded (sticky) and leaves the disk tail unknown.
+	 */
 	if (p->sync_mode != SHMQ_SYNC_NONE)
-		(void)shmqi_sync_producer(p);
+		ret = shmqi_sync_producer(p);
+	else
+		ret = shmqi_sync_header(q);
+	p->disk_tail = ret == 0 ? t : w - q->g.capacity;
+	p->sync_pending = 0;
 	/* Consumers that see OPEN also see the fields above. */
 	store_release(&h->prod_state, SHMQ_PSTATE_OPEN);
 	q->nhandles++;
@@ -403,18 +436,20 @@ static int wait_space(struct shmq_producer *p, uint64_t need_end,
 }
 
 static void seal(struct shmq_producer *p, struct shmq_rec *rec, uint32_t type,
-		 uint32_t len, uint64_t seq)
+		 uint32_t len, uint64_t seq, uint64_t pos)
 {
 	struct shmq_rec h = {
 		.len = len,
 		.type = type,
 		.seq = seq,
+		.inc = p->inc,
+		.lap = shmqi_lap(&p->q->g, pos),
 		.crc = 0,
 		.ts_lo = p->ts_ms,
 	};
+	bool whole = !(p->q->g.flags & SHMQ_FLAG_HDR_CRC) && type == SHMQ_REC_DATA;
 
-	h.crc = shmqi_rec_crc(p->q->g.salt, &h, rec + 1,
-			      (p->q->g.flags & SHMQ_FLAG_HDR_CRC) ? 0 : len);
+	h.crc = shmqi_rec_crc(p->q->g.salt, &h, rec + 1, whole ? len : 0);
 	/* Plain stores: W1 (the publish) orders them for consumers. */
 	memcpy(rec, &h, sizeof(h));
 }
@@ -436,7 +471,7 @@ static int sync_before_overwrite(struct shmq_producer *p, uint64_t end)
 		return 0;
 	/* Mode none: only when someone synced records past that tail. */
 	if (p->sync_mode == SHMQ_SYNC_NONE &&
-	    !pos_before(p->disk_tail, load_acquire(&p->q->hdr->durable_pos)))
+	    !pos_before(p->disk_tail, load_acquire(&p->q->hdr->durable_claim)))
 		return 0;
 	ret = refresh_limit(p, p->pub_pos + cap);
 	if (ret < 0)
@@ -467,7 +502,8 @@ static int make_room(struct shmq_producer *p, uint64_t size,
 		/* A record never wraps: pad to the end (implicit if tiny). */
 		if (room >= SHMQ_REC_HDR)
 			seal(p, (struct shmq_rec *)(q->data + (p->pos & q->g.mask)),
-			     SHMQ_REC_PAD, (uint32_t)(room - SHMQ_REC_HDR), p->seq);
+			     SHMQ_REC_PAD, (uint32_t)(room - SHMQ_REC_HDR), p->seq,
+			     p->pos);
 		p->pos += room;
 	}
 	ret = wait_space(p, p->pos + size, timeout_ns, &deadline);
@@ -516,7 +552,7 @@ int shmq_commit_len(struct shmq_producer *p, size_t len, unsigned int flags)
 	if (!p->unpublished)
 		p->ts_ms = shmqi_now_ms_coarse();
 	KILL_POINT("commit:before-seal");
-	seal(p, p->reserved, SHMQ_REC_DATA, (uint32_t)len, p->seq);
+	seal(p, p->reserved, SHMQ_REC_DATA, (uint32_t)len, p->seq, p->pos);
 	p->reserved = NULL;
 	p->seq++;
 	p->pos += shmqi_rec_size(len);
@@ -546,7 +582,7 @@ ssize_t shmq_send_batch(struct shmq_producer *p, const struct iovec *msgs,
 {
 	size_t i;
 	void *dst;
-	int ret = 0;
+	int ret = 0, pret;
 
 	for (i = 0; i < n; i++) {
 		ret = shmq_reserve(p, msgs[i].iov_len, &dst, timeout_ns);
@@ -555,9 +591,13 @@ ssize_t shmq_send_batch(struct shmq_producer *p, const struct iovec *msgs,
 		memcpy(dst, msgs[i].iov_base, msgs[i].iov_len);
 		shmq_commit(p, SHMQ_COMMIT_DEFER);
 	}
-	/* Sync modes: published, but a failed sync must not look like success. */
-	if (shmq_publish(p) < 0)
-		return -EIO;
+	/*
+	 * Sync modes: published, but a failed sync must not look like
+	 * success: its error (the msync's errno, as shmq_send returns it).
+	 */
+	pret = shmq_publish(p);
+	if (pret < 0)
+		return pret;
 	return i ? (ssize_t)i : ret;
 }
 

@@ -30,6 +30,7 @@ int shmqi_rec_view(const struct shmq *q, uint64_t pos, uint64_t end,
 		return shmqi_fail(-EBADMSG, "position %llu outside the ring",
 				  (unsigned long long)pos);
 	v->hdr = NULL;
+	v->pos = pos;
 	if (room < SHMQ_REC_HDR) {
 		/* No room for even a PAD header: readers skip to the start. */
 		if (avail < room)
@@ -52,6 +53,14 @@ int shmqi_rec_view(const struct shmq *q, uint64_t pos, uint64_t end,
 	v->seq = h.seq;
 	v->crc = h.crc;
 	v->ts_lo = h.ts_lo;
+	v->inc = h.inc;
+	/*
+	 * A record written at this position in an earlier lap (after a power
+	 * loss, a page the disk never got) or anywhere else is not this one.
+	 */
+	if (h.lap != shmqi_lap(g, pos))
+		return shmqi_fail(-EBADMSG, "record at %llu: lap %u, expected %u",
+				  (unsigned long long)pos, h.lap, shmqi_lap(g, pos));
 	if (v->type == SHMQ_REC_PAD) {
 		if (h.len != room - SHMQ_REC_HDR || avail < room)
 			return shmqi_fail(-EBADMSG, "record at %llu: bad padding length %u",
@@ -72,7 +81,10 @@ int shmqi_rec_view(const struct shmq *q, uint64_t pos, uint64_t end,
 	return 0;
 }
 
-/* Does the record described by V carry the checksum of PAYLOAD? */
+/*
+ * Does the record described by V carry the checksum of
+ * PAYLOAD? Padding is summed over its header only.
+ */
 bool shmqi_rec_crc_ok(const struct shmq *q, const struct shmqi_rec_view *v,
 		      const void *payload)
 {
@@ -80,10 +92,12 @@ bool shmqi_rec_crc_ok(const struct shmq *q, const struct shmqi_rec_view *v,
 		.len = v->len,
 		.type = v->type | v->flags,
 		.seq = v->seq,
+		.inc = v->inc,
+		.lap = shmqi_lap(&q->g, v->pos),
 		.crc = 0,
 		.ts_lo = v->ts_lo,
 	};
+	bool whole = !(q->g.flags & SHMQ_FLAG_HDR_CRC) && v->type == SHMQ_REC_DATA;
 
-	return shmqi_rec_crc(q->g.salt, &h, payload,
-			     (q->g.flags & SHMQ_FLAG_HDR_CRC) ? 0 : v->len) == v->crc;
+	return shmqi_rec_crc(q->g.salt, &h, payload, whole ? v->len : 0) == v->crc;
 }

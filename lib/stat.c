@@ -133,6 +133,11 @@ int shmq_stat_get(struct shmq *q, struct shmq_stat **out)
 	st->messages = load_relaxed(&h->stat_msgs);
 	st->bytes = load_relaxed(&h->stat_bytes);
 	st->full_waits = load_relaxed(&h->stat_full_waits);
+	st->incarnation = load_relaxed(&h->incarnation);
+	st->cut_bytes = load_relaxed(&h->cut_bytes);
+	st->cut_messages = load_relaxed(&h->cut_msgs);
+	st->cut_durable = (load_relaxed(&h->cut_flags) & SHMQ_CUT_DURABLE) != 0;
+	st->cut_time = load_relaxed(&h->cut_time);
 	/* The oldest record's sequence and age, if the tail is readable. */
 	st->tail_ns = rec_time(q, st->tail_pos, st->write_pos, &st->tail_seq);
 

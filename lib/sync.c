@@ -86,25 +86,32 @@ int shmq_sync_error(struct shmq *q)
 	return sync_failed(q);
 }
 
-/*
- * Raise durable_pos to W, never lower it: racing syncs CAS. W3: the CAS is
- * a full fence after the data msync returned, and pairs with A3 in the
- * durable consumer's load_acquire(durable_pos). Then wake consumers that
- * sleep for durable data (F2's flag protocol: the CAS orders the raise
- * before our read of data_waiters, as the producer's fenced write_pos
- * store does).
- */
-static void raise_watermark(struct shmq_hdr *h, uint64_t d, uint64_t w)
+/* Raise *WORD to V, never lower it: racing syncs CAS (a full fence). */
+static void raise_pos(uint64_t *word, uint64_t v)
 {
-	uint64_t cur = d;
+	uint64_t cur = load_acquire(word);
 
-	while (pos_before(cur, w)) {
-		uint64_t seen = rmw_cas(&h->durable_pos, cur, w);	/* W3 */
+	while (pos_before(cur, v)) {
+		uint64_t seen = rmw_cas(word, cur, v);
 
 		if (seen == cur)
 			break;
 		cur = seen;
 	}
+}
+
+/*
+ * W3: durable_pos is raised (a CAS, so a full fence) only after the data
+ * msync and the header msync that carries the claim both returned, and
+ * pairs with A3 in the durable consumer's load_acquire(durable_pos): a
+ * durable consumer never reads a message the disk's header does not
+ * cover. Then wake consumers that sleep for durable data (F2's flag
+ * protocol: the CAS orders the raise before our read of data_waiters, as
+ * the producer's fenced write_pos store does).
+ */
+static void raise_watermark(struct shmq_hdr *h, uint64_t w)
+{
+	raise_pos(&h->durable_pos, w);				/* W3 */
 	if (load_relaxed(&h->data_waiters) && rmw_xchg(&h->data_waiters, 0)) {
 		rmw_add(&h->data_futex, 1);
 		shmqi_futex_wake(&h->data_futex);
@@ -114,14 +121,22 @@ static void raise_watermark(struct shmq_hdr *h, uint64_t d, uint64_t w)
 int shmq_sync(struct shmq *q)
 {
 	struct shmq_hdr *h = q->hdr;
-	uint64_t w, d;
+	uint64_t w, d, seq;
 	int ret;
 
 	shmqi_clear_error();
+	/*
+	 * Linux treats a MAP_SHARED mapping of a file opened read-only as
+	 * private for msync: it would return 0 having written nothing.
+	 */
+	if (q->rdonly)
+		return shmqi_fail(-EROFS, "sync needs write access: a read-only handle's msync writes nothing");
 	ret = sync_failed(q);
 	if (ret < 0)
 		return shmqi_fail(ret, "an earlier msync failed: the queue is marked \"durability failed\" for good");
 	w = load_acquire(&h->write_pos);
+	/* pub_seq is stored before write_pos (W1): at least w's sequence. */
+	seq = load_relaxed(&h->pub_seq);
 	d = load_acquire(&h->durable_pos);
 	ret = sync_data(q, d, w);
 	if (ret < 0)
@@ -131,10 +146,15 @@ int shmq_sync(struct shmq *q)
 	ret = sync_failed(q);
 	if (ret < 0)
 		return shmqi_fail(ret, "another process's msync failed: the queue is marked \"durability failed\"");
-	if (!q->rdonly)
-		raise_watermark(h, d, w);
+	/* The claim travels to the disk with this header msync. */
+	raise_pos(&h->durable_seq, seq);
+	raise_pos(&h->durable_claim, w);
 	KILL_POINT("sync:before-header");
-	return shmqi_sync_header(q);
+	ret = shmqi_sync_header(q);
+	if (ret < 0)
+		return ret;
+	raise_watermark(h, w);
+	return 0;
 }
 
 void shmqi_sync_config(struct shmq_producer *p,

@@ -56,7 +56,7 @@ Test(checksum, full_coverage_refuses_a_scribbled_payload)
 	off_t d = one_message("f.q", SHMQ_CHECKSUM_FULL);
 	char buf[64];
 
-	cr_assert_eq(h_poke(h_path("f.q"), d + 24 + 3, "X", 1), 0);
+	cr_assert_eq(h_poke(h_path("f.q"), d + 32 + 3, "X", 1), 0);
 	cr_assert_eq(read_one("f.q", buf, sizeof(buf)), -EBADMSG);
 }
 
@@ -65,7 +65,7 @@ Test(checksum, header_coverage_delivers_a_scribbled_payload_as_it_is)
 	off_t d = one_message("h.q", SHMQ_CHECKSUM_HEADER);
 	char buf[64];
 
-	cr_assert_eq(h_poke(h_path("h.q"), d + 24 + 3, "X", 1), 0);
+	cr_assert_eq(h_poke(h_path("h.q"), d + 32 + 3, "X", 1), 0);
 	cr_assert_eq(read_one("h.q", buf, sizeof(buf)), 16);
 	cr_assert_eq(memcmp(buf, "sixX", 4), 0);
 }

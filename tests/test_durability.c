@@ -9,6 +9,7 @@
  */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -295,4 +296,167 @@ Test(durability, f12_create_on_a_tiny_tmpfs_fails_with_enospc_and_leaves_no_file
 		     shmq_errdetail());
 	cr_assert_neq(access(h_path("tiny/q"), F_OK), 0);
 	umount2(mnt, MNT_DETACH);
+}
+
+/*
+ * Crash images built by hand (issue: durability defects 2 and 3). The
+ * queue's geometry: 16 KiB ring after a one-page header. send_tag()
+ * writes messages whose content names the incarnation that sent them,
+ * so a resurrected record is told from a new one by its bytes too.
+ */
+#define IMG_MAX	(64 * 1024)
+
+static void send_tag(struct shmq_producer *p, int inc, int from, int n)
+{
+	char buf[64];
+
+	for (int i = from; i < from + n; i++) {
+		snprintf(buf, sizeof(buf), "inc %d msg %d", inc, i);
+		cr_assert_eq(shmq_send(p, buf, strlen(buf) + 1, SHMQ_NOWAIT), 0,
+			     "%s", shmq_errdetail());
+	}
+}
+
+/* Read everything a fresh named consumer gets; the tags, joined by '|'. */
+static void read_all(const char *name, char *out, size_t cap)
+{
+	struct shmq_consumer_opts o = { .name = "img" };
+	struct shmq_consumer *c;
+	struct shmq *q;
+	char buf[512];
+	ssize_t n;
+
+	out[0] = 0;
+	cr_assert_eq(shmq_open(h_path(name), 0, NULL, &q), 0);
+	cr_assert_eq(shmq_consumer_open(q, &o, &c), 0, "%s", shmq_errdetail());
+	while ((n = shmq_recv(c, buf, sizeof(buf), NULL, SHMQ_NOWAIT)) > 0) {
+		strncat(out, buf, cap - strlen(out) - 2);
+		strcat(out, "|");
+	}
+	cr_assert(n == -EAGAIN || n == SHMQ_EOF || n == SHMQ_EDIED,
+		  "recv: %zd (%s) %s", n, shmq_strerror((int)n), shmq_errdetail());
+	shmq_consumer_close(c);
+	cr_assert_eq(shmq_consumer_remove(q, "img"), 0);
+	shmq_close(q);
+}
+
+static int reopen_producer(const char *name, uint32_t flags)
+{
+	struct shmq_producer_opts o = { .flags = flags };
+	struct shmq_producer *p;
+	struct shmq *q;
+	int ret;
+
+	cr_assert_eq(shmq_open(h_path(name), 0, NULL, &q), 0);
+	ret = shmq_producer_open(q, &o, &p);
+	if (ret == 0)
+		shmq_producer_close(p);
+	shmq_close(q);
+	return ret;
+}
+
+Test(durability, tail_pos_on_disk_without_its_tail_seq_cuts_nothing)
+{
+	struct shmq *q = mkq("t3");
+	struct shmq_producer *p;
+	struct shmq_consumer *c;
+	char buf[64], got[4096];
+	uint64_t tseq;
+
+	/* Ten messages, the first six released: the tail moves past them. */
+	cr_assert_eq(shmq_consumer_open(q, NULL, &c), 0);
+	cr_assert_eq(shmq_producer_open(q, NULL, &p), 0);
+	send_tag(p, 1, 0, 200);
+	for (int i = 0; i < 200; i++)
+		cr_assert_gt(shmq_recv(c, buf, sizeof(buf), NULL, SHMQ_NOWAIT), 0);
+	send_tag(p, 1, 200, 200);	/* laps the 16 KiB ring: tail moves */
+	shmq_consumer_close(c);
+	cr_assert_eq(shmq_sync(q), 0);
+	shmq_producer_close(p);
+	shmq_close(q);
+	/*
+	 * The header page written back between the producer's two stores:
+	 * tail_pos new, tail_seq still the one before it.
+	 */
+	cr_assert_eq(h_peek_file(h_path("t3"), offsetof(struct shmq_hdr, tail_seq),
+				 &tseq, sizeof(tseq)), 0);
+	cr_assert_gt(tseq, 100);
+	tseq -= 37;
+	cr_assert_eq(h_poke(h_path("t3"), offsetof(struct shmq_hdr, tail_seq),
+			    &tseq, sizeof(tseq)), 0);
+	cr_assert_eq(reopen_producer("t3", 0), 0, "%s", shmq_errdetail());
+	read_all("t3", got, sizeof(got));
+	cr_assert(strstr(got, "inc 1 msg 399|"), "the ring was cut: %.200s", got);
+}
+
+Test(durability, records_of_an_older_incarnation_are_never_resurrected)
+{
+	static uint8_t img_a[IMG_MAX], img[IMG_MAX];
+	struct shmq *q = mkq("t2");
+	uint64_t data_off = q->g.data_off, size = q->g.file_size;
+	struct shmq_stat *st;
+	struct shmq_producer *p;
+	struct shmq_producer_opts accept = { .flags = SHMQ_PRODUCER_ACCEPT_LOSS };
+	uint64_t tail, off;
+	char got[4096], x = 'X';
+	int ret;
+
+	/* Incarnation 1: twenty messages, all durable. */
+	cr_assert_eq(shmq_producer_open(q, NULL, &p), 0);
+	send_tag(p, 1, 0, 20);
+	cr_assert_eq(shmq_sync(q), 0);
+	shmq_producer_close(p);
+	shmq_close(q);
+	cr_assert_leq(size, IMG_MAX);
+	cr_assert_eq(h_peek_file(h_path("t2"), 0, img_a, size), 0);
+
+	/*
+	 * Power loss 1 took the page under message 10: it no longer
+	 * validates. Recovery refuses to cut durable data ...
+	 */
+	memcpy(&tail, img_a + offsetof(struct shmq_hdr, tail_pos), 8);
+	off = data_off + (tail & 16383);
+	for (int i = 0; i < 10; i++) {
+		uint32_t len;
+
+		memcpy(&len, img_a + off, 4);
+		off += (SHMQ_REC_HDR + len + 7) & ~7ull;
+	}
+	cr_assert_eq(h_poke(h_path("t2"), (off_t)(off + SHMQ_REC_HDR), &x, 1), 0);
+	ret = reopen_producer("t2", 0);
+	cr_assert_eq(ret, SHMQ_ELOSS, "open: %d (%s)", ret, shmq_strerror(ret));
+	cr_assert(strstr(shmq_errdetail(), "up to 10 messages"), "%s",
+		  shmq_errdetail());
+	cr_assert_eq(h_peek_file(h_path("t2"), 0, img, size), 0);
+	cr_assert_eq(memcmp(img, img_a, off + SHMQ_REC_HDR), 0,
+		     "a refused recovery changed the file");
+
+	/* ... unless told to: incarnation 2 cuts, then sends 10' to 14'. */
+	cr_assert_eq(shmq_open(h_path("t2"), 0, NULL, &q), 0);
+	cr_assert_eq(shmq_producer_open(q, &accept, &p), 0, "%s", shmq_errdetail());
+	cr_assert_eq(shmq_stat_get(q, &st), 0);
+	cr_assert_eq(st->cut_messages, 10);
+	cr_assert_eq(st->cut_durable, 1);
+	cr_assert_neq(st->cut_time, 0);
+	shmq_stat_free(st);
+	send_tag(p, 2, 10, 5);
+	cr_assert_eq(shmq_sync(q), 0);
+	shmq_producer_close(p);
+	shmq_close(q);
+
+	/*
+	 * Power loss 2: the header page (and slots) reached the disk, the
+	 * data pages did not: they hold incarnation 1's messages 10..19,
+	 * each with a valid checksum and the sequence the chain expects.
+	 */
+	cr_assert_eq(h_peek_file(h_path("t2"), 0, img, size), 0);
+	memcpy(img + data_off, img_a + data_off, size - data_off);
+	cr_assert_eq(h_poke(h_path("t2"), 0, img, size), 0);
+	ret = reopen_producer("t2", 0);
+	cr_assert_eq(ret, SHMQ_ELOSS, "messages 10'..14' were durable: %d", ret);
+	cr_assert_eq(reopen_producer("t2", SHMQ_PRODUCER_ACCEPT_LOSS), 0);
+	read_all("t2", got, sizeof(got));
+	cr_assert_eq(strstr(got, "inc 1 msg 10"), NULL,
+		     "an old record came back as new: %.300s", got);
+	cr_assert(strstr(got, "inc 1 msg 9|"), "%.300s", got);
 }

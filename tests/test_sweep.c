@@ -28,7 +28,7 @@ TestSuite(sweep, .init = h_setup, .fini = h_teardown, .timeout = 240);
 #define CAP	4096u
 #define SLOTS	2u
 #define MAXLEN	300u
-#define SEED	0x5eedull	/* the pristine image's messages */
+#define SEED	0x5eed1ull	/* the pristine image's messages (one with a PAD record) */
 #define SEED2	0xfeedull	/* the sweep's own producer's messages */
 #define NMSG	30
 
@@ -116,7 +116,7 @@ static void make_pristine(void)
 			mid = SHMQ_PAGE + off;
 		pos += (SHMQ_REC_HDR + rd32(r) + 7) & ~7ull;
 	}
-	cr_assert(mid && pad, "the pristine image has no middle or padding record");
+	cr_assert(mid && pad, "the pristine image has no middle or padding record (n %d)", n);
 	rec_off[1] = mid;
 	rec_off[2] = pad;
 }
@@ -294,6 +294,7 @@ Test(sweep, every_byte_of_three_record_headers_corrupted_gives_a_clean_error_or_
 
 struct ready_variant {
 	char name[16];
+	char path[4096];	/* h_path()'s buffers are not per thread */
 	uint64_t off;
 	uint8_t v;
 	int err;
@@ -304,7 +305,7 @@ static void *ready_thread(void *arg)
 {
 	struct ready_variant *rv = arg;
 	struct shmq *q;
-	int fd = open(h_path(rv->name), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	int fd = open(rv->path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
 	if (fd < 0 || pwrite(fd, pristine, sizeof(pristine), 0) < 0 ||
 	    pwrite(fd, &rv->v, 1, (off_t)rv->off) != 1) {
@@ -312,7 +313,7 @@ static void *ready_thread(void *arg)
 		return NULL;
 	}
 	close(fd);
-	rv->err = shmq_open(h_path(rv->name), 0, NULL, &q);
+	rv->err = shmq_open(rv->path, 0, NULL, &q);
 	snprintf(rv->detail, sizeof(rv->detail), "%s", shmq_errdetail());
 	if (rv->err == 0)
 		shmq_close(q);
@@ -335,6 +336,8 @@ Test(sweep, a_corrupted_ready_word_is_refused_after_the_bounded_wait, .timeout =
 	     in_ready_word(off); off++)
 		for (int i = 0, k = sweep_values(pristine[off], vals); i < k; i++) {
 			snprintf(rv[n].name, sizeof(rv[n].name), "r%d", n);
+			snprintf(rv[n].path, sizeof(rv[n].path), "%s",
+				 h_path(rv[n].name));
 			rv[n].off = off;
 			rv[n].v = vals[i];
 			n++;

@@ -66,7 +66,7 @@ static void *peek_thread(void *arg)
 static void *send_thread(void *arg)
 {
 	struct call *k = arg;
-	uint8_t b[1000] = { 0 };
+	uint8_t b[992] = { 0 };
 
 	k->ret = shmq_send(k->f->p, b, sizeof(b), k->timeout);
 	k->done_ns = h_now_ns();
@@ -123,7 +123,7 @@ Test(wait, a_producer_sleeping_on_a_full_ring_wakes_when_the_consumer_releases,
 {
 	struct fx f;
 	struct call k = { .f = &f, .timeout = SHMQ_FOREVER };
-	uint8_t b[1000] = { 0 };
+	uint8_t b[992] = { 0 };
 	uint64_t freed;
 	pthread_t t;
 
@@ -135,7 +135,7 @@ Test(wait, a_producer_sleeping_on_a_full_ring_wakes_when_the_consumer_releases,
 	h_sleep_ms(200);
 	cr_assert_eq(k.done_ns, 0, "send returned %d into a full ring", k.ret);
 	freed = h_now_ns();
-	cr_assert_eq(shmq_recv(f.c, b, sizeof(b), NULL, SHMQ_NOWAIT), 1000);
+	cr_assert_eq(shmq_recv(f.c, b, sizeof(b), NULL, SHMQ_NOWAIT), 992);
 	pthread_join(t, NULL);
 	cr_assert_eq(k.ret, 0, "send: %d (%s)", k.ret, shmq_strerror(k.ret));
 	cr_assert_lt(k.done_ns - freed, 1000000000ull,
@@ -299,15 +299,15 @@ Test(wait, a_producer_that_must_wait_for_room_publishes_its_deferred_records,
 	fx_open(&f, 0);
 	cr_assert_eq(pthread_create(&t, NULL, drain_thread, &d), 0);
 	/*
-	 * Six deferred 1000-byte records in a 4 KiB ring: the fifth cannot
+	 * Six deferred 992-byte records in a 4 KiB ring: the fifth cannot
 	 * fit until the reader has the first ones, which it can only have
 	 * once they are published. Waiting without publishing deadlocks.
 	 */
 	for (int i = 0; i < 6; i++) {
-		int err = shmq_reserve(f.p, 1000, &b, SHMQ_FOREVER);
+		int err = shmq_reserve(f.p, 992, &b, SHMQ_FOREVER);
 
 		cr_assert_eq(err, 0, "reserve %d: %s", i, shmq_strerror(err));
-		memset(b, i, 1000);
+		memset(b, i, 992);
 		cr_assert_eq(shmq_commit(f.p, SHMQ_COMMIT_DEFER), 0);
 	}
 	cr_assert_eq(shmq_publish(f.p), 0);
@@ -322,7 +322,7 @@ Test(wait, a_blocking_batch_larger_than_the_ring_is_sent_whole, .timeout = 10)
 {
 	struct fx f;
 	struct drain d = { .f = &f, .n = 12 };
-	static uint8_t bufs[12][1000];
+	static uint8_t bufs[12][992];
 	struct iovec iov[12];
 	pthread_t t;
 	ssize_t r;

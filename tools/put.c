@@ -31,11 +31,13 @@ struct put {
 	struct shmq_producer *p;
 	int delim;		/* -1: byte stream; else '\n' or '\0' */
 	uint32_t sync;		/* enum shmq_sync_mode */
+	uint32_t pflags;	/* SHMQ_PRODUCER_* beyond FIFO */
 	size_t max_message;
 };
 
 static const char put_usage[] =
 "Usage: shmq put PATH [--create] [--lines | --null] [--sync none|batch|every]\n"
+"                [--accept-loss]\n"
 "Copy stdin into the queue PATH until EOF, then close the producer.\n"
 "\n"
 "  --create         create PATH with the default geometry if it is missing\n"
@@ -43,6 +45,9 @@ static const char put_usage[] =
 "  --null           one message per NUL-terminated item\n"
 "  --sync MODE      none (default); batch: every 1024 messages or 100 ms;\n"
 "                   every: each message is durable before the next\n"
+"  --accept-loss    let recovery cut messages that a sync acknowledged as\n"
+"                   durable (after a power loss damaged them); without it\n"
+"                   put refuses to start and says how much would go\n"
 "\n"
 "Without --lines/--null the bytes are forwarded unchanged, in messages of\n"
 "at most the queue's max message size. When every consumer that attached\n"
@@ -285,6 +290,7 @@ static int parse_put_opts(int argc, char **argv, struct put *pt, int *create)
 		{ "lines", no_argument, NULL, 'l' },
 		{ "null", no_argument, NULL, '0' },
 		{ "sync", required_argument, NULL, 's' },
+		{ "accept-loss", no_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -297,6 +303,9 @@ static int parse_put_opts(int argc, char **argv, struct put *pt, int *create)
 			return -1;
 		case 'c':
 			*create = 1;
+			break;
+		case 'A':
+			pt->pflags |= SHMQ_PRODUCER_ACCEPT_LOSS;
 			break;
 		case 'l':
 		case '0':
@@ -328,7 +337,7 @@ static int parse_put_opts(int argc, char **argv, struct put *pt, int *create)
 static int put_attach(struct put *pt, int create)
 {
 	struct shmq_producer_opts popts = {
-		.flags = SHMQ_PRODUCER_FIFO,
+		.flags = SHMQ_PRODUCER_FIFO | pt->pflags,
 		.sync_mode = pt->sync,	/* batch: the library's 1024 / 100 ms */
 	};
 	struct shmq_stat *st;

@@ -246,6 +246,11 @@ static void json_positions(const struct view *v)
 	printf(",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64
 	       ",\"full_waits\":%" PRIu64, st->messages, st->bytes,
 	       st->full_waits);
+	printf(",\"incarnation\":%" PRIu32 ",\"cut_bytes\":%" PRIu64
+	       ",\"cut_messages\":%" PRIu64 ",\"cut_durable\":%s"
+	       ",\"cut_time\":%" PRIu64, st->incarnation, st->cut_bytes,
+	       st->cut_messages, st->cut_durable ? "true" : "false",
+	       st->cut_time);
 }
 
 static void print_json(const struct view *v)
@@ -349,6 +354,11 @@ static void table_header(const struct view *v)
 	if (v->sync_error)
 		printf(", DURABILITY FAILED: %s", shmq_strerror(v->sync_error));
 	putchar('\n');
+	if (st->cut_time)
+		printf("last cut   %s, %s, up to %" PRIu64 " messages%s\n",
+		       human_time(st->cut_time * 1000000000ull, a, sizeof(a)),
+		       human_bytes(st->cut_bytes, b, sizeof(b)), st->cut_messages,
+		       st->cut_durable ? ", durable data went (accepted)" : "");
 }
 
 static void table_rates(const struct view *v)
