@@ -137,6 +137,7 @@ static struct {
 	unsigned check_one_in;	/* random image at 1 in N crash points; 0 never */
 	unsigned adopt_one_in;	/* adopt 1 in N checked images; 0 never */
 	unsigned fail_one_in;	/* fail 1 in N msyncs; 0 never */
+	bool fail_next;		/* the next msync fails, writing nothing */
 	bool explore;		/* enumerate images instead */
 	const char *explore_at;	/* ... at crash points of this name (NULL: all) */
 	unsigned long budget;
@@ -166,7 +167,8 @@ static struct {
 	struct shmq *chk_q;
 	struct shmq_producer *chk_p;
 	struct shmq_consumer *chk_c;
-	unsigned long fails_lost, fails_stale, fails_other, fails_mixed_tail;
+	unsigned long fails_lost, fails_stale, fails_reused, fails_other,
+		      fails_mixed_tail;
 
 	/* counts */
 	unsigned long crashes, explored, cut, power_losses, restarts,
@@ -431,12 +433,22 @@ static void build_image(const struct choice *ch, const bool *dirty)
 static void hdr_fields(const uint8_t *buf, char *b, size_t n)
 {
 	struct shmq_hdr h;
+	int k;
 
 	memcpy(&h, buf, sizeof(h));
-	snprintf(b, n, "write_pos %" PRIu64 " tail_pos %" PRIu64 " tail_seq %" PRIu64
-		 " next_seq %" PRIu64 " durable_pos %" PRIu64,
-		 (uint64_t)h.write_pos, (uint64_t)h.tail_pos, (uint64_t)h.tail_seq,
-		 (uint64_t)h.next_seq, (uint64_t)h.durable_pos);
+	k = snprintf(b, n, "write_pos %" PRIu64 " tail_pos %" PRIu64 " tail_seq %" PRIu64
+		     " next_seq %" PRIu64 " durable_pos %" PRIu64,
+		     (uint64_t)h.write_pos, (uint64_t)h.tail_pos, (uint64_t)h.tail_seq,
+		     (uint64_t)h.next_seq, (uint64_t)h.durable_pos);
+#if SHMQ_FORMAT_VERSION >= 2
+	if (k > 0 && (size_t)k < n)
+		snprintf(b + k, n - (size_t)k, " durable_claim %" PRIu64
+			 " incarnation %u inc_pos %" PRIu64,
+			 (uint64_t)h.durable_claim, (unsigned)h.incarnation,
+			 (uint64_t)h.inc_pos);
+#else
+	(void)k;
+#endif
 }
 
 /*
@@ -494,7 +506,7 @@ __attribute__((format(printf, 2, 3), noreturn))
 static void failf(const uint8_t *img, const char *fmt, ...)
 {
 	static char msg[8192];
-	char hi[300] = "-", hm[200] = "-", hd[200], df[1024] = " -";
+	char hi[400] = "-", hm[300] = "-", hd[300], df[1024] = " -";
 	va_list ap;
 	int n;
 
@@ -529,6 +541,8 @@ static void failf(const uint8_t *img, const char *fmt, ...)
 			S.fails_lost++;
 		else if (strstr(msg, "STALE"))
 			S.fails_stale++;
+		else if (strstr(msg, "SEQUENCE REUSED"))
+			S.fails_reused++;
 		else
 			S.fails_other++;
 		if (img && strstr(hi, "MIXED"))
@@ -646,16 +660,18 @@ static bool check_image(const uint8_t *img, struct outcome *o, bool twice)
 	memcpy(&h, img, sizeof(h));
 	if (o->w != h.write_pos)
 		S.cut++;
-	if (pos_before_u(o->next_seq, S.acked))
-		failf(img, "ACKNOWLEDGED-DURABLE LOST: recovery ends at seq %" PRIu64
-		      ", below the acknowledged seq %" PRIu64 " (delivered %lu messages%s)",
-		      o->next_seq, S.acked, o->n, o->n ? "" : ", none");
 	if (S.released < S.acked &&
 	    !(o->n && o->first <= S.released && o->last + 1 >= S.acked))
 		failf(img, "ACKNOWLEDGED-DURABLE LOST: seqs [%" PRIu64 ", %" PRIu64
 		      ") were acknowledged and not released, recovered %lu messages [%"
-		      PRIu64 ", %" PRIu64 "]", S.released, S.acked, o->n,
-		      o->n ? o->first : 0, o->n ? o->last : 0);
+		      PRIu64 ", %" PRIu64 "], recovery ends at seq %" PRIu64,
+		      S.released, S.acked, o->n, o->n ? o->first : 0,
+		      o->n ? o->last : 0, o->next_seq);
+	if (pos_before_u(o->next_seq, S.acked))
+		failf(img, "SEQUENCE REUSED: recovery ends at seq %" PRIu64 ", below seq %"
+		      PRIu64 " which was acknowledged durable (the consumer had released "
+		      "it, so it is not lost, but the next messages reuse durable sequence "
+		      "numbers)", o->next_seq, S.acked);
 	if (twice) {
 		recover_copy(img, &b, false);
 		if (b.w != o->w || b.next_seq != o->next_seq)
@@ -811,10 +827,10 @@ static void on_kill_point(const char *name)
 }
 
 /* The failed msync wrote some of its pages; which ones, nobody knows. */
-static int inject_failure(size_t off, size_t len)
+static int inject_failure(size_t off, size_t len, bool none)
 {
 	for (size_t pg = off / PAGE; pg * PAGE < off + len; pg++)
-		if (rnd() & 1)
+		if (!none && (rnd() & 1))
 			model_write(pg * PAGE, PAGE);
 	S.dur_failed = true;
 	S.fail_op = S.ops;
@@ -839,8 +855,12 @@ int __wrap_msync(void *addr, size_t len, int flags)
 	crash_point("msync:before");
 	if (S.pending)
 		return __real_msync(addr, len, flags);
+	if (S.fail_next) {
+		S.fail_next = false;
+		return inject_failure(off, len, true);
+	}
 	if (S.fail_one_in && !S.dur_failed && rnd() % S.fail_one_in == 0)
-		return inject_failure(off, len);
+		return inject_failure(off, len, false);
 	r = __real_msync(addr, len, flags);
 	if (r == 0)
 		model_write(off, len);
@@ -968,16 +988,17 @@ static void sim_end(const char *name)
 	       name, mode_name(S.mode), S.seed0, S.crashes, S.explored, S.cut,
 	       S.power_losses, S.segs, S.restarts, S.restarts_after_full, S.fulls,
 	       S.injected, S.delivered, (unsigned long)S.next,
-	       S.fails_lost + S.fails_stale + S.fails_other);
+	       S.fails_lost + S.fails_stale + S.fails_reused + S.fails_other);
 	fflush(stdout);
 	free(S.path);
 	free(S.img_path);
-	if (S.fails_lost + S.fails_stale + S.fails_other)
+	if (S.fails_lost + S.fails_stale + S.fails_reused + S.fails_other)
 		cr_assert_fail("powerloss %s, seed %#" PRIx64 ": %lu failing images: "
-			       "%lu acknowledged-durable lost (%lu of all with a mixed "
-			       "tail_pos/tail_seq), %lu stale, %lu other",
-			       name, S.seed0, S.fails_lost + S.fails_stale + S.fails_other,
-			       S.fails_lost, S.fails_mixed_tail, S.fails_stale, S.fails_other);
+			       "%lu acknowledged-durable lost, %lu stale, %lu sequence reused, "
+			       "%lu other (%lu of all with a mixed tail_pos/tail_seq)",
+			       name, S.seed0, S.fails_lost + S.fails_stale + S.fails_reused +
+			       S.fails_other, S.fails_lost, S.fails_stale, S.fails_reused,
+			       S.fails_other, S.fails_mixed_tail);
 }
 
 /*
@@ -1435,6 +1456,126 @@ Test(powerloss, defect3_tail_pos_written_back_without_tail_seq_loses_nothing)
 	cr_assert_eq(op_send(200, SHMQ_NOWAIT), 0);
 	S.explore = false;
 	sim_end("defect 3");
+}
+
+/*
+ * Found by the random runs on format 2 (d649b6e). Mode none: power loss 1
+ * leaves incarnation 1's records 10..19 on the disk beyond the disk's
+ * write_pos; incarnation 2 sends 10..19 again, in memory only; a clean
+ * restart opens incarnation 3, whose open msyncs the header (the new
+ * incarnation, inc_pos and write_pos covering incarnation 2's records)
+ * without the data under it. Power loss 2 right after, data page not
+ * written back: incarnation 1's records 10.. lie below inc_pos and come
+ * back as incarnation 2's.
+ */
+Test(powerloss, stale_records_after_a_restart_between_two_power_losses)
+{
+	sim_begin(SHMQ_SYNC_NONE, 0xd4);
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(op_send(100, SHMQ_NOWAIT), 0);
+	cr_assert_eq(op_sync(), 0);
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(op_send(100, SHMQ_NOWAIT), 0);
+	power_loss_pages(0, 1);
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(op_send(120, SHMQ_NOWAIT), 0);
+	S.explore = true;
+	S.explore_at = "after-open";
+	cr_assert_eq(op_restart(), 0);
+	S.explore = false;
+	sim_end("restart between power losses");
+}
+
+/*
+ * Found by the random runs on format 2 (d649b6e). Mode none: the ring is
+ * full and acknowledged by shmq_sync; the consumer releases three; the
+ * next send moves the tail and msyncs the header before it overwrites
+ * (sync_before_overwrite), and that msync fails. The send goes on ("none
+ * never fails a send") and overwrites the record that the disk's header
+ * still calls the tail: header as of the sync + that data page from
+ * memory, and recovery must cut the acknowledged messages.
+ */
+Test(powerloss, mode_none_never_overwrites_what_the_disk_calls_live_after_a_failed_msync)
+{
+	int err;
+
+	sim_begin(SHMQ_SYNC_NONE, 0xd5);
+	while ((err = op_send(200, SHMQ_NOWAIT)) == 0)
+		;
+	cr_assert_eq(err, -EAGAIN);
+	cr_assert_eq(op_sync(), 0);
+	cr_assert_eq(op_anon(1000), 0);
+	cr_assert_eq(op_recv(3), 0);
+	S.fail_next = true;
+	S.explore = true;
+	S.explore_at = "after-send";
+	err = op_send(200, SHMQ_NOWAIT);
+	S.explore = false;
+	cr_assert(S.dur_failed, "the header msync before the overwrite was not tried");
+	sim_end("failed msync before an overwrite, mode none");
+}
+
+/*
+ * Found by the random runs on format 2 (d649b6e). Mode none: the ring is
+ * full and acknowledged by shmq_sync, the consumer releases everything,
+ * and the next send moves the tail to write_pos and msyncs the header
+ * before it overwrites. A crash during that msync with the header page
+ * written back by a copy that read tail_pos's line after the stores and
+ * tail_seq's before: no record lies at the new tail, so recovery ends
+ * there with the old tail_seq, and the next messages reuse the sequence
+ * numbers of acknowledged ones.
+ */
+Test(powerloss, mixed_tail_pair_never_rewinds_below_acknowledged_sequences)
+{
+	int err;
+
+	sim_begin(SHMQ_SYNC_NONE, 0xd7);
+	while ((err = op_send(200, SHMQ_NOWAIT)) == 0)
+		;
+	cr_assert_eq(err, -EAGAIN);
+	cr_assert_eq(op_sync(), 0);
+	cr_assert_eq(op_recv(10000), 0);
+	S.explore = true;
+	S.explore_at = "msync:before";
+	cr_assert_eq(op_send(200, SHMQ_NOWAIT), 0);
+	S.explore = false;
+	sim_end("mixed tail pair after releasing everything");
+}
+
+/*
+ * Seen on ff4cd37 in the msync-failure runs: a send needs the wrap with
+ * fewer than a record header's bytes left before the end of the ring, so
+ * the producer skips them (no padding record) and then fails (its sync
+ * before overwriting fails); the close publishes the skip alone. The
+ * tail sits on the skip. Recovery of this cleanly closed queue must cut
+ * nothing.
+ */
+Test(powerloss, reopen_after_a_failed_send_at_the_ring_end_cuts_nothing)
+{
+	struct shmq_stat *st;
+	uint32_t rec, len, small;
+	uint64_t w;
+	int err;
+
+	sim_begin(SHMQ_SYNC_EVERY, 0xd6);
+	/* Records of REC bytes up to CAP - 8, the last one smaller. */
+	len = 100;
+	rec = (uint32_t)((sizeof(struct shmq_rec) + len + 7) & ~7ull);
+	small = (CAP - 8) % rec;
+	cr_assert_geq(small, sizeof(struct shmq_rec), "pick another length");
+	for (uint32_t i = 0; i < (CAP - 8) / rec; i++)
+		cr_assert_eq(op_send(len, SHMQ_NOWAIT), 0);
+	cr_assert_eq(op_send(small - (uint32_t)sizeof(struct shmq_rec), SHMQ_NOWAIT), 0);
+	st = stat_of(S.q);
+	w = st->write_pos;
+	shmq_stat_free(st);
+	cr_assert_eq(w % CAP, CAP - 8, "write position %" PRIu64, w);
+	cr_assert_eq(op_recv(10000), 0);
+	S.fail_next = true;
+	err = op_send(len, SHMQ_NOWAIT);
+	cr_assert_lt(err, 0, "the send's sync failed, yet it returned 0");
+	cr_assert_eq(op_restart(), 0);
+	sim_end("failed send at the ring end");
 }
 
 /* ---- random runs ---------------------------------------------------- */
