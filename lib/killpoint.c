@@ -4,7 +4,10 @@
  * the tests' own copy of the library). SHMQ_KILL_AT=NAME[:NTH] makes the
  * NTH (default: first) pass through KILL_POINT(NAME) raise SIGKILL, so a
  * test can stop a process at an exact step of send, commit, sync or
- * recovery and check what the next process finds.
+ * recovery and check what the next process finds. shmqi_kill_hook, when a
+ * test sets it, is called at every kill point first: the power-loss
+ * simulator (tests/test_powerloss.c) snapshots the file's pages there and
+ * builds crash images between two stores of a send, publish or recovery.
  */
 #include "internal.h"
 
@@ -17,6 +20,10 @@ static char kill_name[64];
 static unsigned long kill_nth;
 static unsigned long kill_seen;
 static int kill_state;	/* 0 unread, 1 armed, 2 disarmed */
+
+/* Test-only; declared here, not in internal.h: only these builds have it. */
+extern void (*shmqi_kill_hook)(const char *name);
+void (*shmqi_kill_hook)(const char *name);
 
 static void kill_init(void)
 {
@@ -48,6 +55,8 @@ static void kill_init(void)
  */
 void shmqi_kill_point(const char *name)
 {
+	if (shmqi_kill_hook)
+		shmqi_kill_hook(name);
 	if (kill_state == 0)
 		kill_init();
 	if (kill_state != 1 || strcmp(name, kill_name) != 0)
