@@ -447,10 +447,17 @@ check_end:
 	gone = producer_gone(c);
 	if (read_end(c) != c->pos || !gone)
 		return 0;
-	/* A durable reader makes the rest durable itself rather than hang. */
+	/*
+	 * A durable reader makes the rest durable itself rather than hang.
+	 * What the sync would not claim (it never validated: a power loss's
+	 * torn tail, before any recovery) never becomes durable: the end.
+	 */
 	if (c->durable && load_acquire(&h->write_pos) != c->pos) {
 		ret = shmq_sync(c->q);
-		return ret < 0 ? ret : 0;
+		if (ret < 0)
+			return ret;
+		if (read_end(c) != c->pos)
+			return 0;
 	}
 	if (!end_owed(c))
 		return 0;	/* a new session began meanwhile */
