@@ -116,7 +116,8 @@ static void produce_and_check(struct shmq *q, char *buf, char *want,
 			      size_t max)
 {
 	struct shmq_consumer_opts latest = { .start = SHMQ_START_LATEST };
-	size_t lens[3] = { 0, 37, max };
+	/* BUF and WANT hold MAX + 1 bytes: no length here may exceed MAX. */
+	size_t lens[3] = { 0, max < 37 ? max : 37, max };
 	struct shmq_consumer *c = NULL;
 	struct shmq_producer *p = NULL;
 	struct shmq_msg m;
