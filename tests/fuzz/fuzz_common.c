@@ -6,6 +6,7 @@
  * then reports it as a hang).
  */
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,44 @@ void fz_write(const void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	close(fd);
+}
+
+/*
+ * The planted bugs of the self-tests in scripts/extra-checks.sh. The
+ * marker may sit anywhere in the input: libFuzzer hooks memmem() and
+ * learns its needle, so a fuzz run from the real seeds inserts it within
+ * seconds. Without SHMQ_FUZZ_PLANT in the environment nothing is searched.
+ */
+void fz_plant(const uint8_t *data, size_t size)
+{
+	static const char *kind;
+	static int read_env;
+	char *volatile p;
+	volatile int big = INT_MAX;
+
+	if (!read_env) {
+		kind = getenv("SHMQ_FUZZ_PLANT");
+		read_env = 1;
+	}
+	if (!kind || !memmem(data, size, "PLNT", 4))
+		return;
+	fprintf(stderr, "fuzz: planted %s\n", kind);
+	if (!strcmp(kind, "crash")) {		/* like the fill() of issue 11 */
+		p = malloc(8);
+		if (!p)
+			abort();
+		memset(p, 'x', 8 + size % 8 + 1);
+		free(p);
+	} else if (!strcmp(kind, "leak")) {
+		p = malloc(64);
+		p = NULL;
+	} else if (!strcmp(kind, "ub")) {
+		big += 1 + (int)(size & 1);
+		(void)big;
+	} else if (!strcmp(kind, "hang")) {
+		for (;;)
+			sleep(1);
+	}
 }
 
 static void impossible(const char *what, long long a, long long b)
