@@ -26,6 +26,15 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/*
+ * Called first by every target. With SHMQ_FUZZ_PLANT=crash, leak, ub or
+ * hang in the environment, an input that contains "PLNT" overflows a
+ * heap buffer, leaks, overflows a signed int or never returns: the
+ * self-tests of scripts/extra-checks.sh show that the replay and the fuzz
+ * runs report each kind. Without the variable it does nothing.
+ */
+void fz_plant(const uint8_t *data, size_t size);
+
 /* A path in a private directory, made once per process. */
 const char *fz_path(void);
 /* Write LEN bytes as the whole file at fz_path(). Aborts on I/O errors. */

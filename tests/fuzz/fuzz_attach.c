@@ -17,6 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint32_t ready = SHMQ_READY;
 	uint8_t *img;
 
+	fz_plant(data, size);
 	if (size > (1u << 20))
 		return 0;
 	img = calloc(1, n);

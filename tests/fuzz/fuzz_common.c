@@ -6,6 +6,7 @@
  * then reports it as a hang).
  */
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,44 @@ void fz_write(const void *buf, size_t len)
 	close(fd);
 }
 
+/*
+ * The planted bugs of the self-tests in scripts/extra-checks.sh. The
+ * marker may sit anywhere in the input: libFuzzer hooks memmem() and
+ * learns its needle, so a fuzz run from the real seeds inserts it within
+ * seconds. Without SHMQ_FUZZ_PLANT in the environment nothing is searched.
+ */
+void fz_plant(const uint8_t *data, size_t size)
+{
+	static const char *kind;
+	static int read_env;
+	char *volatile p;
+	volatile int big = INT_MAX;
+
+	if (!read_env) {
+		kind = getenv("SHMQ_FUZZ_PLANT");
+		read_env = 1;
+	}
+	if (!kind || !memmem(data, size, "PLNT", 4))
+		return;
+	fprintf(stderr, "fuzz: planted %s\n", kind);
+	if (!strcmp(kind, "crash")) {		/* like the fill() of issue 11 */
+		p = malloc(8);
+		if (!p)
+			abort();
+		memset(p, 'x', 8 + size % 8 + 1);
+		free(p);
+	} else if (!strcmp(kind, "leak")) {
+		p = malloc(64);
+		p = NULL;
+	} else if (!strcmp(kind, "ub")) {
+		big += 1 + (int)(size & 1);
+		(void)big;
+	} else if (!strcmp(kind, "hang")) {
+		for (;;)
+			sleep(1);
+	}
+}
+
 static void impossible(const char *what, long long a, long long b)
 {
 	fprintf(stderr, "fuzz: impossible result: %s (%lld, %lld)\n", what, a, b);
@@ -116,7 +155,8 @@ static void produce_and_check(struct shmq *q, char *buf, char *want,
 			      size_t max)
 {
 	struct shmq_consumer_opts latest = { .start = SHMQ_START_LATEST };
-	size_t lens[3] = { 0, 37, max };
+	/* BUF and WANT hold MAX + 1 bytes: no length here may exceed MAX. */
+	size_t lens[3] = { 0, max < 37 ? max : 37, max };
 	struct shmq_consumer *c = NULL;
 	struct shmq_producer *p = NULL;
 	struct shmq_msg m;

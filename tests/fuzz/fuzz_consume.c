@@ -17,6 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct shmq_hdr *h = (struct shmq_hdr *)img;
 	size_t n;
 
+	fz_plant(data, size);
 	if (size > FZ_IN_MAX)
 		size = FZ_IN_MAX;
 	memset(img, 0, sizeof(img));

@@ -148,6 +148,7 @@ static void states(void)
 	struct shmq_consumer *a, *n;
 	struct shmq_producer *p;
 	struct shmq *q;
+	size_t skip_at;
 	char name[32];
 	pid_t pid;
 
@@ -182,21 +183,29 @@ static void states(void)
 	shmq_consumer_close(n);
 	shmq_close(q);
 
-	/* 170 empty records end 16 bytes short of the ring: implicit skip. */
+	/*
+	 * Records up to 8 bytes short of a record header before the end of
+	 * the ring (16 with 24-byte headers: 170 empty records), so that
+	 * the next one wraps without a padding record: implicit skip. The
+	 * first record takes what the empty ones cannot divide.
+	 */
 	q = make(0, 0);
 	a = consumer(q, NULL);
 	p = producer(q);
-	for (int i = 0; i < 170; i++) {
+	skip_at = FZ_CAPACITY - SHMQ_REC_HDR + SHMQ_REC_ALIGN;
+	send_len(p, skip_at % SHMQ_REC_HDR);
+	drain(a, 1);
+	for (size_t i = 1; i < skip_at / SHMQ_REC_HDR; i++) {
 		send_len(p, 0);
 		drain(a, 1);
 	}
 	dump("before-skip");
 	send_len(p, 100);
 	dump("implicit-skip");
-	/* Four 1000-byte messages fill the ring exactly. */
+	/* Four records of a quarter of the ring each fill it exactly. */
 	drain(a, 1);
 	for (int i = 0; i < 4; i++) {
-		send_len(p, 1000);
+		send_len(p, FZ_CAPACITY / 4 - SHMQ_REC_HDR);
 		drain(a, 1);
 	}
 	dump("exact-fill");
@@ -266,6 +275,8 @@ static void broken(void)
 	BROKEN("capacity-huge", h->capacity = 1ull << 62);
 	BROKEN("nslots-0", h->nslots = 0);
 	BROKEN("max-message-huge", h->max_message = 0xfffffff0u);
+	/* Valid but small: fz_exercise's messages must fit (issue 11). */
+	BROKEN("max-message-16", h->max_message = 16);
 	BROKEN("data-off", h->data_off = 512);
 	BROKEN("file-size", h->file_size = 1ull << 63);
 	BROKEN("flags", h->flags = 0x80);

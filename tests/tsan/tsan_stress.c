@@ -8,6 +8,9 @@
  * -Db_sanitize=thread and requires zero reports. Every consumer checks
  * every message: no gap, no duplicate, bytes intact.
  * Usage: tsan_stress [N]
+ * SHMQ_TSAN_PLANT=race plants a data race for the self-test of
+ * extra-checks.sh: the producer stores into a message again after
+ * publishing it (the same bytes, so only ThreadSanitizer can tell).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -23,6 +26,7 @@
 
 static uint64_t total = 1000000;
 static struct shmq *q;
+static int plant_race;
 
 static size_t msg_len(uint64_t i)
 {
@@ -67,6 +71,13 @@ static void *producer(void *arg)
 				memcpy(dst, buf, msg_len(i));
 				err = shmq_commit(p, i % 8 == 7 ? 0 : SHMQ_COMMIT_DEFER);
 			}
+			/*
+			 * The plant: published, so the consumers may be
+			 * reading it; nothing orders this store before their
+			 * loads (W1 was before it).
+			 */
+			if (!err && plant_race && i % 8 == 7)
+				memcpy(dst, buf, 8);
 		}
 		if (err)
 			die("producer send", shmq_strerror(err), err, (long long)i);
@@ -121,13 +132,18 @@ static void *consumer(void *arg)
 int main(int argc, char **argv)
 {
 	struct shmq_config cfg = { .capacity = 65536, .slots = 8 };
-	char dir[] = "/tmp/shmq-tsan-XXXXXX", path[64];
+	const char *base = getenv("TMPDIR");
+	char dir[4096], path[4200];
 	struct cons cs[NCONS];
 	pthread_t tp, tc[NCONS];
 	int err;
 
 	if (argc > 1)
 		total = strtoull(argv[1], NULL, 10);
+	plant_race = getenv("SHMQ_TSAN_PLANT") &&
+		     !strcmp(getenv("SHMQ_TSAN_PLANT"), "race");
+	snprintf(dir, sizeof(dir), "%s/shmq-tsan-XXXXXX",
+		 base && *base ? base : "/tmp");
 	if (!mkdtemp(dir))
 		die("main", "mkdtemp", errno, 0);
 	snprintf(path, sizeof(path), "%s/q", dir);
