@@ -118,6 +118,9 @@ int shmq_sync(struct shmq *q)
 	int ret;
 
 	shmqi_clear_error();
+	/* msync of a read-only shared mapping writes nothing and returns 0. */
+	if (q->rdonly)
+		return shmqi_fail(-EROFS, "sync needs write access");
 	ret = sync_failed(q);
 	if (ret < 0)
 		return shmqi_fail(ret, "an earlier msync failed: the queue is marked \"durability failed\" for good");

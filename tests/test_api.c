@@ -482,13 +482,12 @@ Test(sync, returns_zero_and_advances_the_durable_position, .timeout = 10)
 	shmq_stat_free(st);
 
 	/*
-	 * Anyone may sync, a read-only attacher too; it cannot store the
-	 * watermark through its read-only mapping, so only the return value
-	 * is checked here.
+	 * A read-only attacher may not sync: msync of its read-only shared
+	 * mapping would write nothing and return 0 (issue 12).
 	 */
 	send_n(p, 10, 3);
 	cr_assert_eq(shmq_open(h_path("q"), SHMQ_OPEN_RDONLY, NULL, &ro), 0);
-	cr_assert_eq(shmq_sync(ro), 0);
+	cr_assert_eq(shmq_sync(ro), -EROFS);
 	cr_assert_eq(shmq_sync(q), 0);
 	cr_assert_eq(shmq_stat_get(ro, &st), 0);
 	cr_assert_eq(st->durable_pos, st->write_pos);
