@@ -61,9 +61,10 @@ static const char create_usage[] =
 "                        [--evict-after SECONDS|never] [--checksum full|header]\n"
 "Create the queue file PATH; fails if PATH exists. Defaults: a 1M ring,\n"
 "64K max message (at most a quarter of the ring), 64 consumer slots,\n"
-"mode 0600, block when full, never evict. --evict-after: a consumer that\n"
-"holds the full ring without progress for SECONDS is evicted (it exits\n"
-"with status 6) and the producer goes on; 'shmq policy' changes it later.\n"
+"mode 0600 (at most 0664), block when full, never evict. --evict-after:\n"
+"a consumer that holds the full ring without progress for SECONDS is\n"
+"evicted (it exits with status 6) and the producer goes on; 'shmq\n"
+"policy' changes it later.\n"
 "--checksum header: record checksums cover headers only (faster; a\n"
 "damaged payload is then delivered as it is). Default: full.\n";
 
@@ -209,7 +210,8 @@ int cmd_sync(int argc, char **argv)
 static const char rm_usage[] =
 "Usage: shmq rm PATH [--force]\n"
 "Remove the queue file PATH. Refuses while a live producer or consumer\n"
-"is attached, unless --force is given.\n";
+"is attached, unless --force is given. The directory of PATH must not be\n"
+"a symbolic link.\n";
 
 /* Who is still attached and alive; the message names the producer's pid. */
 static int queue_in_use(const char *path, struct shmq *q, int force,
