@@ -6,6 +6,8 @@
  */
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +38,43 @@ static uint64_t data_offset(uint32_t nslots)
 {
 	return align_up(SHMQ_HDR_SIZE + (uint64_t)nslots * SHMQ_SLOT_SIZE,
 			SHMQ_PAGE);
+}
+
+/*
+ * The permission bits a queue file may have: read and write for owner and
+ * group, read for others. Never world-writable (anyone could scribble,
+ * F16), never setuid, setgid, sticky or executable: the mapping lets a
+ * writer put any bytes in the file, and a write through a mapping does not
+ * clear setuid, so an executable queue file owned by root is a root shell
+ * for every group member (issue 12).
+ */
+#define QUEUE_MODE_OK	(0666u & ~(unsigned int)S_IWOTH)
+
+/* Name the bits of MODE outside QUEUE_MODE_OK, for an error detail. */
+static const char *bad_mode_bits(unsigned int mode, char *buf, size_t len)
+{
+	static const struct {
+		unsigned int bits;
+		const char *name;
+	} names[] = {
+		{ S_ISUID, "setuid" },
+		{ S_ISGID, "setgid" },
+		{ S_ISVTX, "sticky" },
+		{ S_IXUSR | S_IXGRP | S_IXOTH, "execute" },
+		{ S_IWOTH, "world-writable" },
+	};
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!(mode & names[i].bits))
+			continue;
+		n += snprintf(buf + n, len - n, "%s%s", n ? ", " : "",
+			      names[i].name);
+		if (n >= len)
+			break;
+	}
+	return buf;
 }
 
 /* Fill in defaults and check a creator's configuration. */
@@ -71,9 +110,14 @@ static int resolve_config(const struct shmq_config *in, struct shmq_config *c)
 		c->mode = 0600;
 	if (c->mode & ~07777u)
 		return shmqi_fail(-EINVAL, "bad file mode %o", c->mode);
-	/* Attach refuses world-writable files (F16): never make one. */
-	if (c->mode & S_IWOTH)
-		return shmqi_fail(-EINVAL, "file mode %o is world-writable", c->mode);
+	/* Attach refuses such files (check_owner): never make one. */
+	if (c->mode & ~QUEUE_MODE_OK) {
+		char bits[64];
+
+		return shmqi_fail(-EINVAL, "file mode %04o (%s): a queue file has at most mode %04o",
+				  c->mode, bad_mode_bits(c->mode, bits, sizeof(bits)),
+				  QUEUE_MODE_OK);
+	}
 	if (c->checksum > SHMQ_CHECKSUM_HEADER)
 		return shmqi_fail(-EINVAL, "bad checksum coverage %u", c->checksum);
 	if (c->when_full > SHMQ_WHEN_FULL_OVERWRITE)
@@ -84,18 +128,45 @@ static int resolve_config(const struct shmq_config *in, struct shmq_config *c)
 	return 0;
 }
 
+/* pwrite() all of BUF at OFF. */
+static int pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return shmqi_fail(n < 0 ? -errno : -EIO,
+					  "writing the new header: %s",
+					  n < 0 ? strerror(errno) : "short write");
+		p += n;
+		off += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Write the header with pwrite(), not through a mapping: a file that
+ * another process truncates meanwhile then ends up short, which the
+ * creator checks afterwards, instead of killing the creator with SIGBUS
+ * (issue 12).
+ */
 static int init_header(int fd, const struct shmq_config *c, uint64_t size)
 {
-	struct shmq_hdr *h;
+	static const uint32_t ready = SHMQ_READY;
+	struct shmq_hdr hdr, *h = &hdr;
 	uint64_t salt;
+	int ret;
 
-	h = mmap(NULL, SHMQ_HDR_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (h == MAP_FAILED)
-		return shmqi_fail(-errno, "mapping the new header: %m");
+	memset(&hdr, 0, sizeof(hdr));
 	if (getrandom(&salt, sizeof(salt), 0) != sizeof(salt))
 		salt = realtime_ns() ^ ((uint64_t)getpid() << 32);
 
-	/* Nobody trusts any of this before "ready": plain relaxed stores. */
+	/* A local copy, written out below; ready stays 0 in it. */
 	store_relaxed(&h->magic, SHMQ_MAGIC);
 	store_relaxed(&h->version, SHMQ_FORMAT_VERSION);
 	store_relaxed(&h->layout, SHMQ_LAYOUT);
@@ -117,18 +188,78 @@ static int init_header(int fd, const struct shmq_config *c, uint64_t size)
 	store_relaxed(&h->durable_pos, c->initial_pos);
 	store_relaxed(&h->durable_claim, c->initial_pos);
 	store_relaxed(&h->inc_pos, c->initial_pos);
+	ret = pwrite_all(fd, &hdr, sizeof(hdr), 0);
+	if (ret < 0)
+		return ret;
 	KILL_POINT("create:before-ready");
-	/* W0 pairs with A0 in read_header(): every field above first. */
-	store_release(&h->ready, SHMQ_READY);
-	munmap(h, SHMQ_HDR_SIZE);
-	return 0;
+	/*
+	 * W0 pairs with A0 in read_header(): every field above first. The
+	 * kernel copies each write into the page cache under the page's lock
+	 * (and the inode's), whose release after the first write and acquire
+	 * before the second order the fields before ready for every reader,
+	 * as a release store would.
+	 */
+	return pwrite_all(fd, &ready, sizeof(ready),
+			  offsetof(struct shmq_hdr, ready));
+}
+
+/*
+ * The directory of PATH, opened O_PATH, and PATH's last component in it.
+ * Creating the file and, on failure, removing it both go through this
+ * one descriptor: a directory renamed, or replaced by a symlink, in
+ * between cannot make us remove a file of the same name elsewhere (issue
+ * 12). Unlike `shmq rm`, a symlink naming the directory is followed when
+ * it is opened (/var/run/q must work); everything after that is relative
+ * to the directory it resolved to then.
+ */
+static int open_dir_of(const char *path, const char **base)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	size_t n;
+	int dfd;
+
+	*base = slash ? slash + 1 : path;
+	if (!**base)
+		return shmqi_fail(-EISDIR, "creating %s: the path names a directory",
+				  path);
+	/* No trailing slash: "a//q" names the directory "a". */
+	for (n = slash ? (size_t)(slash - path) : 0; n > 0 && path[n - 1] == '/';
+	     n--)
+		;
+	dir = n ? strndup(path, n) : strdup(slash ? "/" : ".");
+	if (!dir)
+		return -ENOMEM;
+	dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		dfd = shmqi_fail(-errno, "creating %s: opening its directory: %m",
+				 path);
+	free(dir);
+	return dfd;
+}
+
+/*
+ * Remove the file we created as BASE in DFD, if BASE still names it: the
+ * name is looked up in the same directory and compared by device and
+ * inode with our descriptor, so a file put in its place is left alone.
+ */
+static void remove_created(int dfd, const char *base, int fd)
+{
+	struct stat mine, now;
+
+	if (fstat(fd, &mine) == 0 &&
+	    fstatat(dfd, base, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    now.st_dev == mine.st_dev && now.st_ino == mine.st_ino)
+		(void)unlinkat(dfd, base, 0);
 }
 
 int shmq_create(const char *path, const struct shmq_config *cfg)
 {
 	struct shmq_config c;
+	const char *base;
+	struct stat st;
 	uint64_t size;
-	int fd, ret;
+	int dfd, fd, ret;
 
 	shmqi_clear_error();
 	ret = resolve_config(cfg, &c);
@@ -137,10 +268,20 @@ int shmq_create(const char *path, const struct shmq_config *cfg)
 	size = data_offset(c.slots) + c.capacity;
 	if (size > (uint64_t)LLONG_MAX)
 		return shmqi_fail(-EFBIG, "queue file too large");
-	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		  0600);
-	if (fd < 0)
-		return shmqi_fail(-errno, "creating %s: %m", path);
+	/* A file this process could never map (32-bit builds, issue 12). */
+	if ((uint64_t)(size_t)size != size)
+		return shmqi_fail(-EFBIG, "a %llu-byte queue file does not fit this process's address space",
+				  (unsigned long long)size);
+	dfd = open_dir_of(path, &base);
+	if (dfd < 0)
+		return dfd;
+	fd = openat(dfd, base, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		    0600);
+	if (fd < 0) {
+		ret = shmqi_fail(-errno, "creating %s: %m", path);
+		close(dfd);
+		return ret;
+	}
 	/* fchmod, not open's mode: the umask must not change what we asked. */
 	if (fchmod(fd, c.mode) < 0) {
 		ret = shmqi_fail(-errno, "setting mode of %s: %m", path);
@@ -158,12 +299,19 @@ int shmq_create(const char *path, const struct shmq_config *cfg)
 	ret = init_header(fd, &c, size);
 	if (ret < 0)
 		goto fail;
+	/* Another writer may have cut the file while we wrote the header. */
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < size) {
+		ret = shmqi_fail(-ESTALE, "queue file truncated while it was being created");
+		goto fail;
+	}
 	close(fd);
+	close(dfd);
 	return 0;
 fail:
 	/* O_EXCL made the file ours: leave nothing half-made behind. */
-	unlink(path);
+	remove_created(dfd, base, fd);
 	close(fd);
+	close(dfd);
 	return ret;
 }
 
@@ -236,6 +384,7 @@ static int read_header(int fd, struct shmq_geom *g, struct stat *st)
 	int64_t deadline = shmqi_now_ns() + READY_WAIT_NS;
 	struct timespec nap = { 0, 1000000 };
 	struct shmq_hdr h;
+	uint64_t foreign = 0;
 	ssize_t n;
 
 	for (;;) {
@@ -244,19 +393,40 @@ static int read_header(int fd, struct shmq_geom *g, struct stat *st)
 		n = pread(fd, &h, sizeof(h), 0);
 		if (n < 0)
 			return shmqi_fail(-errno, "reading the header: %m");
-		/* A0 pairs with W0 in init_header(): ready, then the rest. */
+		/* Ready seen: the fields are read again below (A0). */
 		if (n == sizeof(h) && h.ready == SHMQ_READY)
 			break;
-		/* A foreign file is refused at once; only an unfinished one waits. */
-		if (n >= 8 && h.magic != 0 && h.magic != SHMQ_MAGIC)
-			return check_header(&h, (uint64_t)st->st_size, g);
+		/*
+		 * A foreign file is refused at once; only an unfinished one
+		 * waits. At once means on the second look: a copy made while
+		 * the creator's pwrite of the magic was under way may hold a
+		 * mix of its bytes, never twice the same one.
+		 */
+		if (n >= 8 && h.magic != 0 && h.magic != SHMQ_MAGIC) {
+			if (h.magic == foreign)
+				return check_header(&h, (uint64_t)st->st_size, g);
+			foreign = h.magic;
+			nanosleep(&nap, NULL);
+			continue;
+		}
 		if (shmqi_now_ns() >= deadline)
 			return shmqi_fail(-EBADMSG, n < (ssize_t)sizeof(h) ?
 				"file shorter than a queue header (creator died or not a queue)" :
 				"queue file never became ready (its creator died mid-init)");
 		nanosleep(&nap, NULL);
 	}
+	/*
+	 * A0 pairs with W0 in init_header(): ready, then the rest. The copy
+	 * that saw ready may hold fields read before the creator wrote them
+	 * (ready comes after most of them, and one pread copies in order),
+	 * so the header is read again, after ready, before anything is used.
+	 */
 	cmm_smp_rmb();
+	n = pread(fd, &h, sizeof(h), 0);
+	if (n < 0)
+		return shmqi_fail(-errno, "reading the header: %m");
+	if (n != sizeof(h))
+		return shmqi_fail(-EBADMSG, "file shorter than a queue header (truncated)");
 	return check_header(&h, (uint64_t)st->st_size, g);
 }
 
@@ -268,12 +438,16 @@ static int read_header(int fd, struct shmq_geom *g, struct stat *st)
  */
 static int check_owner(const char *path, const struct stat *st, int flags)
 {
+	char bits[64];
+
 	if (st->st_nlink > 1)
 		return shmqi_fail(-EMLINK, "%s has %ju hard links; a queue file must have one",
 				  path, (uintmax_t)st->st_nlink);
-	if (st->st_mode & S_IWOTH)
-		return shmqi_fail(-EACCES, "%s is world-writable (mode %o)",
-				  path, (unsigned int)(st->st_mode & 07777));
+	if (st->st_mode & 07777 & ~QUEUE_MODE_OK)
+		return shmqi_fail(-EACCES, "%s has mode %04o (%s): a queue file has at most mode %04o",
+				  path, (unsigned int)(st->st_mode & 07777),
+				  bad_mode_bits(st->st_mode & 07777, bits, sizeof(bits)),
+				  QUEUE_MODE_OK);
 	if (st->st_uid != geteuid() && !(flags & SHMQ_OPEN_ANY_OWNER))
 		return shmqi_fail(-EACCES, "%s is owned by uid %u, not by us (uid %u); SHMQ_OPEN_ANY_OWNER allows it",
 				  path, (unsigned int)st->st_uid,
@@ -322,6 +496,10 @@ static int attach_fd(struct shmq *q, const char *path)
 		return ret;
 	q->dev = st.st_dev;
 	q->ino = st.st_ino;
+	/* mmap takes a size_t: never let a 32-bit build narrow the size. */
+	if ((uint64_t)(size_t)q->g.file_size != q->g.file_size)
+		return shmqi_fail(-EFBIG, "%s: a %llu-byte queue file does not fit this process's address space",
+				  path, (unsigned long long)q->g.file_size);
 	q->map = mmap(NULL, q->g.file_size, prot, MAP_SHARED, q->fd, 0);
 	if (q->map == MAP_FAILED) {
 		q->map = NULL;

@@ -154,12 +154,9 @@ int shmq_sync(struct shmq *q)
 	int ret;
 
 	shmqi_clear_error();
-	/*
-	 * Linux treats a MAP_SHARED mapping of a file opened read-only as
-	 * private for msync: it would return 0 having written nothing.
-	 */
+	/* msync of a read-only shared mapping writes nothing and returns 0. */
 	if (q->rdonly)
-		return shmqi_fail(-EROFS, "sync needs write access: a read-only handle's msync writes nothing");
+		return shmqi_fail(-EROFS, "sync needs write access");
 	ret = sync_failed(q);
 	if (ret < 0)
 		return shmqi_fail(ret, "an earlier msync failed: the queue is marked \"durability failed\" for good");

@@ -6,7 +6,10 @@
  * docs/security.md says what each of these defends and what it does not.
  */
 #include <criterion/criterion.h>
+#include <criterion/logging.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
@@ -14,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -434,7 +438,7 @@ Test(security, a_producer_handle_makes_the_ring_writable_only_while_open,
 	cr_assert_fail("the ring stayed writable after the producer closed");
 }
 
-Test(security, a_read_only_handle_can_stat_a_live_queue_and_refuses_to_sync)
+Test(security, a_read_only_handle_can_stat_but_not_sync_a_live_queue)
 {
 	struct shmq_producer *p;
 	struct shmq_stat *st;
@@ -450,10 +454,344 @@ Test(security, a_read_only_handle_can_stat_a_live_queue_and_refuses_to_sync)
 	cr_assert_eq(st->messages, 1);
 	cr_assert_eq(st->producer_state, SHMQ_PRODUCER_OPEN);
 	shmq_stat_free(st);
-	cr_assert_eq(shmq_sync(ro), -EROFS, "a read-only msync writes nothing");
+	/* Its msync would write nothing and return 0: refused (issue 12). */
+	cr_assert_eq(shmq_sync(ro), -EROFS);
+	cr_assert_str_eq(shmq_errdetail(), "sync needs write access");
 	cr_assert_eq(shmq_consumer_open(ro, NULL, &(struct shmq_consumer *){ 0 }),
 		     -EROFS);
 	shmq_close(ro);
 	shmq_producer_close(p);
 	shmq_close(q);
+}
+
+/* ---- issue 12: file modes, create and rm against swaps, truncation ---- */
+
+/*
+ * Link-time hooks (tests/meson.build wraps getrandom and posix_fallocate
+ * for this binary): shmq_create calls posix_fallocate once the file
+ * exists and getrandom while it builds the header, so a test can act at
+ * those two moments.
+ */
+static const char *hook_truncate;	/* truncate this file in getrandom */
+static const char *hook_swap_dir;	/* rename it away and put ... */
+static const char *hook_swap_to;	/* ... a symlink to this in its place */
+static int hook_fallocate_err;		/* then fail posix_fallocate so */
+
+ssize_t __real_getrandom(void *buf, size_t len, unsigned int flags);
+ssize_t __wrap_getrandom(void *buf, size_t len, unsigned int flags);
+ssize_t __wrap_getrandom(void *buf, size_t len, unsigned int flags)
+{
+	if (hook_truncate)
+		cr_assert_eq(truncate(hook_truncate, 0), 0);
+	return __real_getrandom(buf, len, flags);
+}
+
+static int fallocate_hook(void)
+{
+	char moved[PATH_MAX];
+
+	if (!hook_swap_dir)
+		return 0;
+	snprintf(moved, sizeof(moved), "%s.moved", hook_swap_dir);
+	cr_assert_eq(rename(hook_swap_dir, moved), 0);
+	cr_assert_eq(symlink(hook_swap_to, hook_swap_dir), 0);
+	return hook_fallocate_err;
+}
+
+int __real_posix_fallocate64(int fd, off_t off, off_t len);
+int __wrap_posix_fallocate64(int fd, off_t off, off_t len);
+int __wrap_posix_fallocate64(int fd, off_t off, off_t len)
+{
+	int err = fallocate_hook();
+
+	return err ? err : __real_posix_fallocate64(fd, off, len);
+}
+
+int __real_posix_fallocate(int fd, off_t off, off_t len);
+int __wrap_posix_fallocate(int fd, off_t off, off_t len);
+int __wrap_posix_fallocate(int fd, off_t off, off_t len)
+{
+	int err = fallocate_hook();
+
+	return err ? err : __real_posix_fallocate(fd, off, len);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+	cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+static bool exists(const char *path)
+{
+	struct stat sb;
+
+	return lstat(path, &sb) == 0;
+}
+
+static const struct {
+	unsigned int bit;
+	const char *name;
+} bad_bits[] = {
+	{ S_ISUID, "setuid" },
+	{ S_ISGID, "setgid" },
+	{ S_ISVTX, "sticky" },
+	{ S_IXUSR, "execute" },
+	{ S_IXGRP, "execute" },
+	{ S_IXOTH, "execute" },
+};
+
+Test(security, create_refuses_setuid_setgid_sticky_and_execute_bits)
+{
+	for (size_t i = 0; i < sizeof(bad_bits) / sizeof(bad_bits[0]); i++) {
+		struct shmq_config cfg = { .capacity = CAP,
+					   .mode = 0660 | bad_bits[i].bit };
+		struct shmq *q = NULL;
+
+		cr_assert_eq(shmq_create(h_path("q"), &cfg), -EINVAL,
+			     "mode %o accepted", cfg.mode);
+		cr_assert(strstr(shmq_errdetail(), bad_bits[i].name),
+			  "mode %o: \"%s\"", cfg.mode, shmq_errdetail());
+		cr_assert_not(exists(h_path("q")), "a file was left behind");
+		cr_assert_eq(shmq_open(h_path("q"), SHMQ_OPEN_CREATE, &cfg, &q),
+			     -EINVAL);
+		cr_assert_not(exists(h_path("q")), "a file was left behind");
+	}
+	/* The most a queue file may have. */
+	cr_assert_eq(shmq_create(h_path("q"),
+				 &(struct shmq_config){ .capacity = CAP,
+							.mode = 0664 }), 0);
+}
+
+Test(security, attach_refuses_a_file_with_setuid_setgid_sticky_or_execute_bits)
+{
+	make_queue("q", 4);
+	for (size_t i = 0; i < sizeof(bad_bits) / sizeof(bad_bits[0]); i++) {
+		cr_assert_eq(chmod(h_path("q"), 0600 | bad_bits[i].bit), 0);
+		expect_refused_path(h_path("q"), 0, -EACCES);
+		cr_assert(strstr(shmq_errdetail(), bad_bits[i].name), "%s",
+			  shmq_errdetail());
+		/* Not even to look: the bit is the attack, not the bytes. */
+		expect_refused_path(h_path("q"),
+				    SHMQ_OPEN_RDONLY | SHMQ_OPEN_ANY_OWNER,
+				    -EACCES);
+	}
+	cr_assert_eq(chmod(h_path("q"), 0664), 0);
+	shmq_close(attach("q", 0));
+}
+
+Test(security, create_reports_a_file_truncated_under_it_and_leaves_nothing)
+{
+	struct shmq_config cfg = { .capacity = CAP };
+
+	/* Cut to 0 bytes just before the header is written. */
+	hook_truncate = h_path("q");
+	cr_assert_eq(shmq_create(h_path("q"), &cfg), -ESTALE, "%s",
+		     shmq_errdetail());
+	cr_assert(strstr(shmq_errdetail(), "truncated"), "%s",
+		  shmq_errdetail());
+	cr_assert_not(exists(h_path("q")), "the half-made file was left");
+	hook_truncate = NULL;
+	make_queue("q", 4);
+}
+
+Test(security, a_failed_create_removes_its_own_file_not_one_a_swap_put_there)
+{
+	char victim[PATH_MAX];
+	struct shmq_config cfg = { .capacity = CAP };
+
+	cr_assert_eq(mkdir(h_path("d"), 0700), 0);
+	cr_assert_eq(mkdir(h_path("victim"), 0700), 0);
+	write_file(h_path("victim/q"), "precious\n");
+	snprintf(victim, sizeof(victim), "%s", h_path("victim"));
+	/*
+	 * Once d/q exists, d is renamed away and a symlink to victim put in
+	 * its place; then the allocation fails and create cleans up.
+	 */
+	hook_swap_dir = h_path("d");
+	hook_swap_to = victim;
+	hook_fallocate_err = ENOSPC;
+	cr_assert_eq(shmq_create(h_path("d/q"), &cfg), -ENOSPC);
+	cr_assert(exists(h_path("victim/q")),
+		  "create's cleanup removed a file in another directory");
+	cr_assert_not(exists(h_path("d.moved/q")),
+		      "create left its half-made file");
+}
+
+/* ---- shmq rm (tools/shmq.c) against a directory swapped under it ---- */
+
+static const char *tool_path(void)
+{
+	const char *t = getenv("SHMQ_TOOL");
+
+	if (!t || access(t, X_OK) < 0)
+		cr_skip_test("SHMQ_TOOL does not name the shmq binary");
+	return t;
+}
+
+/* Start `shmq rm PATH`, with a watchdog; QUIET: no output. */
+static pid_t spawn_rm(const char *tool, const char *path, bool quiet)
+{
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		alarm(20);
+		if (quiet) {
+			int null = open("/dev/null", O_WRONLY);
+
+			dup2(null, STDOUT_FILENO);
+			dup2(null, STDERR_FILENO);
+		}
+		execl(tool, tool, "rm", path, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int wait_status(pid_t pid)
+{
+	int st;
+
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Whether process PID has the file PATH open (its /proc fd links). */
+static bool has_open(pid_t pid, const char *path)
+{
+	char link[64], target[PATH_MAX];
+
+	for (int fd = 0; fd < 64; fd++) {
+		ssize_t n;
+
+		snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)pid, fd);
+		n = readlink(link, target, sizeof(target) - 1);
+		if (n < 0)
+			continue;
+		target[n] = '\0';
+		if (!strcmp(target, path))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Deterministic: rm has opened d/q and waits for it to become ready (a
+ * creator still at work, F8) when d is renamed away and a symlink to
+ * another directory takes its name; then d/q becomes ready. rm must
+ * remove the queue it validated, in the directory it validated it in,
+ * and nothing in the other directory.
+ */
+Test(security, rm_removes_in_the_directory_it_checked_not_through_a_swapped_name)
+{
+	const char *tool = tool_path();
+	uint32_t zero = 0, ready = SHMQ_READY;
+	char path[PATH_MAX], victim[PATH_MAX];
+	uint64_t t0;
+	pid_t pid;
+
+	cr_assert_eq(mkdir(h_path("d"), 0700), 0);
+	cr_assert_eq(mkdir(h_path("victim"), 0700), 0);
+	write_file(h_path("victim/q"), "precious\n");
+	snprintf(victim, sizeof(victim), "%s", h_path("victim"));
+	snprintf(path, sizeof(path), "%s", h_path("d/q"));
+	make_queue("d/q", 4);
+	cr_assert_eq(h_poke(path, offsetof(struct shmq_hdr, ready), &zero,
+			    sizeof(zero)), 0);
+
+	pid = spawn_rm(tool, path, false);
+	for (t0 = h_now_ns(); !has_open(pid, path); h_sleep_ms(1))
+		cr_assert_lt(h_now_ns() - t0, 10000000000ull,
+			     "rm never opened %s", path);
+	cr_assert_eq(rename(h_path("d"), h_path("d.moved")), 0);
+	cr_assert_eq(symlink(victim, h_path("d")), 0);
+	cr_assert_eq(h_poke(h_path("d.moved/q"), offsetof(struct shmq_hdr, ready),
+			    &ready, sizeof(ready)), 0);
+
+	cr_assert_eq(wait_status(pid), 0, "rm failed");
+	cr_assert(exists(h_path("victim/q")),
+		  "rm removed a file in another directory");
+	cr_assert_not(exists(h_path("d.moved/q")),
+		      "rm did not remove the queue it checked");
+}
+
+/*
+ * The race of issue 12, for real: an attacker (uid 65534 when we are
+ * root) owns the directory holding d and exchanges d with a symlink to
+ * a directory it cannot write, in a loop, while rm runs again and again
+ * on d/q. The victim's file of the same name must never go.
+ */
+Test(security, rm_never_removes_a_file_outside_the_queue_directory_in_a_swap_race,
+     .timeout = 90)
+{
+	const char *tool = tool_path();
+	char qpath[PATH_MAX], proc_q[64];
+	int afd, rdfd, removed = 0, tries;
+	pid_t swapper;
+	uint64_t t0;
+
+	cr_assert_eq(mkdir(h_path("attack"), 0755), 0);
+	cr_assert_eq(mkdir(h_path("attack/d"), 0755), 0);
+	cr_assert_eq(mkdir(h_path("victim"), 0700), 0);
+	write_file(h_path("victim/q"), "precious\n");
+	cr_assert_eq(symlink(h_path("victim"), h_path("attack/s")), 0);
+	if (geteuid() == 0) {
+		cr_assert_eq(chown(h_path("attack"), 65534, 65534), 0);
+		cr_assert_eq(chown(h_path("attack/d"), 65534, 65534), 0);
+		cr_assert_eq(lchown(h_path("attack/s"), 65534, 65534), 0);
+	}
+	afd = open(h_path("attack"), O_PATH | O_DIRECTORY | O_CLOEXEC);
+	rdfd = open(h_path("attack/d"), O_PATH | O_DIRECTORY | O_CLOEXEC);
+	cr_assert(afd >= 0 && rdfd >= 0);
+	snprintf(qpath, sizeof(qpath), "%s", h_path("attack/d/q"));
+	/* The real directory by its descriptor, whichever name it has. */
+	snprintf(proc_q, sizeof(proc_q), "/proc/self/fd/%d/q", rdfd);
+
+	swapper = fork();
+	cr_assert_geq(swapper, 0);
+	if (swapper == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		alarm(120);
+		if (geteuid() == 0 && (setgroups(0, NULL) < 0 ||
+				       setgid(65534) < 0 || setuid(65534) < 0))
+			_exit(3);
+		for (;;)
+			if (renameat2(afd, "d", afd, "s", RENAME_EXCHANGE) < 0)
+				_exit(errno == EINVAL || errno == ENOSYS ? 2 : 1);
+	}
+
+	/* A bound on work, not an assertion on speed. */
+	t0 = h_now_ns();
+	for (tries = 0; tries < 400 && h_now_ns() - t0 < 30000000000ull;
+	     tries++) {
+		struct stat sb;
+		int st;
+
+		if (fstatat(rdfd, "q", &sb, AT_SYMLINK_NOFOLLOW) < 0)
+			cr_assert_eq(shmq_create(proc_q,
+				&(struct shmq_config){ .capacity = CAP }), 0,
+				"%s", shmq_errdetail());
+		st = wait_status(spawn_rm(tool, qpath, true));
+		removed += st == 0;
+		cr_assert(exists(h_path("victim/q")),
+			  "try %d: rm removed the victim's file", tries + 1);
+		if (waitpid(swapper, &st, WNOHANG) == swapper) {
+			if (WIFEXITED(st) && WEXITSTATUS(st) == 2)
+				cr_skip_test("no RENAME_EXCHANGE on this filesystem");
+			cr_assert_fail("the swapper stopped: status %#x", st);
+		}
+	}
+	kill(swapper, SIGKILL);
+	waitpid(swapper, NULL, 0);
+	cr_log_info("%d tries, %d removals of the real queue", tries, removed);
+	/* Else the race never let rm get as far as removing anything. */
+	cr_assert_gt(removed, 0, "rm never removed the real queue in %d tries",
+		     tries);
+	close(afd);
+	close(rdfd);
 }

@@ -31,14 +31,17 @@ static size_t sigbus_len;
 
 static void sigbus_prepare(const char *path)
 {
+	char esc[sizeof(sigbus_msg)];
 	int n;
 
-	if (path)
+	if (path) {
+		tool_escape(esc, sizeof(esc), path, strlen(path), TOOL_ESC_TEXT);
 		n = snprintf(sigbus_msg, sizeof(sigbus_msg),
-			     "%s: %s: queue file truncated\n", tool_name, path);
-	else
+			     "%s: %s: queue file truncated\n", tool_name, esc);
+	} else {
 		n = snprintf(sigbus_msg, sizeof(sigbus_msg),
 			     "%s: queue file truncated\n", tool_name);
+	}
 	if (n < 0)
 		n = 0;
 	if ((size_t)n >= sizeof(sigbus_msg))
@@ -132,19 +135,136 @@ void tool_catch_stop_signals(void)
 	sigaction(SIGHUP, &sa, NULL);
 }
 
+/*
+ * The valid UTF-8 sequence at S (N > 0 bytes left): its length, and its
+ * code point in *CP; 0 when S[0] starts no valid sequence. Overlong forms,
+ * surrogates and code points above U+10FFFF are invalid (RFC 3629).
+ */
+static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
+{
+	uint32_t c, min;
+	size_t len;
+
+	if (s[0] < 0x80) {
+		*cp = s[0];
+		return 1;
+	}
+	if (s[0] < 0xc2)		/* a continuation byte, or overlong */
+		return 0;
+	if (s[0] < 0xe0)
+		len = 2, c = s[0] & 0x1f, min = 0x80;
+	else if (s[0] < 0xf0)
+		len = 3, c = s[0] & 0x0f, min = 0x800;
+	else if (s[0] < 0xf5)
+		len = 4, c = s[0] & 0x07, min = 0x10000;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		c = c << 6 | (s[i] & 0x3f);
+	}
+	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return len;
+}
+
+/*
+ * Characters a terminal acts on or hides even when validly encoded: C0,
+ * DEL and C1 controls (U+009B is a CSI to some terminals), and the
+ * zero-width, line-separator and bidirectional formatting characters that
+ * can make one row look like another.
+ */
+static int hidden_char(uint32_t cp)
+{
+	return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) ||
+	       (cp >= 0x200b && cp <= 0x200f) ||
+	       (cp >= 0x2028 && cp <= 0x202e) ||
+	       (cp >= 0x2066 && cp <= 0x2069) || cp == 0xfeff;
+}
+
+/*
+ * Escape the character or invalid byte at S into E (at most 24 bytes);
+ * returns how many input bytes it covers, and the output length in *ELEN.
+ */
+static size_t escape_one(const unsigned char *s, size_t n,
+			 enum tool_escape_mode mode, char *e, size_t *elen)
+{
+	uint32_t cp;
+	size_t len = utf8_seq(s, n, &cp);
+	int k = 0;
+
+	if (len == 0) {
+		*elen = sprintf(e, mode == TOOL_ESC_JSON ? "\\u%04x" : "\\x%02x",
+				s[0]);
+		return 1;
+	}
+	if (cp == '\\' || (mode == TOOL_ESC_JSON && cp == '"')) {
+		e[k++] = '\\';
+		e[k++] = (char)cp;
+	} else if (mode == TOOL_ESC_JSON && hidden_char(cp)) {
+		/* Lossless: the escape stands for the same character. */
+		k = sprintf(e, "\\u%04x", (unsigned int)cp);
+	} else if (mode == TOOL_ESC_TEXT && hidden_char(cp)) {
+		for (size_t i = 0; i < len; i++)
+			k += sprintf(e + k, "\\x%02x", s[i]);
+	} else {
+		memcpy(e, s, len);
+		k = (int)len;
+	}
+	*elen = (size_t)k;
+	return len;
+}
+
+char *tool_escape(char *out, size_t cap, const char *s, size_t len,
+		  enum tool_escape_mode mode)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, k = 0, elen;
+	char e[32];
+
+	while (i < len) {
+		size_t used = escape_one(u + i, len - i, mode, e, &elen);
+
+		if (k + elen >= cap)
+			break;
+		memcpy(out + k, e, elen);
+		k += elen;
+		i += used;
+	}
+	out[k] = '\0';
+	return out;
+}
+
+void tool_fputs_escaped(const char *s, enum tool_escape_mode mode, FILE *f)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t len = strlen(s), i = 0, elen;
+	char e[32];
+
+	while (i < len) {
+		i += escape_one(u + i, len - i, mode, e, &elen);
+		fwrite(e, 1, elen, f);
+	}
+}
+
 static void vmsg(const char *fmt, va_list ap)
 {
-	char buf[1024];
+	char buf[1024], esc[TOOL_ESC_MAX(sizeof(buf))];
 	int n;
 
 	n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	if (n < 0)
 		return;
-	/* One line, whatever a file name or detail string contains. */
-	for (char *c = buf; *c; c++)
-		if (iscntrl((unsigned char)*c))
-			*c = '?';
-	fprintf(stderr, "%s: %s\n", tool_name, buf);
+	/*
+	 * One line that cannot drive the terminal, whatever a path, a name
+	 * or a library detail (which may quote the file) contains.
+	 */
+	tool_escape(esc, sizeof(esc), buf, strlen(buf), TOOL_ESC_TEXT);
+	fprintf(stderr, "%s: %s\n", tool_name, esc);
 }
 
 void tool_msg(const char *fmt, ...)
@@ -363,14 +483,15 @@ int64_t now_real_ns(void)
 	return clock_ns(CLOCK_REALTIME);
 }
 
-int tool_open(const char *path, int flags, struct shmq **q)
+int tool_open_as(const char *path, const char *shown, int flags,
+		 struct shmq **q)
 {
 	const void *addr;
 	size_t len;
 	int r;
 
 	/* Set first: a truncated file can fault during validation already. */
-	tool_set_path(path);
+	tool_set_path(shown);
 	attaching = 1;
 	r = shmq_open(path, flags, NULL, q);
 	if (r == 0) {
@@ -381,11 +502,35 @@ int tool_open(const char *path, int flags, struct shmq **q)
 	attaching = 0;
 	if (r == -ENOENT && !(flags & SHMQ_OPEN_CREATE)) {
 		tool_msg("%s: no such queue (create it with 'shmq create' or "
-			 "pass --create)", path);
+			 "pass --create)", shown);
 		return EXIT_ERROR;
 	}
 	if (r < 0)
-		return tool_fail(path, "cannot open queue", r);
+		return tool_fail(shown, "cannot open queue", r);
+	return 0;
+}
+
+int tool_open(const char *path, int flags, struct shmq **q)
+{
+	return tool_open_as(path, path, flags, q);
+}
+
+int tool_create(const char *path, const struct shmq_config *cfg)
+{
+	int r;
+
+	/*
+	 * shmq_create() writes the new header with pwrite(), not through a
+	 * mapping, so a file truncated under it is an error, not a SIGBUS.
+	 * Should any page of the file still fault while it runs, the handler
+	 * reports truncation (status 7) instead of a signal death.
+	 */
+	tool_set_path(path);
+	attaching = 1;
+	r = shmq_create(path, cfg);
+	attaching = 0;
+	if (r < 0)
+		return tool_fail(path, "cannot create queue", r);
 	return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -42,6 +43,36 @@ void tool_init(const char *name);
 /* Name the queue in the SIGBUS message; PATH must outlive the process. */
 void tool_set_path(const char *path);
 
+/*
+ * Escaping of bytes that are not ours: names read from a queue file (any
+ * user who can write it sets them), paths and library details. TEXT is for
+ * a terminal: control bytes (C0, DEL), C1 controls and bidirectional or
+ * invisible format characters (even when validly encoded) and bytes that
+ * are not valid UTF-8 become \xNN, and a backslash becomes \\, so that
+ * nothing printed can move the cursor, change the title or forge a line.
+ * JSON is for the body of a JSON string: '"' and '\\' are escaped, the
+ * same characters become \uNNNN (the same character again once decoded),
+ * and each byte that is not valid UTF-8 becomes \u00NN of the byte, which
+ * decodes to U+00NN (docs/tools.md).
+ */
+enum tool_escape_mode {
+	TOOL_ESC_TEXT,
+	TOOL_ESC_JSON,
+};
+
+/* Room tool_escape() needs for LEN input bytes, with the NUL. */
+#define TOOL_ESC_MAX(len) (6 * (size_t)(len) + 1)
+
+/*
+ * Escape LEN bytes of S into OUT (CAP bytes, CAP > 0), always
+ * NUL-terminated; an escape is never cut in half. Returns OUT.
+ */
+char *tool_escape(char *out, size_t cap, const char *s, size_t len,
+		  enum tool_escape_mode mode);
+
+/* fputs() of the NUL-terminated S, escaped. */
+void tool_fputs_escaped(const char *s, enum tool_escape_mode mode, FILE *f);
+
 /* Print "NAME: fmt\n" on stderr. */
 void tool_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -61,6 +92,18 @@ int tool_fail(const char *path, const char *what, int err);
  * status after reporting the failure.
  */
 int tool_open(const char *path, int flags, struct shmq **q);
+
+/* tool_open(), but messages name SHOWN instead of PATH. */
+int tool_open_as(const char *path, const char *shown, int flags,
+		 struct shmq **q);
+
+struct shmq_config;
+
+/*
+ * shmq_create() PATH with CFG, marked as attaching for the SIGBUS handler.
+ * Returns 0, or the exit status after reporting the failure.
+ */
+int tool_create(const char *path, const struct shmq_config *cfg);
 
 /* Consumer kinds as the tools name them (--group, --observe). */
 enum tool_consumer_kind {

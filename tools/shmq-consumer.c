@@ -97,7 +97,8 @@ static int parse_args(int argc, char **argv, struct consumer_args *a)
 static int print_record(const char *path, const struct shmq_msg *m)
 {
 	struct student s;
-	char line[128];
+	char name[TOOL_ESC_MAX(STUDENT_NAME_SIZE)];
+	char line[64 + sizeof(name)];
 	int n, r;
 
 	if (m->len != STUDENT_RECORD_SIZE) {
@@ -107,11 +108,10 @@ static int print_record(const char *path, const struct shmq_msg *m)
 		return EXIT_ERROR;
 	}
 	student_decode(m->data, &s);
-	for (char *c = s.name; *c; c++)		/* one record, one line */
-		if ((unsigned char)*c < 0x20)
-			*c = '?';
+	/* One record, one line, and nothing a terminal would act on. */
+	tool_escape(name, sizeof(name), s.name, strlen(s.name), TOOL_ESC_TEXT);
 	n = snprintf(line, sizeof(line), "id = %" PRIu64 ", name = %s, "
-		     "age = %" PRIu32 "\n", s.id, s.name, s.age);
+		     "age = %" PRIu32 "\n", s.id, name, s.age);
 	r = write_all(STDOUT_FILENO, line, n);
 	if (r == -EPIPE)
 		return EXIT_PIPE;

@@ -5,10 +5,12 @@
  * stat have a file each.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <shmq.h>
@@ -59,9 +61,10 @@ static const char create_usage[] =
 "                        [--evict-after SECONDS|never] [--checksum full|header]\n"
 "Create the queue file PATH; fails if PATH exists. Defaults: a 1M ring,\n"
 "64K max message (at most a quarter of the ring), 64 consumer slots,\n"
-"mode 0600, block when full, never evict. --evict-after: a consumer that\n"
-"holds the full ring without progress for SECONDS is evicted (it exits\n"
-"with status 6) and the producer goes on; 'shmq policy' changes it later.\n"
+"mode 0600 (at most 0664), block when full, never evict. --evict-after:\n"
+"a consumer that holds the full ring without progress for SECONDS is\n"
+"evicted (it exits with status 6) and the producer goes on; 'shmq\n"
+"policy' changes it later.\n"
 "--checksum header: record checksums cover headers only (faster; a\n"
 "damaged payload is then delivered as it is). Default: full.\n";
 
@@ -155,15 +158,14 @@ int cmd_create(int argc, char **argv)
 	path = one_path(argc, argv, optind);
 	if (!path)
 		return EXIT_USAGE;
-	r = shmq_create(path, &cfg);
-	if (r < 0)
-		return tool_fail(path, "cannot create queue", r);
-	return EXIT_OK;
+	r = tool_create(path, &cfg);
+	return r ? r : EXIT_OK;
 }
 
 static const char sync_usage[] =
 "Usage: shmq sync PATH\n"
-"Make every message committed to PATH so far durable on disk.\n";
+"Make every message committed to PATH so far durable on disk. Needs write\n"
+"access to PATH.\n";
 
 int cmd_sync(int argc, char **argv)
 {
@@ -184,14 +186,18 @@ int cmd_sync(int argc, char **argv)
 	if (!path)
 		return EXIT_USAGE;
 	/*
-	 * Read-write, so that the sync also raises the durable watermark
-	 * that `get --durable` waits for; a read-only handle syncs the data
-	 * but may not write the header.
+	 * Never with a read-only handle: Linux treats a shared mapping of a
+	 * file opened read-only like a private one for msync, which then
+	 * returns 0 and writes nothing. The check here only chooses the
+	 * message; the read-write open below is what enforces it.
 	 */
-	if (access(path, W_OK) == 0)
-		r = tool_open(path, 0, &q);
-	else
-		r = tool_open(path, SHMQ_OPEN_RDONLY, &q);
+	if (faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) < 0 &&
+	    (errno == EACCES || errno == EPERM || errno == EROFS)) {
+		tool_msg("%s: sync needs write access: %s", path,
+			 strerror(errno));
+		return EXIT_ERROR;
+	}
+	r = tool_open(path, 0, &q);
 	if (r)
 		return r;
 	r = shmq_sync(q);
@@ -204,7 +210,8 @@ int cmd_sync(int argc, char **argv)
 static const char rm_usage[] =
 "Usage: shmq rm PATH [--force]\n"
 "Remove the queue file PATH. Refuses while a live producer or consumer\n"
-"is attached, unless --force is given.\n";
+"is attached, unless --force is given. The directory of PATH must not be\n"
+"a symbolic link.\n";
 
 /* Who is still attached and alive; the message names the producer's pid. */
 static int queue_in_use(const char *path, struct shmq *q, int force,
@@ -231,6 +238,103 @@ static int queue_in_use(const char *path, struct shmq *q, int force,
 	return 0;
 }
 
+/*
+ * Open the directory of PATH as an O_PATH descriptor and find its last
+ * component, so that rm checks and removes a name in one directory that
+ * cannot be swapped under it (a rename or a symlink put in its place
+ * between the check and the unlink). The directory's own name must not
+ * be a symbolic link. Returns the descriptor, or -1 after reporting.
+ */
+static int open_parent(const char *path, const char **base)
+{
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+	char *dir;
+	size_t n;
+	int dfd;
+
+	*base = slash ? slash + 1 : path;
+	if (!**base || !strcmp(*base, ".") || !strcmp(*base, "..")) {
+		tool_msg("%s: not a queue file name", path);
+		return -1;
+	}
+	/* "a//q" names the directory "a": no trailing slash, which follows. */
+	for (n = slash ? (size_t)(slash - path) : 0; n > 0 && path[n - 1] == '/';
+	     n--)
+		;
+	dir = n ? strndup(path, n) : strdup(slash ? "/" : ".");
+	if (!dir) {
+		tool_msg("out of memory");
+		return -1;
+	}
+	dfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	/* O_NOFOLLOW|O_DIRECTORY on a symlink fails with ENOTDIR or ELOOP. */
+	if (dfd < 0 && (errno == ELOOP || errno == ENOTDIR) &&
+	    lstat(dir, &st) == 0 && S_ISLNK(st.st_mode))
+		tool_msg("%s: the directory %s is a symbolic link; name the "
+			 "directory it points to", path, dir);
+	else if (dfd < 0)
+		tool_msg("%s: cannot open its directory: %s", path,
+			 strerror(errno));
+	free(dir);
+	return dfd;
+}
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/*
+ * Check and remove BASE inside the directory DFD. The queue is validated
+ * through the same directory (fchdir, then a one-component path) and the
+ * name is removed there only if it is still the file it was before the
+ * validation. A rename inside that directory can still swap the name
+ * between the last look and unlinkat(); only someone who may rename or
+ * remove entries of the directory anyway can do it, and in a sticky
+ * directory not with another user's file.
+ */
+static int rm_at(const char *path, int dfd, const char *base, int force)
+{
+	struct stat before, after;
+	struct shmq *q;
+	int r, busy = 0;
+
+	if (fstatat(dfd, base, &before, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno == ENOENT)
+			tool_msg("%s: no such queue", path);
+		else
+			tool_msg("%s: cannot remove: %s", path, strerror(errno));
+		return EXIT_ERROR;
+	}
+	if (fchdir(dfd) < 0) {
+		tool_msg("%s: cannot enter its directory: %s", path,
+			 strerror(errno));
+		return EXIT_ERROR;
+	}
+	/* Validating first means rm never deletes a file that is no queue. */
+	r = tool_open_as(base, path, SHMQ_OPEN_RDONLY, &q);
+	if (r)
+		return r;
+	r = queue_in_use(path, q, force, &busy);
+	shmq_close(q);
+	if (r)
+		return r;
+	if (busy && !force)
+		return EXIT_BUSY;
+	if (fstatat(dfd, base, &after, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !same_file(&before, &after)) {
+		tool_msg("%s: the file changed while rm checked it; nothing "
+			 "removed", path);
+		return EXIT_ERROR;
+	}
+	if (unlinkat(dfd, base, 0) < 0) {
+		tool_msg("%s: cannot remove: %s", path, strerror(errno));
+		return EXIT_ERROR;
+	}
+	return EXIT_OK;
+}
+
 int cmd_rm(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -238,9 +342,8 @@ int cmd_rm(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct shmq *q;
-	const char *path;
-	int c, r, force = 0, busy = 0;
+	const char *path, *base;
+	int c, r, dfd, force = 0;
 
 	while ((c = getopt_long(argc, argv, ":f", longopts, NULL)) != -1) {
 		if (c == 'h')
@@ -252,21 +355,12 @@ int cmd_rm(int argc, char **argv)
 	path = one_path(argc, argv, optind);
 	if (!path)
 		return EXIT_USAGE;
-	/* Validating first means rm never deletes a file that is no queue. */
-	r = tool_open(path, SHMQ_OPEN_RDONLY, &q);
-	if (r)
-		return r;
-	r = queue_in_use(path, q, force, &busy);
-	shmq_close(q);
-	if (r)
-		return r;
-	if (busy && !force)
-		return EXIT_BUSY;
-	if (unlink(path) < 0) {
-		tool_msg("%s: cannot remove: %s", path, strerror(errno));
+	dfd = open_parent(path, &base);
+	if (dfd < 0)
 		return EXIT_ERROR;
-	}
-	return EXIT_OK;
+	r = rm_at(path, dfd, base, force);
+	close(dfd);
+	return r;
 }
 
 static const struct {

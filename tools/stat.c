@@ -145,19 +145,11 @@ static struct rate producer_rate(const struct view *v)
 
 /* ---- JSON ---------------------------------------------------------- */
 
+/* Names come from the file: see tool_escape() for what is escaped. */
 static void json_string(const char *s)
 {
 	putchar('"');
-	for (; *s; s++) {
-		unsigned char ch = *s;
-
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else if (ch < 0x20 || ch == 0x7f)
-			printf("\\u%04x", ch);
-		else
-			putchar(ch);
-	}
+	tool_fputs_escaped(s, TOOL_ESC_JSON, stdout);
 	putchar('"');
 }
 
@@ -321,8 +313,10 @@ static void table_header(const struct view *v)
 	const struct shmq_stat *st = v->st;
 	char a[32], b[32], c[32];
 
-	printf("queue      %s (format %" PRIu32 ", created %s, %" PRIu64
-	       " bytes)\n", v->path, st->version,
+	printf("queue      ");
+	tool_fputs_escaped(v->path, TOOL_ESC_TEXT, stdout);
+	printf(" (format %" PRIu32 ", created %s, %" PRIu64
+	       " bytes)\n", st->version,
 	       human_time(st->created_ns, a, sizeof(a)), st->file_size);
 	printf("geometry   ring %s, max message %s, %" PRIu32
 	       " slots, when full: %s",
@@ -380,6 +374,7 @@ static void table_consumer(const struct view *v,
 {
 	struct rate r = consumer_rate(v, c);
 	char age[32], bytes[32], rate[48];
+	char name[TOOL_ESC_MAX(sizeof(c->name))];
 
 	if (!v->prev)
 		rate[0] = '\0';
@@ -387,9 +382,15 @@ static void table_consumer(const struct view *v,
 		snprintf(rate, sizeof(rate), "  %9.0f %9.0f", r.msgs, r.bytes);
 	else
 		snprintf(rate, sizeof(rate), "  %9s %9s", "-", "-");
+	/* Any user who can write the file names slots: never print it raw. */
+	if (c->name[0])
+		tool_escape(name, sizeof(name), c->name, strlen(c->name),
+			    TOOL_ESC_TEXT);
+	else
+		strcpy(name, "-");
 	printf("%4" PRIu32 " %-9s %-16s %7" PRIu32 " %-7s %-4s %12" PRIu64
 	       " %10" PRIu64 " %10" PRIu64 " %10s %8s%s\n",
-	       c->slot, table_kind(c), c->name[0] ? c->name : "-",
+	       c->slot, table_kind(c), name,
 	       c->pid, state_name(c), c->holding ? "yes" : "",
 	       c->position, c->next_seq, c->lag_messages,
 	       human_bytes(c->lag_bytes, bytes, sizeof(bytes)),
