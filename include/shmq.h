@@ -30,6 +30,17 @@ extern "C" {
 #define SHMQ_VERSION_STRING "0.1.0"
 
 /*
+ * ABI: the shared library is libshmq.so.1; its soname changes with any
+ * incompatible change, and symbols added later get a new version node.
+ * The structs a caller allocates (struct shmq_config, shmq_producer_opts,
+ * shmq_consumer_opts, shmq_msg) carry reserved space for later fields:
+ * zero-initialise them (= { 0 } or designated initialisers) and a later
+ * library reads zero, the default, in fields this program never knew.
+ * Structs the library allocates (shmq_stat) only grow at the end;
+ * shmq_info() takes the caller's size. docs/decisions.md, "ABI".
+ */
+
+/*
  * Timeouts, in nanoseconds, for every call that may wait: SHMQ_NOWAIT,
  * SHMQ_FOREVER or a bound. SHMQ_FOREVER is the only value that waits
  * without a bound: any other negative timeout behaves as SHMQ_NOWAIT, so
@@ -90,6 +101,8 @@ struct shmq_config {
 	uint32_t evict_after_ms; /* 0: never evict (default); see below */
 	uint64_t initial_pos;	/* first write position (tests: near 2^64) */
 	uint32_t checksum;	/* enum shmq_checksum */
+	uint32_t reserved0;	/* zero: room for later fields (ABI below) */
+	uint64_t reserved[5];	/* zero */
 };
 
 #define SHMQ_DEFAULT_CAPACITY	(1u << 20)
@@ -160,6 +173,7 @@ struct shmq_producer_opts {
 	uint32_t sync_mode;	/* enum shmq_sync_mode */
 	uint32_t sync_every_n;	/* batch: messages; both 0: 1024 and 100 ms */
 	uint32_t sync_every_ms;	/* batch: ms, checked at each send; 0: off */
+	uint32_t reserved[12];	/* zero: room for later fields (ABI below) */
 };
 
 /*
@@ -289,6 +303,8 @@ struct shmq_consumer_opts {
 				   the group's name for GROUP; NULL for
 				   OBSERVER */
 	uint32_t flags;		/* SHMQ_CONSUMER_* */
+	uint32_t reserved0;	/* zero: room for later fields (ABI below) */
+	uint64_t reserved[5];	/* zero; else -EINVAL */
 };
 
 /*
@@ -308,7 +324,9 @@ struct shmq_msg {
 	size_t len;
 	uint64_t seq;		/* the producer's sequence number */
 	uint32_t flags;		/* SHMQ_MSG_* */
+	uint32_t reserved0;	/* written as zero: room for later fields */
 	uint64_t lost;		/* messages skipped before this one */
+	uint64_t reserved[3];	/* written as zero */
 };
 
 #define SHMQ_EVICTED	(-ECONNRESET)	/* this consumer was evicted */

@@ -188,6 +188,9 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 	if ((o.flags & ~SHMQ_CONSUMER_DURABLE) ||
 	    ((o.flags & SHMQ_CONSUMER_DURABLE) && o.kind == SHMQ_CONSUMER_GROUP))
 		return shmqi_fail(-EINVAL, "unknown consumer flags, or durable reads asked of a group");
+	if (o.reserved0 || o.reserved[0] || o.reserved[1] || o.reserved[2] ||
+	    o.reserved[3] || o.reserved[4])
+		return shmqi_fail(-EINVAL, "reserved fields of struct shmq_consumer_opts must be zero");
 	if (o.name && !shmqi_name_valid(o.name))
 		return shmqi_fail(-EINVAL, "consumer name must be 1 to %d printable characters without spaces",
 				  SHMQ_NAME_MAX);
@@ -631,13 +634,16 @@ static const void *payload(struct shmq_consumer *c)
 				(const void *)(c->view.hdr + 1);
 }
 
+/* One assignment: the reserved fields are written as zero too. */
 static void fill_msg(struct shmq_consumer *c, struct shmq_msg *msg)
 {
-	msg->data = payload(c);
-	msg->len = c->view.len;
-	msg->seq = c->view.seq;
-	msg->flags = c->redelivered ? SHMQ_MSG_REDELIVERED : 0;
-	msg->lost = c->lost;
+	*msg = (struct shmq_msg){
+		.data = payload(c),
+		.len = c->view.len,
+		.seq = c->view.seq,
+		.flags = c->redelivered ? SHMQ_MSG_REDELIVERED : 0,
+		.lost = c->lost,
+	};
 }
 
 /* A record that failed its checksum: a member drops its claim on it. */
@@ -695,11 +701,11 @@ static int batch_first(struct shmq_consumer *c, struct shmqi_rec_view *v)
 
 static void fill_first(const struct shmqi_rec_view *v, struct shmq_msg *msg)
 {
-	msg->data = v->hdr + 1;
-	msg->len = v->len;
-	msg->seq = v->seq;
-	msg->flags = 0;
-	msg->lost = 0;
+	*msg = (struct shmq_msg){
+		.data = v->hdr + 1,
+		.len = v->len,
+		.seq = v->seq,
+	};
 }
 
 int shmq_peek(struct shmq_consumer *c, struct shmq_msg *msg,

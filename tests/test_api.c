@@ -6,6 +6,7 @@
  * SHMQ_OPEN_CREATE reports, peek/recv/release and shmq_release_n().
  */
 #include <criterion/criterion.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -768,6 +769,56 @@ Test(peek, a_member_that_closes_after_a_refused_recv_leaves_the_message_to_anoth
 	}
 	expect_none(b);
 	shmq_consumer_close(b);
+	shmq_producer_close(p);
+	shmq_close(q);
+}
+
+/* ---- issue 17 #8: the layouts compiled callers depend on ---------------- */
+
+TestSuite(abi, .init = h_setup, .fini = h_teardown, .timeout = 10);
+
+/*
+ * A change here breaks every compiled caller: it must come with a new
+ * soname (lib/meson.build) and docs/decisions.md "ABI". New fields go
+ * into the reserved space, which keeps these sizes.
+ */
+Test(abi, the_caller_allocated_structs_keep_their_size_and_layout)
+{
+	cr_assert_eq(sizeof(struct shmq_config), 88);
+	cr_assert_eq(offsetof(struct shmq_config, checksum), 40);
+	cr_assert_eq(offsetof(struct shmq_config, reserved), 48);
+	cr_assert_eq(sizeof(struct shmq_producer_opts), 64);
+	cr_assert_eq(offsetof(struct shmq_producer_opts, reserved), 16);
+	cr_assert_eq(sizeof(struct shmq_consumer_opts), 64);
+	cr_assert_eq(offsetof(struct shmq_consumer_opts, flags), 16);
+	cr_assert_eq(offsetof(struct shmq_consumer_opts, reserved), 24);
+	cr_assert_eq(sizeof(struct shmq_msg), 64);
+	cr_assert_eq(offsetof(struct shmq_msg, lost), 32);
+	cr_assert_eq(offsetof(struct shmq_msg, reserved), 40);
+	cr_assert_eq(sizeof(struct shmq_info), 72);
+}
+
+Test(abi, reserved_consumer_options_must_be_zero_and_messages_come_back_zeroed)
+{
+	struct shmq *q = mkq("q", 16384, 0);
+	struct shmq_producer *p = prod(q);
+	struct shmq_consumer_opts o = { .reserved[4] = 1 };
+	struct shmq_consumer *c;
+	struct shmq_msg m;
+
+	cr_assert_eq(shmq_consumer_open(q, &o, &c), -EINVAL);
+	o.reserved[4] = 0;
+	o.reserved0 = 1;
+	cr_assert_eq(shmq_consumer_open(q, &o, &c), -EINVAL);
+	o.reserved0 = 0;
+	cr_assert_eq(shmq_consumer_open(q, &o, &c), 0);
+	send_n(p, 0, 1);
+	memset(&m, 0xff, sizeof(m));
+	cr_assert_eq(shmq_peek(c, &m, SHMQ_NOWAIT), 0);
+	cr_assert_eq(m.reserved0, 0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(m.reserved[i], 0);
+	shmq_consumer_close(c);
 	shmq_producer_close(p);
 	shmq_close(q);
 }

@@ -88,6 +88,7 @@ for ex in "$T"/example*.c; do
 		fail "the C example left a consumer in $q: $("$SHMQ" stat "$q")"
 	head -c $((3 << 20)) /dev/zero | timeout -k 5 30 "$SHMQ" put "$q" &
 	pp=$!
+	track $pp
 	for i in $(seq 200); do
 		"$SHMQ" stat --json "$q" | grep -q '"state":"open"' && break
 		sleep 0.05
