@@ -375,6 +375,7 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 {
 	struct shmq_hdr *h = c->q->hdr;
 	int64_t now, spin_until, slice = SHMQ_SLICE_NS;
+	bool resleep;
 	uint32_t v;
 	int gone, ret;
 
@@ -402,7 +403,14 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	}
 	if (*deadline == 0)
 		*deadline = shmqi_deadline(timeout_ns);
-	spin_until = shmqi_now_ns() + SHMQ_SPIN_NS;
+	/*
+	 * Spin first, for a message that comes soon; not again after a
+	 * sleep that ran its whole slice (an idle member wakes every
+	 * MEMBER_SLICE_NS: spinning each time would cost 0.25 % of a core).
+	 */
+	resleep = c->slept_out;
+	spin_until = resleep ? 0 : shmqi_now_ns() + SHMQ_SPIN_NS;
+	c->slept_out = false;
 	do {
 		for (int i = 0; i < 128; i++) {
 			if (read_end(c) != c->pos)
@@ -411,21 +419,40 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 		}
 	} while (shmqi_now_ns() < spin_until);
 
-	v = load_relaxed(&h->data_futex);
+	v = load_acquire(&h->data_futex);
 	/*
-	 * F2 pairs with F2 in shmq_publish(): our flag is visible before we
-	 * re-read write_pos; the producer's write_pos is visible before it
-	 * reads the flag. One of us sees the other: no lost wake-up.
+	 * F2 (re-sleep): after a sleep that ran out its slice, with
+	 * data_futex unchanged since and our flag still set, the handshake
+	 * of that sleep still holds and need not be paid again (a membarrier
+	 * is tens of µs; idle members re-sleep every MEMBER_SLICE_NS). Every
+	 * clear of data_waiters (shmq_publish, raise_watermark) is followed
+	 * by an increment of data_futex and a wake-all: a clear before our
+	 * load of V shows as V changed (full path below); one after it
+	 * makes FUTEX_WAIT(V) return. So the flag has stayed set since our
+	 * fenced store and membarrier of that sleep, and a producer's flag
+	 * load after them sees it and wakes us; a publish before them is
+	 * visible to the re-read of write_pos below, which comes after them.
+	 * The acquire on V keeps that re-read after the load of V.
 	 */
-	store_fenced(&h->data_waiters, 1);
-	/*
-	 * F2 (asym): a producer publishing unfenced is fenced from here. Only
-	 * an ASYM producer needs it; one that stores its caps fences before
-	 * it publishes (shmq_producer_open), so a stale "not ASYM" is safe.
-	 */
-	if ((load_relaxed(&h->prod_caps) & SHMQ_CAP_ASYM) &&
-	    shmqi_membarrier() < 0)
-		slice = 1000000;	/* cannot fence it: look again soon */
+	if (!resleep || v != c->slept_on ||
+	    !load_relaxed(&h->data_waiters)) {
+		/*
+		 * F2 pairs with F2 in shmq_publish(): our flag is visible
+		 * before we re-read write_pos; the producer's write_pos is
+		 * visible before it reads the flag. One of us sees the other:
+		 * no lost wake-up.
+		 */
+		store_fenced(&h->data_waiters, 1);
+		/*
+		 * F2 (asym): a producer publishing unfenced is fenced from
+		 * here. Only an ASYM producer needs it; one that stores its
+		 * caps fences before it publishes (shmq_producer_open), so a
+		 * stale "not ASYM" is safe.
+		 */
+		if ((load_relaxed(&h->prod_caps) & SHMQ_CAP_ASYM) &&
+		    shmqi_membarrier() < 0)
+			slice = 1000000;	/* cannot fence it: look again soon */
+	}
 	/* An idle member wakes to look for dead members' claims. */
 	if (c->kind == SHMQ_KIND_MEMBER && slice > MEMBER_SLICE_NS)
 		slice = MEMBER_SLICE_NS;
@@ -444,6 +471,8 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 		return ret;
 	/* The slice ran out: the slow checks, then look again. */
 	c->live_check_ns = 0;
+	c->slept_out = slice == MEMBER_SLICE_NS || slice == SHMQ_SLICE_NS;
+	c->slept_on = v;
 	return shmqi_check_file(c->q);
 check_end:
 	gone = producer_gone(c);

@@ -121,6 +121,8 @@ struct shmq_consumer {
 	uint64_t bytes;
 	int64_t live_check_ns;	/* last producer liveness probe (NOWAIT) */
 	int64_t rescue_ns;	/* member: last look for dead members' claims */
+	bool slept_out;		/* the last sleep ran its whole slice */
+	uint32_t slept_on;	/* data_futex value of that sleep */
 	bool durable;		/* SHMQ_CONSUMER_DURABLE: read below durable_pos */
 	struct shmqi_rec_view view;
 };
