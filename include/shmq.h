@@ -136,9 +136,9 @@ int shmq_create(const char *path, const struct shmq_config *cfg);
  * slots and mode are compared when CFG sets them, when_full and checksum
  * always), and shmq_errdetail() then says how, although the call
  * succeeded ("... capacity 1048576 (asked 4194304)"); it is "" otherwise.
- * The file must be a
- * regular file with one link, not world-writable, and owned by the caller's
- * effective uid unless SHMQ_OPEN_ANY_OWNER is given (docs/security.md).
+ * The file must be a regular file with one link, not world-writable, and
+ * owned by the caller's effective uid unless SHMQ_OPEN_ANY_OWNER is given
+ * (docs/security.md).
  * Returns 0 or -errno: -ENOENT, SHMQ_ENOTQUEUE (not a queue file),
  * -EBADMSG (a queue file that is corrupt or was never finished), -EPROTO
  * (other version, layout or endianness), -EINVAL (not a regular file, bad
