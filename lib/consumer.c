@@ -471,7 +471,7 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 		return ret;
 	/* The slice ran out: the slow checks, then look again. */
 	c->live_check_ns = 0;
-	c->slept_out = slice == MEMBER_SLICE_NS || slice == SHMQ_SLICE_NS;
+	c->slept_out = slice > 1000000;	/* not after a failed membarrier */
 	c->slept_on = v;
 	return shmqi_check_file(c->q);
 check_end:
@@ -548,6 +548,7 @@ static int stream_next(struct shmq_consumer *c, int64_t timeout_ns)
 	int64_t deadline = 0;
 	int ret;
 
+	c->slept_out = false;	/* a new call spins first again */
 	for (;;) {
 		if (c->pos == c->wpos_cache) {
 			c->wpos_cache = read_end(c);	/* A1, A3 */
@@ -619,6 +620,7 @@ static int member_next(struct shmq_consumer *c, int64_t timeout_ns)
 	bool looked;
 	int ret;
 
+	c->slept_out = false;	/* a new call spins first again */
 	for (;;) {
 		looked = shmqi_now_ns() - c->rescue_ns >= RESCUE_NS;
 		if (looked) {
