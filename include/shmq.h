@@ -101,7 +101,7 @@ struct shmq_config {
 	uint32_t evict_after_ms; /* 0: never evict (default); see below */
 	uint64_t initial_pos;	/* first write position (tests: near 2^64) */
 	uint32_t checksum;	/* enum shmq_checksum */
-	uint32_t reserved0;	/* zero: room for later fields (ABI below) */
+	uint32_t reserved0;	/* zero: room for later fields (ABI above) */
 	uint64_t reserved[5];	/* zero */
 };
 
@@ -173,7 +173,7 @@ struct shmq_producer_opts {
 	uint32_t sync_mode;	/* enum shmq_sync_mode */
 	uint32_t sync_every_n;	/* batch: messages; both 0: 1024 and 100 ms */
 	uint32_t sync_every_ms;	/* batch: ms, checked at each send; 0: off */
-	uint32_t reserved[12];	/* zero: room for later fields (ABI below) */
+	uint32_t reserved[12];	/* zero: room for later fields (ABI above) */
 };
 
 /*
@@ -203,8 +203,8 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 int shmq_send(struct shmq_producer *p, const void *buf, size_t len,
 	      int64_t timeout_ns);
 /*
- * On -EAGAIN and -ETIMEDOUT for a full ring, shmq_errdetail() names what
- * holds the producer back: the slowest holder's kind, name, slot, pid and
+ * On -EAGAIN and -ETIMEDOUT for a full ring (shmq_send(), shmq_send_batch(),
+ * shmq_reserve()), shmq_errdetail() names what holds the producer back: the slowest holder's kind, name, slot, pid and
  * whether it is alive or dead (a dead named consumer keeps holding until
  * shmq_consumer_remove()), or, for a group, the member that claimed its
  * oldest message; or that no consumer holds and the block policy keeps
@@ -303,7 +303,7 @@ struct shmq_consumer_opts {
 				   the group's name for GROUP; NULL for
 				   OBSERVER */
 	uint32_t flags;		/* SHMQ_CONSUMER_* */
-	uint32_t reserved0;	/* zero: room for later fields (ABI below) */
+	uint32_t reserved0;	/* zero: room for later fields (ABI above) */
 	uint64_t reserved[5];	/* zero; else -EINVAL */
 };
 
