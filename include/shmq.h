@@ -5,7 +5,10 @@
  * header; the shared layout is private (lib/format.h).
  *
  * Conventions: every call that can fail returns int (or ssize_t), >= 0 on
- * success and -errno on failure. shmq_strerror() names every code and
+ * success and -errno on failure. Print codes with shmq_strerror(), not
+ * strerror(): some errno values carry a shmq meaning (SHMQ_EOF is
+ * -ESHUTDOWN, which strerror() calls "Cannot send after transport
+ * endpoint shutdown"); shmq_strerror() names every code a call returns.
  * shmq_errdetail() gives the calling thread's detail for its last failure
  * ("queue already has a producer (pid 1234)", "header field capacity: not a
  * power of two", ...). Handles come back through out-parameters; every
@@ -26,7 +29,24 @@ extern "C" {
 
 #define SHMQ_VERSION_STRING "0.1.0"
 
-/* Timeouts, in nanoseconds, for every call that may wait. */
+/*
+ * ABI: the shared library is libshmq.so.1; its soname changes with any
+ * incompatible change, and symbols added later get a new version node.
+ * The structs a caller allocates (struct shmq_config, shmq_producer_opts,
+ * shmq_consumer_opts, shmq_msg) carry reserved space for later fields:
+ * zero-initialise them (= { 0 } or designated initialisers) and a later
+ * library reads zero, the default, in fields this program never knew.
+ * Structs the library allocates (shmq_stat) only grow at the end;
+ * shmq_info() takes the caller's size. docs/decisions.md, "ABI".
+ */
+
+/*
+ * Timeouts, in nanoseconds, for every call that may wait: SHMQ_NOWAIT,
+ * SHMQ_FOREVER or a bound. SHMQ_FOREVER is the only value that waits
+ * without a bound: any other negative timeout behaves as SHMQ_NOWAIT, so
+ * that a loop passing "deadline - now" cannot hang once the deadline has
+ * passed. The *_until() calls take an absolute deadline instead.
+ */
 #define SHMQ_NOWAIT  ((int64_t)0)	/* never sleep: -EAGAIN */
 #define SHMQ_FOREVER ((int64_t)-1)	/* no bound */
 
@@ -39,6 +59,13 @@ extern "C" {
 #define SHMQ_ESTALE	(-ESTALE)	/* file truncated, deleted or replaced */
 #define SHMQ_ELOSS	(-ENOTRECOVERABLE) /* recovery would cut durable data */
 #define SHMQ_EABORTED	(-ECANCELED)	/* producer aborted and all was read */
+/*
+ * The file is not a queue: another magic number, shorter than a queue
+ * header, or zeros (never initialised). -EBADMSG is kept for a queue file
+ * whose header or records fail validation (corrupt), -EPROTO for a queue
+ * of another format version, layout or byte order.
+ */
+#define SHMQ_ENOTQUEUE	(-EMEDIUMTYPE)
 
 struct shmq;			/* an attached queue file */
 struct shmq_producer;		/* the producer role on one queue */
@@ -76,6 +103,8 @@ struct shmq_config {
 	uint32_t evict_after_ms; /* 0: never evict (default); see below */
 	uint64_t initial_pos;	/* first write position (tests: near 2^64) */
 	uint32_t checksum;	/* enum shmq_checksum */
+	uint32_t reserved0;	/* zero: room for later fields (ABI above) */
+	uint64_t reserved[5];	/* zero */
 };
 
 #define SHMQ_DEFAULT_CAPACITY	(1u << 20)
@@ -102,13 +131,21 @@ int shmq_create(const char *path, const struct shmq_config *cfg);
  * Validates magic, version, layout and geometry against the file length,
  * waiting up to two seconds for a creator that has not published "ready".
  * With SHMQ_OPEN_CREATE a missing file is created with CFG (NULL: defaults)
- * and two racing creators end up on the same queue. The file must be a
- * regular file with one link, not world-writable, and owned by the caller's
- * effective uid unless SHMQ_OPEN_ANY_OWNER is given (docs/security.md).
- * Returns 0 or -errno: -ENOENT, -EBADMSG (not a queue, corrupt or never
- * finished), -EPROTO (other version, layout or endianness), -EINVAL (not a
- * regular file, bad flags), -ELOOP (symlink), -EMLINK (hard-linked),
- * -EACCES (permissions, other owner, world-writable), -ENOSPC.
+ * and two racing creators end up on the same queue. A queue that already
+ * exists is used as it is, whatever CFG says: shmq_info() tells whether
+ * this call created the file (SHMQ_INFO_CREATED) and whether the existing
+ * queue differs from CFG (SHMQ_INFO_CFG_DIFFERS; capacity, max_message,
+ * slots and mode are compared when CFG sets them, when_full and checksum
+ * always), and shmq_errdetail() then says how, although the call
+ * succeeded ("... capacity 1048576 (asked 4194304)"); it is "" otherwise.
+ * The file must be a regular file with one link, not world-writable, and
+ * owned by the caller's effective uid unless SHMQ_OPEN_ANY_OWNER is given
+ * (docs/security.md).
+ * Returns 0 or -errno: -ENOENT, SHMQ_ENOTQUEUE (not a queue file),
+ * -EBADMSG (a queue file that is corrupt or was never finished), -EPROTO
+ * (other version, layout or endianness), -EINVAL (not a regular file, bad
+ * flags), -ELOOP (symlink), -EMLINK (hard-linked), -EACCES (permissions,
+ * other owner, world-writable), -ENOSPC.
  */
 int shmq_open(const char *path, int flags, const struct shmq_config *cfg,
 	      struct shmq **out);
@@ -154,6 +191,7 @@ struct shmq_producer_opts {
 	uint32_t sync_mode;	/* enum shmq_sync_mode */
 	uint32_t sync_every_n;	/* batch: messages; both 0: 1024 and 100 ms */
 	uint32_t sync_every_ms;	/* batch: ms, checked at each send; 0: off */
+	uint32_t reserved[12];	/* zero: room for later fields (ABI above) */
 };
 
 /*
@@ -190,6 +228,30 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
  */
 int shmq_send(struct shmq_producer *p, const void *buf, size_t len,
 	      int64_t timeout_ns);
+/*
+ * On -EAGAIN and -ETIMEDOUT for a full ring (shmq_send(), shmq_send_batch(),
+ * shmq_reserve()), shmq_errdetail() names what holds the producer back: the slowest holder's kind, name, slot, pid and
+ * whether it is alive or dead (a dead named consumer keeps holding until
+ * shmq_consumer_remove()), or, for a group, the member that claimed its
+ * oldest message; or that no consumer holds and the block policy keeps
+ * the data for the next one.
+ */
+
+/*
+ * shmq_now_ns - the CLOCK_MONOTONIC time in nanoseconds, the clock of the
+ * *_until() calls' deadlines.
+ */
+int64_t shmq_now_ns(void);
+
+/*
+ * shmq_send_until, shmq_peek_until, shmq_recv_until - as shmq_send(),
+ * shmq_peek() and shmq_recv(), with an absolute DEADLINE_NS on
+ * CLOCK_MONOTONIC (shmq_now_ns() + a bound) instead of a timeout, for
+ * loops that share one deadline between calls. SHMQ_FOREVER: no bound; a
+ * deadline that has passed (or any other negative value) is SHMQ_NOWAIT.
+ */
+int shmq_send_until(struct shmq_producer *p, const void *buf, size_t len,
+		    int64_t deadline_ns);
 
 /*
  * shmq_send_batch - send the N messages of MSGS in order and publish them
@@ -234,8 +296,10 @@ int shmq_publish(struct shmq_producer *p);
 
 /*
  * shmq_producer_close - publish what is sealed, mark the stream closed
- * (consumers get SHMQ_EOF after draining) and give up the role.
- * shmq_producer_close(NULL) is a no-op. Returns 0 or -errno.
+ * (consumers get SHMQ_EOF after draining) and give up the role. An
+ * outstanding reservation (shmq_reserve() without a commit) is dropped:
+ * it is never published. shmq_producer_close(NULL) is a no-op.
+ * Returns 0 or -errno.
  */
 int shmq_producer_close(struct shmq_producer *p);
 
@@ -276,6 +340,8 @@ struct shmq_consumer_opts {
 				   the group's name for GROUP; NULL for
 				   OBSERVER */
 	uint32_t flags;		/* SHMQ_CONSUMER_* */
+	uint32_t reserved0;	/* zero: room for later fields (ABI above) */
+	uint64_t reserved[5];	/* zero; else -EINVAL */
 };
 
 /*
@@ -299,7 +365,9 @@ struct shmq_msg {
 	size_t len;
 	uint64_t seq;		/* the producer's sequence number */
 	uint32_t flags;		/* SHMQ_MSG_* */
+	uint32_t reserved0;	/* written as zero: room for later fields */
 	uint64_t lost;		/* messages skipped before this one */
+	uint64_t reserved[3];	/* written as zero */
 };
 
 #define SHMQ_EVICTED	(-ECONNRESET)	/* this consumer was evicted */
@@ -319,38 +387,67 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 /*
  * shmq_peek - wait for the next message and return it in place (zero copy)
  * in *MSG. It stays valid, and is not released, until shmq_release().
+ * A second shmq_peek() before the release returns the same message again
+ * (with a shmq_peek_many() batch outstanding: its first unreleased one);
+ * so does the shmq_peek() after a shmq_recv() that refused the message
+ * with -EMSGSIZE.
  * Returns 0 or -errno: -EAGAIN, -ETIMEDOUT, SHMQ_EOF, SHMQ_EDIED, -EINTR,
  * -EBADMSG (a record failed validation; the consumer stays where it is),
  * -ESTALE, SHMQ_EVICTED, -EINVAL (observers receive by copy only).
  */
 int shmq_peek(struct shmq_consumer *c, struct shmq_msg *msg,
 	      int64_t timeout_ns);
+int shmq_peek_until(struct shmq_consumer *c, struct shmq_msg *msg,
+		    int64_t deadline_ns);
 
 /*
  * shmq_peek_many - as shmq_peek(), then, without waiting, up to N - 1 more
  * of the messages already published after it, all in place in
  * MSGS[0..ret-1]. They stay valid, and unreleased, until shmq_release(),
- * which releases them all. Group members get one message per call.
+ * which releases them all, or shmq_release_n(), which releases the first
+ * of them. Group members get one message per call.
  * Returns the number of messages (>= 1) or -errno as shmq_peek(), plus
- * -EINVAL when N is 0 or an earlier batch is not released.
+ * -EINVAL when N is 0 or an earlier batch of more than one message is not
+ * released.
  */
 ssize_t shmq_peek_many(struct shmq_consumer *c, struct shmq_msg *msgs,
 		       size_t n, int64_t timeout_ns);
 
 /*
- * shmq_release - release the message shmq_peek() returned.
- * Returns 0, -EINVAL (nothing peeked) or SHMQ_EVICTED (the consumer was
- * evicted while it held the message: its bytes may have been overwritten).
+ * shmq_release - release the message shmq_peek() returned (or every
+ * message of the shmq_peek_many() batch still held).
+ * Returns 0, -EINVAL (nothing peeked: a message that shmq_recv() refused
+ * with -EMSGSIZE was not peeked and is not released, it stays next) or
+ * SHMQ_EVICTED (the consumer was evicted while it held the message: its
+ * bytes may have been overwritten).
  */
 int shmq_release(struct shmq_consumer *c);
 
 /*
+ * shmq_release_n - release the first N messages of the batch the last
+ * shmq_peek_many() returned; the others stay peeked and valid (MSGS[N..]
+ * of that call), and a later shmq_release() or shmq_release_n() releases
+ * them. N equal to what is held releases it all, as shmq_release().
+ * Returns 0, -EINVAL (nothing peeked, N is 0 or more than is held),
+ * -EBADMSG (the ring changed under the batch: scribbled) or SHMQ_EVICTED.
+ */
+int shmq_release_n(struct shmq_consumer *c, size_t n);
+
+/*
  * shmq_recv - copy the next message into BUF (CAP bytes) and release it.
- * MSG may be NULL. Returns the message length or -errno as shmq_peek(),
- * plus -EMSGSIZE when CAP is too small (nothing is consumed).
+ * MSG may be NULL. After a shmq_peek(), the next message is the peeked
+ * one (with a batch outstanding, its first unreleased message, released
+ * alone). Returns the message length or -errno as shmq_peek(), plus
+ * -EMSGSIZE when CAP is too small: then nothing is consumed, MSG->len (if
+ * MSG is given) is the size needed, MSG->data is NULL, and the message
+ * stays next: the following shmq_recv() or shmq_peek() returns it (a
+ * group member keeps its claim; an observer may be lapped meanwhile). It
+ * is not peeked: shmq_release() does not drop it unseen (-EINVAL).
  */
 ssize_t shmq_recv(struct shmq_consumer *c, void *buf, size_t cap,
 		  struct shmq_msg *msg, int64_t timeout_ns);
+ssize_t shmq_recv_until(struct shmq_consumer *c, void *buf, size_t cap,
+			struct shmq_msg *msg, int64_t deadline_ns);
 
 /*
  * shmq_consumer_close - detach. Anonymous: the slot is freed and stops
@@ -446,6 +543,39 @@ struct shmq_stat {
 int shmq_stat_get(struct shmq *q, struct shmq_stat **out);
 void shmq_stat_free(struct shmq_stat *st);
 
+/* Flags in struct shmq_info. */
+#define SHMQ_INFO_CREATED	0x1	/* this handle's shmq_open() created it */
+#define SHMQ_INFO_CFG_DIFFERS	0x2	/* SHMQ_OPEN_CREATE found it unlike CFG */
+#define SHMQ_INFO_RDONLY	0x4	/* opened SHMQ_OPEN_RDONLY */
+
+/* What shmq_info() returns. New fields are only ever added at the end. */
+struct shmq_info {
+	uint32_t size;		/* bytes filled in by the library */
+	uint32_t version;	/* file format version */
+	uint64_t capacity;	/* data ring bytes */
+	uint64_t file_size;
+	uint32_t max_message;	/* largest payload, bytes */
+	uint32_t slots;		/* consumer slots */
+	uint32_t when_full;	/* enum shmq_when_full */
+	uint32_t checksum;	/* enum shmq_checksum */
+	uint32_t evict_after_ms;	/* 0: never */
+	uint32_t flags;		/* SHMQ_INFO_* */
+	int32_t sync_error;	/* 0, or shmq_sync_error(): durability failed */
+	uint32_t reserved;	/* 0 */
+	uint64_t write_pos;	/* end of what is published */
+	uint64_t durable_pos;	/* synced to disk up to here */
+};
+
+/*
+ * shmq_info - the queue's geometry, checksum mode and sync state, cheaply:
+ * no allocation, no system call, safe in a tight loop (shmq_stat_get()
+ * is the full snapshot). Pass SIZE = sizeof(*INFO): a program built with
+ * an older, shorter struct shmq_info gets its prefix, and INFO->size says
+ * how much was filled. Returns 0 or -EINVAL (SIZE below 72 bytes, the
+ * first version's size).
+ */
+int shmq_info(struct shmq *q, struct shmq_info *info, size_t size);
+
 /*
  * shmq_sync - make every message committed so far durable:
  * msync(MS_SYNC) of the data written since the last sync, then of the
@@ -477,7 +607,9 @@ const char *shmq_strerror(int err);
 
 /*
  * shmq_errdetail - the calling thread's detail of its last failed call,
- * or "" when there is none. Valid until the thread's next shmq call.
+ * or "" when there is none. Valid until the thread's next shmq call. One
+ * success sets it too: a shmq_open(SHMQ_OPEN_CREATE) that found the queue
+ * unlike its CFG says how (see shmq_open()).
  */
 const char *shmq_errdetail(void);
 

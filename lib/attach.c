@@ -328,7 +328,7 @@ static int check_header(const struct shmq_hdr *h, uint64_t st_size,
 	if (h->magic == SHMQ_MAGIC_SWAPPED)
 		return shmqi_fail(-EPROTO, "queue file has the other byte order");
 	if (h->magic != SHMQ_MAGIC)
-		return shmqi_fail(-EBADMSG, "not a queue file (bad magic)");
+		return shmqi_fail(SHMQ_ENOTQUEUE, "not a queue file (bad magic)");
 	if (h->version != SHMQ_FORMAT_VERSION)
 		return shmqi_fail(-EPROTO, "queue format version %u, this library reads version %u: recreate the queue (no migration)",
 				  h->version, SHMQ_FORMAT_VERSION);
@@ -410,8 +410,12 @@ static int read_header(int fd, struct shmq_geom *g, struct stat *st)
 			continue;
 		}
 		if (shmqi_now_ns() >= deadline)
-			return shmqi_fail(-EBADMSG, n < (ssize_t)sizeof(h) ?
+			return shmqi_fail(n >= 8 && h.magic == SHMQ_MAGIC ?
+					  -EBADMSG : SHMQ_ENOTQUEUE,
+					  n < (ssize_t)sizeof(h) ?
 				"file shorter than a queue header (creator died or not a queue)" :
+					  h.magic != SHMQ_MAGIC ?
+				"no queue header, only zeros (not a queue, or its creator died first)" :
 				"queue file never became ready (its creator died mid-init)");
 		nanosleep(&nap, NULL);
 	}
@@ -521,7 +525,8 @@ static int attach_fd(struct shmq *q, const char *path)
 int shmq_open(const char *path, int flags, const struct shmq_config *cfg,
 	      struct shmq **out)
 {
-	bool rdonly = flags & SHMQ_OPEN_RDONLY;
+	bool rdonly = flags & SHMQ_OPEN_RDONLY, created = false;
+	struct shmq_config want;
 	struct shmq *q;
 	int ret;
 
@@ -538,6 +543,7 @@ int shmq_open(const char *path, int flags, const struct shmq_config *cfg,
 		if (q->fd != -ENOENT || !(flags & SHMQ_OPEN_CREATE))
 			break;
 		ret = shmq_create(path, cfg);
+		created = ret == 0;
 		/* EEXIST: another creator won the race; attach to theirs. */
 		if (ret < 0 && ret != -EEXIST)
 			goto fail;
@@ -549,6 +555,12 @@ int shmq_open(const char *path, int flags, const struct shmq_config *cfg,
 	ret = attach_fd(q, path);
 	if (ret < 0)
 		goto fail;
+	/* Tell whether we created it, and how an existing one differs. */
+	shmqi_clear_error();
+	q->info_flags = created ? SHMQ_INFO_CREATED : 0u;
+	if ((flags & SHMQ_OPEN_CREATE) && !created && cfg &&
+	    resolve_config(cfg, &want) == 0)
+		shmqi_report_cfg(q, cfg, &want);
 	q->path = strdup(path);
 	*out = q;
 	return 0;

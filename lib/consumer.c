@@ -14,6 +14,14 @@
 #include "internal.h"
 
 #define LIVE_CHECK_NS	10000000ll	/* NOWAIT polls probe this often */
+/*
+ * Group members look for a dead member's claim at least this often while
+ * they claim (a clock read per claim), and sleep at most MEMBER_SLICE_NS
+ * while idle, so that a dead member's message comes back within about
+ * RESCUE_NS + MEMBER_SLICE_NS of the death, busy or idle (issue 17 #5).
+ */
+#define RESCUE_NS	10000000ll
+#define MEMBER_SLICE_NS	20000000ll
 
 /* Attach lock held: resume the named consumer in slot IDX. */
 static int resume_named(struct shmq_consumer *c, int idx, const char *name)
@@ -182,6 +190,9 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 	if ((o.flags & ~SHMQ_CONSUMER_DURABLE) ||
 	    ((o.flags & SHMQ_CONSUMER_DURABLE) && o.kind == SHMQ_CONSUMER_GROUP))
 		return shmqi_fail(-EINVAL, "unknown consumer flags, or durable reads asked of a group");
+	if (o.reserved0 || o.reserved[0] || o.reserved[1] || o.reserved[2] ||
+	    o.reserved[3] || o.reserved[4])
+		return shmqi_fail(-EINVAL, "reserved fields of struct shmq_consumer_opts must be zero");
 	if (o.name && !shmqi_name_valid(o.name))
 		return shmqi_fail(-EINVAL, "consumer name must be 1 to %d printable characters without spaces",
 				  SHMQ_NAME_MAX);
@@ -281,13 +292,15 @@ void shmq_consumer_close(struct shmq_consumer *c)
 	/*
 	 * A peeked message is not released: a named consumer gets it again;
 	 * a member leaves its claim in its slot, as if it had died, and
-	 * another member adopts it (flagged as redelivered).
+	 * another member adopts it (flagged as redelivered). So is one that
+	 * shmq_recv() refused with -EMSGSIZE (pending): never dropped unseen.
 	 */
 	if (c->kind != SHMQ_KIND_MEMBER && load_relaxed(&c->slot->position) != c->pos)
 		publish_pos(c);
 	if (shmqi_lock_wait(c->lock_fd, SHMQ_LOCK_ATTACH, SHMQ_ATTACH_LOCK_NS) == 0) {
 		bool keep = c->kind == SHMQ_KIND_NAMED ||
-			    (c->kind == SHMQ_KIND_MEMBER && c->peeked);
+			    (c->kind == SHMQ_KIND_MEMBER &&
+			     (c->peeked || c->pending));
 
 		if (!keep)
 			shmqi_free_slot_locked(q, c->idx);
@@ -295,7 +308,7 @@ void shmq_consumer_close(struct shmq_consumer *c)
 			rmw_add(&q->hdr->slot_gen, 1);
 		shmqi_unlock(c->lock_fd, SHMQ_LOCK_ATTACH);
 	}
-	if (c->kind == SHMQ_KIND_MEMBER && !c->peeked)
+	if (c->kind == SHMQ_KIND_MEMBER && !c->peeked && !c->pending)
 		shmqi_group_advance(q, c->gidx);
 	/* Without the table lock the slot stays; a dead-slot reclaim frees it. */
 	close(c->lock_fd);
@@ -372,14 +385,33 @@ static uint64_t read_end(struct shmq_consumer *c)
 	return pos_before(w, d) ? w : d;
 }
 
+/*
+ * Look again, unless the caller's bound has run out: every path of
+ * wait_data() that returns 0 without new data goes through here or
+ * through shmqi_futex_wait(), which checks the deadline, so no value in
+ * the file can make a bounded call loop past its bound (issue 12 #10).
+ */
+static int again_or_expired(int64_t timeout_ns, int64_t *deadline)
+{
+	if (timeout_ns == 0)
+		return -EAGAIN;
+	if (*deadline == 0)
+		*deadline = shmqi_deadline(timeout_ns);
+	if (*deadline >= 0 && shmqi_now_ns() >= *deadline)
+		return -ETIMEDOUT;
+	return 0;
+}
+
 static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 		     int64_t *deadline)
 {
 	struct shmq_hdr *h = c->q->hdr;
 	int64_t now, spin_until, slice = SHMQ_SLICE_NS;
+	bool resleep;
 	uint32_t v;
 	int gone, ret;
 
+	timeout_ns = shmqi_timeout(timeout_ns);	/* only FOREVER is unbounded */
 	/* Durable reads: a failed msync means the watermark never moves. */
 	if (c->durable && (ret = shmq_sync_error(c->q)) < 0)
 		return shmqi_fail(ret, "the queue is marked \"durability failed\"");
@@ -403,7 +435,14 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	}
 	if (*deadline == 0)
 		*deadline = shmqi_deadline(timeout_ns);
-	spin_until = shmqi_now_ns() + SHMQ_SPIN_NS;
+	/*
+	 * Spin first, for a message that comes soon; not again after a
+	 * sleep that ran its whole slice (an idle member wakes every
+	 * MEMBER_SLICE_NS: spinning each time would cost 0.25 % of a core).
+	 */
+	resleep = c->slept_out;
+	spin_until = resleep ? 0 : shmqi_now_ns() + SHMQ_SPIN_NS;
+	c->slept_out = false;
 	do {
 		for (int i = 0; i < 128; i++) {
 			if (read_end(c) != c->pos)
@@ -412,21 +451,43 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 		}
 	} while (shmqi_now_ns() < spin_until);
 
-	v = load_relaxed(&h->data_futex);
+	v = load_acquire(&h->data_futex);
 	/*
-	 * F2 pairs with F2 in shmq_publish(): our flag is visible before we
-	 * re-read write_pos; the producer's write_pos is visible before it
-	 * reads the flag. One of us sees the other: no lost wake-up.
+	 * F2 (re-sleep): after a sleep that ran out its slice, with
+	 * data_futex unchanged since and our flag still set, the handshake
+	 * of that sleep still holds and need not be paid again (a membarrier
+	 * is tens of µs; idle members re-sleep every MEMBER_SLICE_NS). Every
+	 * clear of data_waiters (shmq_publish, raise_watermark) is followed
+	 * by an increment of data_futex and a wake-all: a clear before our
+	 * load of V shows as V changed (full path below); one after it
+	 * makes FUTEX_WAIT(V) return. So the flag has stayed set since our
+	 * fenced store and membarrier of that sleep, and a producer's flag
+	 * load after them sees it and wakes us; a publish before them is
+	 * visible to the re-read of write_pos below, which comes after them.
+	 * The acquire on V keeps that re-read after the load of V.
 	 */
-	store_fenced(&h->data_waiters, 1);
-	/*
-	 * F2 (asym): a producer publishing unfenced is fenced from here. Only
-	 * an ASYM producer needs it; one that stores its caps fences before
-	 * it publishes (shmq_producer_open), so a stale "not ASYM" is safe.
-	 */
-	if ((load_relaxed(&h->prod_caps) & SHMQ_CAP_ASYM) &&
-	    shmqi_membarrier() < 0)
-		slice = 1000000;	/* cannot fence it: look again soon */
+	if (!resleep || v != c->slept_on ||
+	    !load_relaxed(&h->data_waiters)) {
+		/*
+		 * F2 pairs with F2 in shmq_publish(): our flag is visible
+		 * before we re-read write_pos; the producer's write_pos is
+		 * visible before it reads the flag. One of us sees the other:
+		 * no lost wake-up.
+		 */
+		store_fenced(&h->data_waiters, 1);
+		/*
+		 * F2 (asym): a producer publishing unfenced is fenced from
+		 * here. Only an ASYM producer needs it; one that stores its
+		 * caps fences before it publishes (shmq_producer_open), so a
+		 * stale "not ASYM" is safe.
+		 */
+		if ((load_relaxed(&h->prod_caps) & SHMQ_CAP_ASYM) &&
+		    shmqi_membarrier() < 0)
+			slice = 1000000;	/* cannot fence it: look again soon */
+	}
+	/* An idle member wakes to look for dead members' claims. */
+	if (c->kind == SHMQ_KIND_MEMBER && slice > MEMBER_SLICE_NS)
+		slice = MEMBER_SLICE_NS;
 	if (read_end(c) != c->pos)
 		return 0;
 	/* Liveness costs a system call: at most every LIVE_CHECK_NS. */
@@ -442,25 +503,37 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 		return ret;
 	/* The slice ran out: the slow checks, then look again. */
 	c->live_check_ns = 0;
+	c->slept_out = slice > 1000000;	/* not after a failed membarrier */
+	c->slept_on = v;
 	return shmqi_check_file(c->q);
 check_end:
 	gone = producer_gone(c);
-	if (read_end(c) != c->pos || !gone)
+	if (read_end(c) != c->pos)
 		return 0;
+	if (!gone)	/* a new producer opened meanwhile */
+		return again_or_expired(timeout_ns, deadline);
 	/*
-	 * A durable reader makes the rest durable itself rather than hang.
-	 * What the sync would not claim (it never validated: a power loss's
-	 * torn tail, before any recovery) never becomes durable: the end.
+	 * A durable reader makes the rest durable itself rather than hang:
+	 * one sync, and only when there is something between its position
+	 * and write_pos that is not durable yet. Whatever the file says
+	 * (durable_pos or write_pos behind our position after a cut, or
+	 * scribbled), it then reports the end instead of syncing for ever.
 	 */
-	if (c->durable && load_acquire(&h->write_pos) != c->pos) {
-		ret = shmq_sync(c->q);
-		if (ret < 0)
-			return ret;
-		if (read_end(c) != c->pos)
-			return 0;
+	if (c->durable) {
+		uint64_t w = load_acquire(&h->write_pos);		/* A1 */
+
+		if (pos_before(c->pos, w) &&
+		    pos_before(load_acquire(&h->durable_pos), w)) {	/* A3 */
+			ret = shmq_sync(c->q);
+			if (ret < 0)
+				return ret;
+			if (read_end(c) != c->pos)
+				return 0;
+		}
 	}
+	/* Not ours (a session we never saw), or a new one began meanwhile. */
 	if (!end_owed(c))
-		return 0;	/* a new session began meanwhile */
+		return again_or_expired(timeout_ns, deadline);
 	return session_end(c, load_relaxed(&h->incarnation), gone);
 }
 
@@ -483,6 +556,7 @@ static void resync(struct shmq_consumer *c)
 	c->wpos_cache = c->pos;
 	c->resynced = true;
 	c->peeked = false;
+	c->pending = false;
 }
 
 /*
@@ -534,6 +608,7 @@ static int stream_next(struct shmq_consumer *c, int64_t timeout_ns)
 	int64_t deadline = 0;
 	int ret;
 
+	c->slept_out = false;	/* a new call spins first again */
 	for (;;) {
 		if (c->pos == c->wpos_cache) {
 			c->wpos_cache = read_end(c);	/* A1, A3 */
@@ -581,26 +656,56 @@ static int stream_next(struct shmq_consumer *c, int64_t timeout_ns)
 	}
 }
 
-/* Group member: claim a record, or adopt a dead member's, or wait. */
+/*
+ * Group member: adopt a dead member's claim, if there is one. Returns 0
+ * (c->view is the adopted record, flagged as redelivered), 1 (one was
+ * found but dropped: nothing to redeliver), 2 (none) or -errno.
+ */
+static int member_adopt(struct shmq_consumer *c)
+{
+	int ret;
+
+	c->rescue_ns = shmqi_now_ns();
+	if (!shmqi_member_rescue(c))
+		return 2;
+	ret = shmqi_member_take_adopted(c);
+	if (ret == 0)
+		c->redelivered = true;
+	return ret;
+}
+
+/*
+ * Group member: claim a record, or adopt a dead member's, or wait. A
+ * dead member's claim is looked for when there is nothing new to claim,
+ * and, however busy the group is, once every RESCUE_NS: its message is
+ * older than any we could claim, and the group's position (so the
+ * producer) waits on it. The clock read per claim is a vDSO call.
+ */
 static int member_next(struct shmq_consumer *c, int64_t timeout_ns)
 {
 	int64_t deadline = 0;
+	bool looked;
 	int ret;
 
+	c->slept_out = false;	/* a new call spins first again */
 	for (;;) {
+		looked = shmqi_now_ns() - c->rescue_ns >= RESCUE_NS;
+		if (looked) {
+			ret = member_adopt(c);
+			if (ret <= 0)
+				return ret;
+		}
 		ret = shmqi_member_claim(c);
 		if (ret <= 0) {
 			c->redelivered = false;
 			return ret;
 		}
-		if (shmqi_member_rescue(c)) {
-			ret = shmqi_member_take_adopted(c);
-			if (ret < 0)
+		if (!looked) {
+			ret = member_adopt(c);
+			if (ret <= 0)
 				return ret;
 			if (ret == 1)
-				continue;	/* never won, or passed: dropped */
-			c->redelivered = true;
-			return 0;
+				continue;	/* never won, or passed: look again */
 		}
 		ret = wait_data(c, timeout_ns, &deadline);
 		if (ret < 0)
@@ -632,16 +737,20 @@ static const void *payload(struct shmq_consumer *c)
 				(const void *)(c->view.hdr + 1);
 }
 
+/* One assignment: the reserved fields are written as zero too. */
 static void fill_msg(struct shmq_consumer *c, struct shmq_msg *msg)
 {
-	msg->data = payload(c);
-	msg->len = c->view.len;
-	msg->seq = c->view.seq;
-	msg->flags = (c->redelivered ? SHMQ_MSG_REDELIVERED : 0u) |
-		     ((c->view.flags & SHMQ_REC_F_UNTERMINATED) ? SHMQ_MSG_UNTERMINATED : 0u) |
-		     (((c->view.flags & SHMQ_REC_F_FRAMING) >> SHMQ_REC_FRAMING_SHIFT)
-		      << SHMQ_MSG_FRAMING_SHIFT);
-	msg->lost = c->lost;
+	*msg = (struct shmq_msg){
+		.data = payload(c),
+		.len = c->view.len,
+		.seq = c->view.seq,
+		.flags = (c->redelivered ? SHMQ_MSG_REDELIVERED : 0u) |
+			 ((c->view.flags & SHMQ_REC_F_UNTERMINATED) ?
+			  SHMQ_MSG_UNTERMINATED : 0u) |
+			 (((c->view.flags & SHMQ_REC_F_FRAMING) >>
+			   SHMQ_REC_FRAMING_SHIFT) << SHMQ_MSG_FRAMING_SHIFT),
+		.lost = c->lost,
+	};
 }
 
 /* A record that failed its checksum: a member drops its claim on it. */
@@ -650,27 +759,89 @@ static int bad_checksum(struct shmq_consumer *c)
 	uint64_t pos = c->kind == SHMQ_KIND_MEMBER ? c->claim_pos : c->pos;
 
 	c->peeked = false;
+	c->pending = false;
 	if (c->kind == SHMQ_KIND_MEMBER)
 		shmqi_member_release(c);
 	return shmqi_fail(-EBADMSG, "record at %llu: bad checksum",
 			  (unsigned long long)pos);
 }
 
+/*
+ * The next message for shmq_peek() and shmq_recv(): the one a refused
+ * shmq_recv() left pending, or a new one, which is pending (next, not
+ * handed out, not releasable) until a call hands it out.
+ */
+static int locate(struct shmq_consumer *c, int64_t timeout_ns)
+{
+	int ret;
+
+	if (c->pending)
+		return c->kind != SHMQ_KIND_OBSERVER && evicted(c) ?
+		       evicted_error() : 0;
+	ret = next_record(c, timeout_ns);
+	if (ret == 0)
+		c->pending = true;
+	return ret;
+}
+
+/*
+ * The first unreleased message of an outstanding shmq_peek_many() batch
+ * (a broadcast consumer's: members get one message a batch), into *V. Our
+ * position still holds it, so the producer has not overwritten it.
+ */
+static int batch_first(struct shmq_consumer *c, struct shmqi_rec_view *v)
+{
+	uint64_t pos = c->pos;
+
+	for (int i = 0; i < 3; i++) {
+		int ret = shmqi_rec_view(c->q, pos, c->wpos_cache, v);
+
+		if (ret < 0)
+			return ret;
+		if (v->type == SHMQ_REC_DATA)
+			return 0;
+		pos = v->next;
+	}
+	return shmqi_fail(-EBADMSG, "record at %llu: padding after padding",
+			  (unsigned long long)pos);
+}
+
+static void fill_first(const struct shmqi_rec_view *v, struct shmq_msg *msg)
+{
+	*msg = (struct shmq_msg){
+		.data = v->hdr + 1,
+		.len = v->len,
+		.seq = v->seq,
+	};
+}
+
 int shmq_peek(struct shmq_consumer *c, struct shmq_msg *msg,
 	      int64_t timeout_ns)
 {
+	struct shmqi_rec_view v;
 	int ret;
 
 	if (c->kind == SHMQ_KIND_OBSERVER)
 		return shmqi_fail(-EINVAL, "observers receive by copy (shmq_recv)");
+	if (unlikely(c->peeked && c->peek_n > 1)) {
+		/* A batch is outstanding: its first unreleased message. */
+		ret = batch_first(c, &v);
+		if (ret < 0)
+			return ret;
+		fill_first(&v, msg);
+		return 0;
+	}
+	/* Peeked already: the same message again, nothing is re-read. */
 	if (!c->peeked) {
-		ret = next_record(c, timeout_ns);
+		ret = locate(c, timeout_ns);
 		if (ret < 0)
 			return ret;
 		if (!c->redelivered &&
 		    !shmqi_rec_crc_ok(c->q, &c->view, c->view.hdr + 1))
 			return bad_checksum(c);
+		c->pending = false;
 		c->peeked = true;
+		c->peek_n = 1;
 	}
 	fill_msg(c, msg);
 	return 0;
@@ -680,6 +851,8 @@ int shmq_peek(struct shmq_consumer *c, struct shmq_msg *msg,
 static void release_peeked(struct shmq_consumer *c)
 {
 	c->peeked = false;
+	c->pending = false;
+	c->peek_n = 0;
 	c->lost = 0;
 	c->bytes += c->view.len + c->peek_more_bytes;
 	c->peek_more_bytes = 0;
@@ -707,6 +880,59 @@ int shmq_release(struct shmq_consumer *c)
 }
 
 /*
+ * Release the first N messages of the outstanding batch: walk them again
+ * from our position (our position still holds them, so they are intact
+ * unless we were evicted, which is checked first), then publish the new
+ * position as shmq_release() does (R1, F3 in publish_pos()).
+ */
+int shmq_release_n(struct shmq_consumer *c, size_t n)
+{
+	struct shmqi_rec_view v;
+	uint64_t pos = c->pos, bytes = 0, first;
+	size_t k = 0;
+
+	if (!c->peeked)
+		return shmqi_fail(-EINVAL, "nothing peeked");
+	if (n == 0 || n > c->peek_n)
+		return shmqi_fail(-EINVAL, "releasing %zu messages of a batch of %zu",
+				  n, c->peek_n);
+	if (n == c->peek_n)
+		return shmq_release(c);
+	/* Only a broadcast consumer's batch holds more than one message. */
+	if (evicted(c)) {					/* E1 */
+		release_peeked(c);
+		return evicted_error();
+	}
+	first = c->view.seq - (c->peek_n - 1);	/* a batch is consecutive */
+	while (k < n) {
+		int ret = shmqi_rec_view(c->q, pos, c->wpos_cache, &v);
+
+		if (ret < 0)
+			return ret;
+		pos = v.next;
+		if (v.type != SHMQ_REC_DATA)
+			continue;
+		if (v.seq != first + k)
+			return shmqi_fail(-EBADMSG, "record at %llu: sequence %llu in a batch that expects %llu",
+					  (unsigned long long)c->pos,
+					  (unsigned long long)v.seq,
+					  (unsigned long long)(first + k));
+		bytes += v.len;
+		k++;
+	}
+	c->pos = pos;
+	c->seq = first + n;
+	c->seq_known = true;
+	c->bytes += bytes;
+	c->peek_more_bytes -= bytes;
+	c->peek_n -= n;
+	publish_pos(c);
+	if (evicted(c))						/* E1 */
+		return evicted_error();
+	return 0;
+}
+
+/*
  * Peek the next message as shmq_peek() does, then, without waiting, as
  * many of those already published after it as fit in N: each validated
  * and checked like the first. c->view becomes the last one, so that
@@ -720,7 +946,7 @@ ssize_t shmq_peek_many(struct shmq_consumer *c, struct shmq_msg *msgs,
 	size_t k;
 	int ret;
 
-	if (n == 0 || (c->peeked && c->peek_more_bytes))
+	if (n == 0 || (c->peeked && c->peek_n > 1))
 		return shmqi_fail(-EINVAL, n ? "release the last batch first" :
 				  "no room for a message");
 	ret = shmq_peek(c, &msgs[0], timeout_ns);
@@ -756,7 +982,52 @@ ssize_t shmq_peek_many(struct shmq_consumer *c, struct shmq_msg *msgs,
 	if (pos_before(c->wpos_cache, end))
 		c->wpos_cache = end;
 	c->peek_more_bytes = more;
+	c->peek_n = k;
 	return (ssize_t)k;
+}
+
+/*
+ * shmq_recv() into a buffer too small: nothing is consumed. The message
+ * stays next (pending, or peeked if it was), and *MSG says how big it is,
+ * with data NULL, so that the caller can retry with a larger buffer.
+ */
+static ssize_t too_small(const struct shmq_msg *m, size_t cap,
+			 struct shmq_msg *msg)
+{
+	if (msg) {
+		*msg = *m;
+		msg->data = NULL;
+	}
+	return shmqi_fail(-EMSGSIZE, "message of %zu bytes, buffer of %zu",
+			  m->len, cap);
+}
+
+/* shmq_recv() with a batch outstanding: the first of it, released alone. */
+static ssize_t recv_batch_first(struct shmq_consumer *c, void *buf,
+				size_t cap, struct shmq_msg *msg)
+{
+	struct shmqi_rec_view v;
+	struct shmq_msg m;
+	int ret = batch_first(c, &v);
+
+	if (ret < 0)
+		return ret;
+	fill_first(&v, &m);
+	if (m.len > cap)
+		return too_small(&m, cap, msg);
+	memcpy(buf, m.data, m.len);
+	if (evicted(c))						/* E1 */
+		return evicted_error();
+	if (!shmqi_rec_crc_ok(c->q, &v, buf))
+		return shmqi_fail(-EBADMSG, "record at %llu: bad checksum",
+				  (unsigned long long)c->pos);
+	ret = shmq_release_n(c, 1);
+	if (ret < 0)
+		return ret;
+	m.data = buf;
+	if (msg)
+		*msg = m;
+	return (ssize_t)m.len;
 }
 
 ssize_t shmq_recv(struct shmq_consumer *c, void *buf, size_t cap,
@@ -765,16 +1036,22 @@ ssize_t shmq_recv(struct shmq_consumer *c, void *buf, size_t cap,
 	struct shmq_msg m;
 	int ret;
 
+	if (unlikely(c->peeked && c->peek_n > 1))
+		return recv_batch_first(c, buf, cap, msg);
 	for (;;) {
 		if (!c->peeked) {
-			ret = next_record(c, timeout_ns);
+			ret = locate(c, timeout_ns);
 			if (ret < 0)
 				return ret;
 		}
-		if (c->view.len > cap) {
-			c->peeked = true;	/* nothing consumed; it stays next */
-			return shmqi_fail(-EMSGSIZE, "message of %u bytes, buffer of %zu",
-					  c->view.len, cap);
+		if (unlikely(c->view.len > cap)) {
+			/* An observer reports the size of a record still there. */
+			if (c->kind == SHMQ_KIND_OBSERVER && lapped(c)) {
+				resync(c);
+				continue;
+			}
+			fill_msg(c, &m);
+			return too_small(&m, cap, msg);
 		}
 		memcpy(buf, payload(c), c->view.len);
 		if (c->kind != SHMQ_KIND_OBSERVER || !lapped(c))

@@ -43,7 +43,8 @@ const char *shmq_strerror(int err)
 	case -ESTALE:		return "queue file truncated, deleted or replaced";
 	case -ECANCELED:	return "end of stream: the producer aborted";
 	case -ENOTRECOVERABLE:	return "recovery would cut data acknowledged as durable";
-	case -EBADMSG:		return "not a queue file, or corrupt";
+	case -EBADMSG:		return "corrupt queue file or record";
+	case SHMQ_ENOTQUEUE:	return "not a queue file";
 	case -EPROTO:		return "incompatible queue format (version, layout or byte order)";
 	case -EBUSY:		return "role already taken";
 	case -EEXIST:		return "queue file already exists";

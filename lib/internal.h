@@ -64,6 +64,7 @@ struct shmq {
 	char *path;
 	int nhandles;		/* producer + consumers still open */
 	int sync_err;		/* sticky msync failure seen by this handle */
+	uint32_t info_flags;	/* SHMQ_INFO_CREATED, SHMQ_INFO_CFG_DIFFERS */
 };
 
 struct shmq_producer {
@@ -117,6 +118,9 @@ struct shmq_consumer {
 	bool seq_known;
 	uint64_t wpos_cache;	/* last write_pos seen */
 	bool peeked;		/* view holds a message not yet released */
+	bool pending;		/* view holds the next message, not handed out
+				   (shmq_recv's -EMSGSIZE): it stays next */
+	size_t peek_n;		/* peeked: messages in the batch (view: last) */
 	bool asym;		/* registered: may release without a fence */
 	bool resynced;		/* observer: just skipped to the tail */
 	uint64_t peek_more_bytes;	/* shmq_peek_many: payload before view */
@@ -129,6 +133,9 @@ struct shmq_consumer {
 	uint8_t *adopt_buf;	/* member: private copy of an adopted record */
 	uint64_t bytes;
 	int64_t live_check_ns;	/* last producer liveness probe (NOWAIT) */
+	int64_t rescue_ns;	/* member: last look for dead members' claims */
+	bool slept_out;		/* the last sleep ran its whole slice */
+	uint32_t slept_on;	/* data_futex value of that sleep */
 	bool durable;		/* SHMQ_CONSUMER_DURABLE: read below durable_pos */
 	uint32_t seen_inc;	/* sessions: the last one seen (live, or data) */
 	uint32_t ended_inc;	/* the last one whose end was returned */
@@ -155,6 +162,7 @@ int shmqi_reopen(struct shmq *q, int flags);	/* a fresh OFD */
 /* wait.c */
 int64_t shmqi_now_ns(void);
 uint32_t shmqi_now_ms_coarse(void);
+int64_t shmqi_timeout(int64_t timeout_ns);
 int64_t shmqi_deadline(int64_t timeout_ns);
 int shmqi_futex_wait(uint32_t *word, uint32_t val, int64_t deadline_ns,
 		     int64_t slice_ns);
@@ -193,6 +201,11 @@ int shmqi_member_rescue(struct shmq_consumer *c);
 int shmqi_member_claim(struct shmq_consumer *c);
 int shmqi_member_take_adopted(struct shmq_consumer *c);
 void shmqi_member_release(struct shmq_consumer *c);
+
+/* stat.c: details for errors that name a holder or a configuration. */
+int shmqi_fail_full(struct shmq *q, int err, bool have_holder, uint32_t idx);
+void shmqi_report_cfg(struct shmq *q, const struct shmq_config *asked,
+		      const struct shmq_config *resolved);
 
 /* sync.c and recover.c */
 int shmqi_sync_header(struct shmq *q);

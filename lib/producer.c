@@ -408,6 +408,7 @@ static int wait_space(struct shmq_producer *p, uint64_t need_end,
 
 	if (likely(need_end - p->limit <= p->q->g.capacity))
 		return 0;
+	timeout_ns = shmqi_timeout(timeout_ns);	/* only FOREVER is unbounded */
 	for (;;) {
 		ret = refresh_limit(p, need_end);
 		if (ret != 0)
@@ -423,8 +424,9 @@ static int wait_space(struct shmq_producer *p, uint64_t need_end,
 		if (slow && (p->flags & SHMQ_PRODUCER_FIFO) &&
 		    (ret = fifo_check(p)) < 0)
 			return ret;
-		if (timeout_ns == 0)
-			return shmqi_fail(-EAGAIN, "ring full");
+		if (timeout_ns == 0)	/* the detail names the slowest holder */
+			return shmqi_fail_full(p->q, -EAGAIN, p->slow_valid,
+					       p->slow_idx);
 		if (*deadline == 0)
 			*deadline = shmqi_deadline(timeout_ns);
 		if (!counted) {
@@ -443,6 +445,9 @@ static int wait_space(struct shmq_producer *p, uint64_t need_end,
 			evict_stalled(p);
 		}
 		ret = sleep_for_space(p, need_end, *deadline);
+		if (ret == -ETIMEDOUT)
+			return shmqi_fail_full(p->q, ret, p->slow_valid,
+					       p->slow_idx);
 		if (ret < 0)
 			return ret;
 	}

@@ -2,10 +2,13 @@
 /*
  * The stat snapshot: reads the header and the slot table and probes the
  * role locks with F_OFD_GETLK, which never takes a lock. It writes nothing
- * and so never disturbs a producer or consumer.
+ * and so never disturbs a producer or consumer. Also shmq_info(), and the
+ * details of errors that describe the slot table or the geometry.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "internal.h"
@@ -174,4 +177,178 @@ void shmq_stat_free(struct shmq_stat *st)
 		return;
 	free(st->consumers);
 	free(st);
+}
+
+/*
+ * shmq_info: the handle's validated geometry (its private copy) and a few
+ * header words, into the caller's struct; no allocation, no system call
+ * but the lock-free loads. SIZE is the caller's sizeof(struct shmq_info):
+ * an older, shorter struct gets its prefix, a newer, longer one zeros
+ * after ours.
+ */
+#define SHMQ_INFO_SIZE_0	72	/* the first version's size: never less */
+_Static_assert(sizeof(struct shmq_info) >= SHMQ_INFO_SIZE_0, "shmq_info");
+
+int shmq_info(struct shmq *q, struct shmq_info *info, size_t size)
+{
+	struct shmq_info i = { 0 };
+
+	shmqi_clear_error();
+	if (!info || size < SHMQ_INFO_SIZE_0)
+		return shmqi_fail(-EINVAL, "shmq_info: %zu bytes, at least %zu needed",
+				  size, (size_t)SHMQ_INFO_SIZE_0);
+	i.size = (uint32_t)(size < sizeof(i) ? size : sizeof(i));
+	i.version = SHMQ_FORMAT_VERSION;
+	i.capacity = q->g.capacity;
+	i.file_size = q->g.file_size;
+	i.max_message = q->g.max_message;
+	i.slots = q->g.nslots;
+	i.when_full = (q->g.flags & SHMQ_FLAG_OVERWRITE) ?
+		      SHMQ_WHEN_FULL_OVERWRITE : SHMQ_WHEN_FULL_BLOCK;
+	i.checksum = (q->g.flags & SHMQ_FLAG_HDR_CRC) ? SHMQ_CHECKSUM_HEADER :
+		     SHMQ_CHECKSUM_FULL;
+	i.evict_after_ms = load_relaxed(&q->hdr->evict_ms);
+	i.flags = q->info_flags | (q->rdonly ? SHMQ_INFO_RDONLY : 0u);
+	i.sync_error = shmq_sync_error(q);
+	/* Display values: a racing producer or sync may move them at once. */
+	i.write_pos = load_acquire(&q->hdr->write_pos);
+	i.durable_pos = load_acquire(&q->hdr->durable_pos);
+	if (size > sizeof(i)) {
+		memset((char *)info + sizeof(i), 0, size - sizeof(i));
+		size = sizeof(i);
+	}
+	memcpy(info, &i, size);
+	return 0;
+}
+
+/* A name from the file, for a message: printable ASCII only. */
+static void clean_name(const char raw[56], char out[57])
+{
+	int i;
+
+	for (i = 0; i < 56 && raw[i]; i++)
+		out[i] = raw[i] > ' ' && raw[i] < 0x7f ? raw[i] : '?';
+	out[i] = '\0';
+}
+
+static const char *liveness(struct shmq *q, uint32_t i)
+{
+	int r = shmqi_lock_held(q->fd, SHMQ_LOCK_SLOT0 + i);
+
+	return r == 1 ? "alive" : r == 0 ? "dead" : "liveness unknown";
+}
+
+/* The holder is group slot G: which member holds its oldest message. */
+static int fail_group(struct shmq *q, int err, const char *what, uint32_t g,
+		      const char *name)
+{
+	uint64_t pos = load_acquire(&q->slots[g].position);
+	uint32_t members = 0, alive = 0, front = UINT32_MAX;
+
+	for (uint32_t j = 0; j < q->g.nslots; j++) {
+		struct shmq_slot *m = &q->slots[j];
+		uint64_t cl;
+
+		if (j == g || load_acquire(&m->state) != SHMQ_SLOT_ACTIVE ||
+		    load_relaxed(&m->kind) != SHMQ_KIND_MEMBER ||
+		    load_relaxed(&m->group) != g)
+			continue;
+		members++;
+		alive += shmqi_lock_held(q->fd, SHMQ_LOCK_SLOT0 + j) == 1;
+		cl = load_acquire(&m->claim);
+		if ((cl & SHMQ_CLAIM_HELD) && (cl & SHMQ_CLAIM_POS_MASK) == pos)
+			front = j;
+	}
+	if (front != UINT32_MAX)
+		return shmqi_fail(err, "%s: held by group \"%s\" (slot %u, %u of %u members alive): its oldest message is claimed by the member in slot %u (pid %u, %s)",
+				  what, name, g, alive, members, front,
+				  load_relaxed(&q->slots[front].pid),
+				  liveness(q, front));
+	return shmqi_fail(err, "%s: held by group \"%s\" (slot %u, %u of %u members alive)",
+			  what, name, g, alive, members);
+}
+
+/*
+ * The detail of a send that found the ring full (-EAGAIN) or timed out
+ * waiting for room: who holds the producer back, with its liveness (a
+ * lock probe: this is the failure path). IDX is the slowest holder's slot
+ * at the last scan, when HAVE_HOLDER. Returns ERR.
+ */
+int shmqi_fail_full(struct shmq *q, int err, bool have_holder, uint32_t idx)
+{
+	const char *what = err == -EAGAIN ? "ring full" :
+			   "timed out waiting for room in the ring";
+	struct shmq_slot *s;
+	char name[57];
+	uint32_t kind, pid;
+
+	if (!have_holder || idx >= q->g.nslots)
+		return shmqi_fail(err, "%s: no consumer holds it; the unread messages are kept for the next consumer (when-full block)",
+				  what);
+	s = &q->slots[idx];
+	kind = load_relaxed(&s->kind);
+	pid = load_relaxed(&s->pid);
+	clean_name(s->name, name);
+	switch (kind) {
+	case SHMQ_KIND_ANON:
+		return shmqi_fail(err, "%s: held by an anonymous broadcast consumer (slot %u, pid %u, %s)",
+				  what, idx, pid, liveness(q, idx));
+	case SHMQ_KIND_NAMED:
+		return shmqi_fail(err, "%s: held by named consumer \"%s\" (slot %u, pid %u, %s; shmq_consumer_remove() drops a consumer gone for good)",
+				  what, name, idx, pid, liveness(q, idx));
+	case SHMQ_KIND_GROUP:
+		return fail_group(q, err, what, idx, name);
+	default:
+		return shmqi_fail(err, "%s: held by the consumer in slot %u (kind %u, pid %u)",
+				  what, idx, kind, pid);
+	}
+}
+
+/*
+ * shmq_open(SHMQ_OPEN_CREATE) attached to a queue that already existed:
+ * say where it differs from what the caller asked (ASKED as given, WANT
+ * with the defaults filled in as shmq_create() would). Zero capacity,
+ * max_message, slots and mode mean "the default", so they are compared
+ * only when set; when_full and checksum always are. The call succeeds:
+ * the queue is used as it is.
+ */
+void shmqi_report_cfg(struct shmq *q, const struct shmq_config *asked,
+		      const struct shmq_config *want)
+{
+	bool overwrite = q->g.flags & SHMQ_FLAG_OVERWRITE;
+	bool hdr_crc = q->g.flags & SHMQ_FLAG_HDR_CRC;
+	char buf[200];
+	size_t n = 0;
+	struct stat st;
+
+#define DIFF(cond, ...) do {						\
+		if ((cond) && n < sizeof(buf))				\
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n,	\
+					      __VA_ARGS__);		\
+	} while (0)
+	DIFF(asked->capacity && want->capacity != q->g.capacity,
+	     "; capacity %llu (asked %llu)",
+	     (unsigned long long)q->g.capacity,
+	     (unsigned long long)want->capacity);
+	DIFF(asked->max_message && want->max_message != q->g.max_message,
+	     "; max message %u (asked %u)", q->g.max_message,
+	     want->max_message);
+	DIFF(asked->slots && want->slots != q->g.nslots,
+	     "; %u slots (asked %u)", q->g.nslots, want->slots);
+	DIFF((want->when_full == SHMQ_WHEN_FULL_OVERWRITE) != overwrite,
+	     "; when full: %s (asked %s)", overwrite ? "overwrite" : "block",
+	     overwrite ? "block" : "overwrite");
+	DIFF((want->checksum == SHMQ_CHECKSUM_HEADER) != hdr_crc,
+	     "; checksum %s (asked %s)", hdr_crc ? "header" : "full",
+	     hdr_crc ? "full" : "header");
+	DIFF(asked->mode && fstat(q->fd, &st) == 0 &&
+	     (st.st_mode & 07777) != want->mode,
+	     "; mode %o (asked %o)", (unsigned int)(st.st_mode & 07777),
+	     want->mode);
+#undef DIFF
+	if (!n)
+		return;
+	q->info_flags |= SHMQ_INFO_CFG_DIFFERS;
+	(void)shmqi_fail(0, "the queue existed with another configuration, used as it is%s",
+			 buf);
 }

@@ -6,6 +6,7 @@
  * peer cannot wake anyone.
  */
 #include <limits.h>
+#include <stdint.h>
 #include <linux/membarrier.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -31,12 +32,73 @@ uint32_t shmqi_now_ms_coarse(void)
 	return (uint32_t)((uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
-/* An absolute CLOCK_MONOTONIC deadline, or -1 for none. */
+/*
+ * Only SHMQ_FOREVER waits without a bound. Any other negative timeout is
+ * SHMQ_NOWAIT: it is what the natural loop shmq_recv(c, ..., deadline -
+ * now) passes once its deadline has passed, and it must not hang.
+ */
+int64_t shmqi_timeout(int64_t timeout_ns)
+{
+	return timeout_ns < 0 && timeout_ns != SHMQ_FOREVER ? 0 : timeout_ns;
+}
+
+/*
+ * An absolute CLOCK_MONOTONIC deadline, or -1 for none (SHMQ_FOREVER, or
+ * a bound so far away that now + bound does not fit in 63 bits: 292
+ * years). A timeout that is not positive gives a deadline already due.
+ */
 int64_t shmqi_deadline(int64_t timeout_ns)
 {
-	if (timeout_ns < 0)
+	int64_t now;
+
+	if (timeout_ns == SHMQ_FOREVER)
 		return -1;
-	return shmqi_now_ns() + timeout_ns;
+	now = shmqi_now_ns();
+	if (timeout_ns <= 0)
+		return now;
+	if (timeout_ns > INT64_MAX - now)
+		return -1;
+	return now + timeout_ns;
+}
+
+/*
+ * The absolute-deadline calls: DEADLINE_NS on CLOCK_MONOTONIC, or
+ * SHMQ_FOREVER. A deadline that is not in the future (any other negative
+ * value too) is SHMQ_NOWAIT, as a negative relative timeout is.
+ */
+static int64_t until(int64_t deadline_ns)
+{
+	int64_t left;
+
+	if (deadline_ns == SHMQ_FOREVER)
+		return SHMQ_FOREVER;
+	if (deadline_ns <= 0)
+		return SHMQ_NOWAIT;
+	left = deadline_ns - shmqi_now_ns();
+	return left > 0 ? left : SHMQ_NOWAIT;
+}
+
+int64_t shmq_now_ns(void)
+{
+	return shmqi_now_ns();
+}
+
+int shmq_send_until(struct shmq_producer *p, const void *buf, size_t len,
+		    int64_t deadline_ns)
+{
+	return shmq_send(p, buf, len, until(deadline_ns));
+}
+
+int shmq_peek_until(struct shmq_consumer *c, struct shmq_msg *msg,
+		    int64_t deadline_ns)
+{
+	return shmq_peek(c, msg, until(deadline_ns));
+}
+
+ssize_t shmq_recv_until(struct shmq_consumer *c, void *buf, size_t cap,
+			struct shmq_msg *msg, int64_t deadline_ns)
+{
+	return shmq_recv(c, buf, cap, msg, until(deadline_ns));
 }
 
 /*

@@ -2,9 +2,11 @@
 /*
  * Unit tests of the roles and reports, one process: start positions, named
  * consumers, who may hold which role, shmq_stat_get(), shmq_strerror() and
- * shmq_sync().
+ * shmq_sync(); the small behaviours of issue 17: shmq_info(), what
+ * SHMQ_OPEN_CREATE reports, peek/recv/release and shmq_release_n().
  */
 #include <criterion/criterion.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -441,7 +443,7 @@ Test(errors, strerror_names_every_code_the_header_mentions, .timeout = 10)
 		-EEXIST, -EINVAL, -ENOSPC, -EACCES, -ENOENT, -EBADMSG,
 		-EPROTO, -ELOOP, -EBUSY, -EROFS, -EMSGSIZE, -EAGAIN,
 		-ETIMEDOUT, -EPIPE, -EINTR, SHMQ_ESTALE, SHMQ_EOF,
-		SHMQ_EDIED, -ENOMEM, -EIO,
+		SHMQ_EDIED, -ENOMEM, -EIO, SHMQ_ENOTQUEUE, SHMQ_EVICTED,
 	};
 	const size_t n = sizeof(codes) / sizeof(codes[0]);
 	const char *unknown = shmq_strerror(-4095);
@@ -500,6 +502,336 @@ Test(sync, returns_zero_and_advances_the_durable_position, .timeout = 10)
 	cr_assert_eq(st->durable_pos, st->write_pos);
 	shmq_stat_free(st);
 	shmq_close(ro);
+	shmq_producer_close(p);
+	shmq_close(q);
+}
+
+/* ---- issue 17 #3, #6: shmq_info() and what SHMQ_OPEN_CREATE reports --- */
+
+TestSuite(info, .init = h_setup, .fini = h_teardown, .timeout = 10);
+
+Test(info, reports_the_geometry_checksum_and_sync_state_without_allocating)
+{
+	struct shmq_config cfg = { .capacity = 20000, .max_message = 300,
+				   .slots = 7, .when_full = SHMQ_WHEN_FULL_OVERWRITE,
+				   .checksum = SHMQ_CHECKSUM_HEADER,
+				   .evict_after_ms = 250 };
+	struct shmq_info in;
+	struct shmq_producer *p;
+	struct shmq *q, *ro;
+
+	cr_assert_eq(shmq_open(h_path("q"), SHMQ_OPEN_CREATE, &cfg, &q), 0);
+	cr_assert_str_eq(shmq_errdetail(), "");
+	memset(&in, 0xa5, sizeof(in));
+	cr_assert_eq(shmq_info(q, &in, sizeof(in)), 0);
+	cr_assert_eq(in.size, sizeof(in));
+	cr_assert_eq(in.capacity, 32768, "rounded up: %llu",
+		     (unsigned long long)in.capacity);
+	cr_assert_eq(in.max_message, 300);
+	cr_assert_eq(in.slots, 7);
+	cr_assert_eq(in.when_full, SHMQ_WHEN_FULL_OVERWRITE);
+	cr_assert_eq(in.checksum, SHMQ_CHECKSUM_HEADER);
+	cr_assert_eq(in.evict_after_ms, 250);
+	cr_assert_eq(in.flags, SHMQ_INFO_CREATED);
+	cr_assert_eq(in.sync_error, 0);
+	cr_assert_eq(in.reserved, 0);
+	cr_assert_gt(in.file_size, in.capacity);
+	{
+		struct shmq_stat *st;
+
+		cr_assert_eq(shmq_stat_get(q, &st), 0);
+		cr_assert_eq(in.version, st->version);
+		cr_assert_eq(in.file_size, st->file_size);
+		shmq_stat_free(st);
+	}
+
+	p = prod(q);
+	send_n(p, 0, 3);
+	cr_assert_eq(shmq_info(q, &in, sizeof(in)), 0);
+	cr_assert_neq(in.write_pos, in.durable_pos, "nothing synced yet");
+	cr_assert_eq(shmq_sync(q), 0);
+	cr_assert_eq(shmq_info(q, &in, sizeof(in)), 0);
+	cr_assert_eq(in.write_pos, in.durable_pos);
+
+	cr_assert_eq(shmq_open(h_path("q"), SHMQ_OPEN_RDONLY, NULL, &ro), 0);
+	cr_assert_eq(shmq_info(ro, &in, sizeof(in)), 0);
+	cr_assert_eq(in.flags, SHMQ_INFO_RDONLY, "not created by this handle");
+	shmq_close(ro);
+	shmq_producer_close(p);
+	shmq_close(q);
+}
+
+Test(info, fills_only_the_callers_size_and_zeros_what_it_does_not_know)
+{
+	struct shmq *q = mkq("q", 16384, 0);
+	unsigned char buf[sizeof(struct shmq_info) + 32];
+	struct shmq_info in;
+
+	/* An older caller's shorter struct: its prefix only. */
+	memset(buf, 0x5a, sizeof(buf));
+	cr_assert_eq(shmq_info(q, (struct shmq_info *)buf, 72), 0);
+	memcpy(&in, buf, sizeof(in));
+	cr_assert_eq(in.size, 72);
+	cr_assert_eq(in.capacity, 16384);
+	for (size_t i = 72; i < sizeof(buf); i++)
+		cr_assert_eq(buf[i], 0x5a, "byte %zu written", i);
+	/* A newer caller's longer struct: zeros after ours. */
+	memset(buf, 0x5a, sizeof(buf));
+	cr_assert_eq(shmq_info(q, (struct shmq_info *)buf, sizeof(buf)), 0);
+	memcpy(&in, buf, sizeof(in));
+	cr_assert_eq(in.size, sizeof(in));
+	for (size_t i = sizeof(in); i < sizeof(buf); i++)
+		cr_assert_eq(buf[i], 0, "byte %zu not zeroed", i);
+	cr_assert_eq(shmq_info(q, &in, 71), -EINVAL);
+	cr_assert_eq(shmq_info(q, NULL, sizeof(in)), -EINVAL);
+	shmq_close(q);
+}
+
+Test(info, open_create_on_an_existing_queue_says_it_did_not_create_it_and_how_it_differs)
+{
+	struct shmq_config small = { .capacity = 1 << 20 };
+	struct shmq_config big = { .capacity = 4 << 20, .slots = 9,
+				   .checksum = SHMQ_CHECKSUM_HEADER };
+	struct shmq_info in;
+	struct shmq *a, *b, *c;
+	const char *d;
+
+	cr_assert_eq(shmq_open(h_path("q"), SHMQ_OPEN_CREATE, &small, &a), 0);
+	cr_assert_eq(shmq_info(a, &in, sizeof(in)), 0);
+	cr_assert_eq(in.flags & SHMQ_INFO_CREATED, SHMQ_INFO_CREATED);
+	cr_assert_str_eq(shmq_errdetail(), "");
+
+	cr_assert_eq(shmq_open(h_path("q"), SHMQ_OPEN_CREATE, &big, &b), 0,
+		     "an existing queue is used as it is");
+	d = shmq_errdetail();
+	cr_assert(strstr(d, "capacity 1048576 (asked 4194304)"), "%s", d);
+	cr_assert(strstr(d, "64 slots (asked 9)"), "%s", d);
+	cr_assert(strstr(d, "checksum full (asked header)"), "%s", d);
+	cr_assert_eq(shmq_info(b, &in, sizeof(in)), 0);
+	cr_assert_eq(in.flags, SHMQ_INFO_CFG_DIFFERS);
+	cr_assert_eq(in.capacity, 1 << 20);
+
+	/* The same configuration, or none: nothing to report. */
+	cr_assert_eq(shmq_open(h_path("q"), SHMQ_OPEN_CREATE, &small, &c), 0);
+	cr_assert_str_eq(shmq_errdetail(), "");
+	cr_assert_eq(shmq_info(c, &in, sizeof(in)), 0);
+	cr_assert_eq(in.flags, 0);
+	shmq_close(c);
+	cr_assert_eq(shmq_open(h_path("q"), SHMQ_OPEN_CREATE, NULL, &c), 0);
+	cr_assert_str_eq(shmq_errdetail(), "");
+	shmq_close(c);
+	shmq_close(b);
+	shmq_close(a);
+}
+
+Test(info, not_a_queue_and_a_corrupt_queue_have_distinct_codes)
+{
+	FILE *f = fopen(h_path("text"), "w");
+	struct shmq *q;
+
+	cr_assert_not_null(f);
+	for (int i = 0; i < 100; i++)
+		fputs("this is not a queue file, only some text\n", f);
+	fclose(f);
+	cr_assert_eq(shmq_open(h_path("text"), 0, NULL, &q), SHMQ_ENOTQUEUE);
+	cr_assert_str_eq(shmq_strerror(SHMQ_ENOTQUEUE), "not a queue file");
+	cr_assert_str_neq(shmq_strerror(SHMQ_ENOTQUEUE),
+			  shmq_strerror(-EBADMSG));
+}
+
+/* ---- issue 17 #2, #6: peek, recv, release, release_n ------------------- */
+
+TestSuite(peek, .init = h_setup, .fini = h_teardown, .timeout = 10);
+
+Test(peek, a_second_peek_returns_the_same_message_and_recv_returns_the_peeked_one)
+{
+	struct shmq *q = mkq("q", 16384, 0);
+	struct shmq_producer *p = prod(q);
+	struct shmq_consumer *c = cons(q, NULL, SHMQ_START_OLDEST);
+	struct shmq_msg m1, m2;
+	uint8_t b[64];
+
+	send_n(p, 0, 3);
+	cr_assert_eq(shmq_peek(c, &m1, SHMQ_NOWAIT), 0);
+	cr_assert_eq(shmq_peek(c, &m2, SHMQ_NOWAIT), 0);
+	cr_assert_eq(m1.seq, 0);
+	cr_assert_eq(m2.seq, 0);
+	cr_assert_eq(m1.data, m2.data);
+	/* recv after a peek: the peeked message, copied and released. */
+	cr_assert_eq(shmq_recv(c, b, sizeof(b), &m2, SHMQ_NOWAIT), 20);
+	cr_assert_eq(m2.seq, 0);
+	cr_assert_eq(shmq_release(c), -EINVAL, "recv released it");
+	expect_seq(c, 1);
+	expect_seq(c, 2);
+	expect_none(c);
+	shmq_consumer_close(c);
+	shmq_producer_close(p);
+	shmq_close(q);
+}
+
+Test(peek, closing_a_producer_drops_an_outstanding_reservation)
+{
+	struct shmq *q = mkq("q", 16384, 0);
+	struct shmq_producer *p = prod(q);
+	struct shmq_consumer *c = cons(q, NULL, SHMQ_START_OLDEST);
+	struct shmq_msg m;
+	void *dst;
+
+	send_n(p, 0, 1);
+	cr_assert_eq(shmq_reserve(p, 32, &dst, SHMQ_NOWAIT), 0);
+	memset(dst, 'x', 32);
+	cr_assert_eq(shmq_producer_close(p), 0);
+	expect_seq(c, 0);
+	cr_assert_eq(shmq_peek(c, &m, SHMQ_NOWAIT), SHMQ_EOF);
+	/* The next producer continues the sequence after the last commit. */
+	p = prod(q);
+	send_n(p, 1, 1);
+	expect_seq(c, 1);
+	shmq_consumer_close(c);
+	shmq_producer_close(p);
+	shmq_close(q);
+}
+
+Test(peek, release_n_releases_the_first_of_a_batch_and_keeps_the_rest)
+{
+	struct shmq *q = mkq("q", 16384, 0);
+	struct shmq_producer *p = prod(q);
+	struct shmq_consumer *c = cons(q, "part", SHMQ_START_OLDEST);
+	struct shmq_msg ms[8], m;
+	struct shmq_stat *st;
+	uint8_t b[64];
+
+	send_n(p, 0, 10);
+	cr_assert_eq(shmq_release_n(c, 1), -EINVAL, "nothing peeked");
+	cr_assert_eq(shmq_peek_many(c, ms, 6, SHMQ_NOWAIT), 6);
+	cr_assert_eq(shmq_release_n(c, 0), -EINVAL);
+	cr_assert_eq(shmq_release_n(c, 7), -EINVAL);
+	cr_assert_eq(shmq_release_n(c, 2), 0);
+	/* Released: the slot's position is past seq 1, and stat says so. */
+	cr_assert_eq(shmq_stat_get(q, &st), 0);
+	cr_assert_eq(st->consumers[0].next_seq, 2);
+	cr_assert_eq(st->consumers[0].lag_messages, 8);
+	shmq_stat_free(st);
+	/* The rest stay peeked and valid, in place. */
+	for (int i = 2; i < 6; i++) {
+		uint8_t exp[64];
+
+		cr_assert_eq(ms[i].seq, (uint64_t)i);
+		h_msg_fill(exp, ms[i].len, SEED, (uint64_t)i);
+		cr_assert_eq(memcmp(ms[i].data, exp, ms[i].len), 0);
+	}
+	cr_assert_eq(shmq_peek_many(c, ms, 4, SHMQ_NOWAIT), -EINVAL,
+		     "a batch is outstanding");
+	cr_assert_eq(shmq_peek(c, &m, SHMQ_NOWAIT), 0);
+	cr_assert_eq(m.seq, 2, "peek gives the first unreleased: %llu",
+		     (unsigned long long)m.seq);
+	cr_assert_eq(m.data, ms[2].data);
+	/* recv takes the first unreleased one alone. */
+	cr_assert_eq(shmq_recv(c, b, 10, &m, SHMQ_NOWAIT), -EMSGSIZE);
+	cr_assert_eq(m.len, 20 + 2 % 40);
+	cr_assert_eq(m.seq, 2);
+	cr_assert_eq(shmq_recv(c, b, sizeof(b), &m, SHMQ_NOWAIT), 22);
+	cr_assert_eq(m.seq, 2);
+	cr_assert_eq(shmq_release_n(c, 4), -EINVAL, "only seqs 3..5 left");
+	cr_assert_eq(shmq_release_n(c, 1), 0);
+	cr_assert_eq(shmq_release_n(c, 2), 0, "the last two: all of it");
+	cr_assert_eq(shmq_release(c), -EINVAL);
+	expect_seq(c, 6);
+
+	/* A named consumer resumes after what it released, not the batch. */
+	cr_assert_eq(shmq_peek_many(c, ms, 3, SHMQ_NOWAIT), 3);
+	cr_assert_eq(shmq_release_n(c, 1), 0);
+	shmq_consumer_close(c);
+	c = cons(q, "part", SHMQ_START_OLDEST);
+	expect_seq(c, 8);
+	expect_seq(c, 9);
+	shmq_consumer_close(c);
+	shmq_producer_close(p);
+	shmq_close(q);
+}
+
+Test(peek, a_member_that_closes_after_a_refused_recv_leaves_the_message_to_another)
+{
+	struct shmq *q = mkq("q", 16384, 0);
+	struct shmq_consumer_opts o = { .kind = SHMQ_CONSUMER_GROUP,
+					.name = "g" };
+	struct shmq_consumer *a, *b;
+	struct shmq_producer *p;
+	struct shmq_msg m;
+	uint8_t buf[64];
+	bool got[2] = { false, false };
+
+	cr_assert_eq(shmq_consumer_open(q, &o, &a), 0);
+	cr_assert_eq(shmq_consumer_open(q, &o, &b), 0);
+	p = prod(q);
+	send_n(p, 0, 2);
+	cr_assert_eq(shmq_recv(a, buf, 4, &m, SHMQ_NOWAIT), -EMSGSIZE);
+	cr_assert_eq(m.seq, 0);
+	cr_assert_eq(m.len, 20);
+	cr_assert_eq(shmq_release(a), -EINVAL);
+	/* Retrying gets the same claim, not the next message. */
+	cr_assert_eq(shmq_recv(a, buf, 4, &m, SHMQ_NOWAIT), -EMSGSIZE);
+	cr_assert_eq(m.seq, 0);
+	shmq_consumer_close(a);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_geq(shmq_recv(b, buf, sizeof(buf), &m, SHMQ_NOWAIT), 0);
+		cr_assert_lt(m.seq, 2);
+		cr_assert(!got[m.seq]);
+		got[m.seq] = true;
+		cr_assert_eq(!!(m.flags & SHMQ_MSG_REDELIVERED), m.seq == 0);
+	}
+	expect_none(b);
+	shmq_consumer_close(b);
+	shmq_producer_close(p);
+	shmq_close(q);
+}
+
+/* ---- issue 17 #8: the layouts compiled callers depend on ---------------- */
+
+TestSuite(abi, .init = h_setup, .fini = h_teardown, .timeout = 10);
+
+/*
+ * A change here breaks every compiled caller: it must come with a new
+ * soname (lib/meson.build) and docs/decisions.md "ABI". New fields go
+ * into the reserved space, which keeps these sizes.
+ */
+Test(abi, the_caller_allocated_structs_keep_their_size_and_layout)
+{
+	cr_assert_eq(sizeof(struct shmq_config), 88);
+	cr_assert_eq(offsetof(struct shmq_config, checksum), 40);
+	cr_assert_eq(offsetof(struct shmq_config, reserved), 48);
+	cr_assert_eq(sizeof(struct shmq_producer_opts), 64);
+	cr_assert_eq(offsetof(struct shmq_producer_opts, reserved), 16);
+	cr_assert_eq(sizeof(struct shmq_consumer_opts), 64);
+	cr_assert_eq(offsetof(struct shmq_consumer_opts, flags), 16);
+	cr_assert_eq(offsetof(struct shmq_consumer_opts, reserved), 24);
+	cr_assert_eq(sizeof(struct shmq_msg), 64);
+	cr_assert_eq(offsetof(struct shmq_msg, lost), 32);
+	cr_assert_eq(offsetof(struct shmq_msg, reserved), 40);
+	cr_assert_eq(sizeof(struct shmq_info), 72);
+}
+
+Test(abi, reserved_consumer_options_must_be_zero_and_messages_come_back_zeroed)
+{
+	struct shmq *q = mkq("q", 16384, 0);
+	struct shmq_producer *p = prod(q);
+	struct shmq_consumer_opts o = { .reserved[4] = 1 };
+	struct shmq_consumer *c;
+	struct shmq_msg m;
+
+	cr_assert_eq(shmq_consumer_open(q, &o, &c), -EINVAL);
+	o.reserved[4] = 0;
+	o.reserved0 = 1;
+	cr_assert_eq(shmq_consumer_open(q, &o, &c), -EINVAL);
+	o.reserved0 = 0;
+	cr_assert_eq(shmq_consumer_open(q, &o, &c), 0);
+	send_n(p, 0, 1);
+	memset(&m, 0xff, sizeof(m));
+	cr_assert_eq(shmq_peek(c, &m, SHMQ_NOWAIT), 0);
+	cr_assert_eq(m.reserved0, 0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(m.reserved[i], 0);
+	shmq_consumer_close(c);
 	shmq_producer_close(p);
 	shmq_close(q);
 }

@@ -171,17 +171,17 @@ Test(open, refuses_a_missing_file_with_enoent, .timeout = 10)
 	expect_refused("missing", -ENOENT, 0);
 }
 
-Test(open, refuses_an_empty_file_with_ebadmsg_after_a_bounded_wait,
+Test(open, refuses_an_empty_file_with_enotqueue_after_a_bounded_wait,
      .timeout = 15)
 {
 	int fd = open(h_path("empty"), O_CREAT | O_WRONLY, 0600);
 
 	cr_assert_geq(fd, 0);
 	close(fd);
-	expect_refused("empty", -EBADMSG, 1);
+	expect_refused("empty", SHMQ_ENOTQUEUE, 1);
 }
 
-Test(open, refuses_a_zero_filled_file_with_ebadmsg_after_a_bounded_wait,
+Test(open, refuses_a_zero_filled_file_with_enotqueue_after_a_bounded_wait,
      .timeout = 15)
 {
 	int fd = open(h_path("zeros"), O_CREAT | O_WRONLY, 0600);
@@ -189,7 +189,7 @@ Test(open, refuses_a_zero_filled_file_with_ebadmsg_after_a_bounded_wait,
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(ftruncate(fd, 65536), 0);
 	close(fd);
-	expect_refused("zeros", -EBADMSG, 1);
+	expect_refused("zeros", SHMQ_ENOTQUEUE, 1);
 }
 
 Test(open, refuses_a_file_whose_creator_never_published_ready,
@@ -241,7 +241,7 @@ static void corrupt(const char *name, size_t off, const void *buf, size_t len)
 	cr_assert_eq(h_poke(h_path(name), (off_t)off, buf, len), 0);
 }
 
-Test(open, refuses_a_bad_magic_with_ebadmsg, .timeout = 10)
+Test(open, refuses_a_bad_magic_with_enotqueue, .timeout = 10)
 {
 	uint8_t b;
 
@@ -249,7 +249,7 @@ Test(open, refuses_a_bad_magic_with_ebadmsg, .timeout = 10)
 	cr_assert_eq(h_peek_file(h_path("q"), 0, &b, 1), 0);
 	b ^= 0xff;
 	cr_assert_eq(h_poke(h_path("q"), 0, &b, 1), 0);
-	expect_refused("q", -EBADMSG, 0);
+	expect_refused("q", SHMQ_ENOTQUEUE, 0);
 }
 
 Test(open, refuses_another_format_version_with_eproto, .timeout = 10)

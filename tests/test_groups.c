@@ -348,13 +348,26 @@ Test(groups, a_member_closed_holding_a_peek_leaves_it_to_another_member_flagged)
 	expect_seq(b, 1);
 	shmq_consumer_close(a);		/* seq 0 is claimed, never released */
 
-	/* B claims what is new first; idle, it adopts what A left. */
-	for (uint64_t s = 2; s < 10; s++)
-		expect_seq(b, s);
-	get_ok(b, &m);
-	cr_assert_eq(m.seq, 0, "the adopted message is seq %llu",
-		     (unsigned long long)m.seq);
-	cr_assert(m.flags & SHMQ_MSG_REDELIVERED, "seq 0 is not flagged");
+	/*
+	 * B adopts what A left when it finds nothing new to claim, or
+	 * sooner: members look for dead claims every few ms however busy.
+	 */
+	uint64_t next = 2;
+	bool adopted = false;
+
+	for (int i = 0; i < 9; i++) {
+		get_ok(b, &m);
+		if (m.seq == 0) {
+			cr_assert(!adopted, "seq 0 twice");
+			cr_assert(m.flags & SHMQ_MSG_REDELIVERED, "seq 0 is not flagged");
+			adopted = true;
+			continue;
+		}
+		cr_assert_eq(m.seq, next, "seq %llu, want %llu",
+			     (unsigned long long)m.seq, (unsigned long long)next);
+		next++;
+	}
+	cr_assert(adopted);
 	expect_none(b);
 
 	/* The frontier moved past it: all ten can be overwritten now. */
@@ -382,12 +395,18 @@ Test(groups, a_member_peeking_by_zero_copy_gets_the_adopted_message_flagged)
 	cr_assert_eq(shmq_peek(a, &m, SHMQ_NOWAIT), 0);
 	cr_assert_eq(m.seq, 0);
 	shmq_consumer_close(a);
-	expect_seq(b, 1);
-	cr_assert_eq(shmq_peek(b, &m, SHMQ_NOWAIT), 0);
-	cr_assert_eq(m.seq, 0);
-	cr_assert(m.flags & SHMQ_MSG_REDELIVERED);
-	cr_assert_null(h_msg_check(m.data, m.len, SEED, 0, MAXMSG));
-	cr_assert_eq(shmq_release(b), 0);
+	/* The adopted one may come first (b looks for it when it starts). */
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(shmq_peek(b, &m, SHMQ_NOWAIT), 0);
+		if (m.seq == 1) {
+			cr_assert_eq(m.flags & SHMQ_MSG_REDELIVERED, 0);
+		} else {
+			cr_assert_eq(m.seq, 0);
+			cr_assert(m.flags & SHMQ_MSG_REDELIVERED);
+		}
+		cr_assert_null(h_msg_check(m.data, m.len, SEED, m.seq, MAXMSG));
+		cr_assert_eq(shmq_release(b), 0);
+	}
 	expect_none(b);
 	shmq_consumer_close(b);
 	shmq_producer_close(p);

@@ -215,7 +215,8 @@ static void try_variant(const char *name, uint64_t off, uint8_t v)
 
 	err = shmq_open(h_path(name), 0, NULL, &q);
 	if (err < 0) {
-		cr_assert(err == -EBADMSG || err == -EPROTO,
+		cr_assert(err == -EBADMSG || err == -EPROTO ||
+			  err == SHMQ_ENOTQUEUE,
 			  "byte %llu = %#x: open: %s", (unsigned long long)off, v,
 			  shmq_strerror(err));
 		cr_assert(shmq_errdetail()[0], "byte %llu = %#x: no detail",

@@ -340,3 +340,83 @@ Test(wait, a_blocking_batch_larger_than_the_ring_is_sent_whole, .timeout = 10)
 		     shmq_strerror(d.ret), d.got);
 	fx_close(&f);
 }
+
+/*
+ * Issue 17 #1: only SHMQ_FOREVER waits without a bound. The thread's
+ * call must come back at once (a hang is the criterion timeout).
+ */
+Test(wait, negative_timeouts_other_than_forever_are_nowait, .timeout = 10)
+{
+	static const int64_t bad[] = { -2, -5, -1000000000ll, INT64_MIN };
+	struct fx f;
+	struct shmq_msg m;
+	uint8_t b[1000] = { 0 };
+	int err;
+
+	fx_open(&f, 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_eq(shmq_peek(f.c, &m, bad[i]), -EAGAIN, "peek(%lld)",
+			     (long long)bad[i]);
+		cr_assert_eq(shmq_recv(f.c, b, sizeof(b), &m, bad[i]), -EAGAIN);
+		cr_assert_eq(shmq_peek_many(f.c, &m, 1, bad[i]), -EAGAIN);
+		cr_assert_eq(shmq_peek_until(f.c, &m, bad[i]), -EAGAIN);
+	}
+	while ((err = shmq_send(f.p, b, sizeof(b), SHMQ_NOWAIT)) == 0)
+		;
+	cr_assert_eq(err, -EAGAIN);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		void *dst;
+
+		cr_assert_eq(shmq_send(f.p, b, sizeof(b), bad[i]), -EAGAIN,
+			     "send(%lld)", (long long)bad[i]);
+		cr_assert_eq(shmq_reserve(f.p, 10, &dst, bad[i]), -EAGAIN);
+		cr_assert_eq(shmq_send_until(f.p, b, sizeof(b), bad[i]), -EAGAIN);
+		cr_assert_eq(shmq_send_until(f.p, b, sizeof(b),
+					     shmq_now_ns() - 1), -EAGAIN);
+	}
+	fx_close(&f);
+}
+
+/* A bound too large to add to the clock must not overflow (UBSan). */
+Test(wait, the_largest_timeout_waits_until_woken, .timeout = 10)
+{
+	struct fx f;
+	struct call k = { .f = &f, .timeout = INT64_MAX };
+	uint8_t b[8] = "payload";
+	pthread_t t;
+
+	fx_open(&f, 0);
+	cr_assert_eq(pthread_create(&t, NULL, peek_thread, &k), 0);
+	h_sleep_ms(200);
+	cr_assert_eq(k.done_ns, 0, "returned %d before the send", k.ret);
+	cr_assert_eq(shmq_send(f.p, b, sizeof(b), SHMQ_NOWAIT), 0);
+	pthread_join(t, NULL);
+	cr_assert_eq(k.ret, 0, "peek: %s", shmq_strerror(k.ret));
+	fx_close(&f);
+}
+
+/* The absolute-deadline calls: wait until the deadline, not past it. */
+Test(wait, until_calls_wait_for_their_deadline_and_no_longer, .timeout = 10)
+{
+	struct fx f;
+	struct shmq_msg m;
+	uint8_t b[1000] = { 0 };
+	int64_t t0, dl;
+	int err;
+
+	fx_open(&f, 0);
+	t0 = shmq_now_ns();
+	dl = t0 + 50000000;
+	cr_assert_eq(shmq_recv_until(f.c, b, sizeof(b), &m, dl), -ETIMEDOUT);
+	cr_assert_geq(shmq_now_ns(), dl, "returned before its deadline");
+	cr_assert_eq(shmq_send_until(f.p, b, 10, shmq_now_ns() + 1000000000), 0);
+	cr_assert_eq(shmq_peek_until(f.c, &m, SHMQ_FOREVER), 0);
+	cr_assert_eq(m.len, 10);
+	cr_assert_eq(shmq_release(f.c), 0);
+	while ((err = shmq_send(f.p, b, sizeof(b), SHMQ_NOWAIT)) == 0)
+		;
+	dl = shmq_now_ns() + 30000000;
+	cr_assert_eq(shmq_send_until(f.p, b, sizeof(b), dl), -ETIMEDOUT);
+	cr_assert_geq(shmq_now_ns(), dl);
+	fx_close(&f);
+}

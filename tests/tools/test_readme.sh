@@ -79,6 +79,25 @@ for ex in "$T"/example*.c; do
 	st=$?
 	[ $st -eq 0 ] || { cat "$d/out" >&2; fail "the C example: status $st"; }
 	grep -q ': hello$' "$d/out" || fail "the C example printed: $(cat "$d/out")"
+	# Issue 17 #9: the example leaves no consumer that would hold a
+	# producer back for ever (the loop's consumer is anonymous, the
+	# named one is removed), so a producer can fill the ring and go on.
+	q=$(sed -n 's|.*shmq_open("\([^"]*\)".*|\1|p' "$d/main.c" | head -n 1)
+	[ -n "$q" ] && [ -e "$q" ] || fail "the C example made no queue ($q)"
+	"$SHMQ" stat --json "$q" | grep -q '"consumers":\[\]' ||
+		fail "the C example left a consumer in $q: $("$SHMQ" stat "$q")"
+	head -c $((3 << 20)) /dev/zero | timeout -k 5 30 "$SHMQ" put "$q" &
+	pp=$!
+	track $pp
+	for i in $(seq 200); do
+		"$SHMQ" stat --json "$q" | grep -q '"state":"open"' && break
+		sleep 0.05
+	done
+	n=$(timeout -k 5 30 "$SHMQ" get "$q" | wc -c)
+	wait $pp || fail "a producer blocked on what the C example left"
+	[ "$n" -eq $((3 << 20)) ] || fail "got $n bytes of 3 MiB through $q"
+	grep -q 'shmq_consumer_open(q, NULL, &c)' "$ex" ||
+		fail "the C example's consumer loop is not an anonymous consumer"
 done
 note "$nsh sh examples ran, $nc C example compiled and ran"
 exit 0
