@@ -231,7 +231,10 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 		goto fail_close;
 	c->wpos_cache = c->pos;
 	c->bytes = load_relaxed(&c->slot->bytes);
-	(void)producer_gone(c);		/* a live session is ours (seen_inc) */
+	/* A live session is ours (seen_inc); see read_end_record(). */
+	c->attach_inc = load_acquire(&q->hdr->incarnation);
+	(void)producer_gone(c);
+	c->attach_w = load_acquire(&q->hdr->write_pos);
 	if (c->kind != SHMQ_KIND_MEMBER)
 		learn_seq(c);
 	if (c->kind == SHMQ_KIND_OBSERVER && !c->seq_known) {
@@ -321,9 +324,17 @@ void shmq_consumer_close(struct shmq_consumer *c)
 static int producer_gone(struct shmq_consumer *c)
 {
 	struct shmq_hdr *h = c->q->hdr;
+	/*
+	 * S2: the incarnation first, then the state. A producer opening
+	 * stores the state "none" before it stores its incarnation (both
+	 * release), so a state read after a new incarnation is never the
+	 * previous session's "closed": an end is never pinned on the wrong
+	 * session. end_owed() and session_end() use this incarnation.
+	 */
+	uint32_t inc = load_acquire(&h->incarnation);
 	uint32_t st = load_acquire(&h->prod_state);	/* S1 */
-	/* Stored before the state at open (release): at least its session. */
-	uint32_t inc = load_relaxed(&h->incarnation);
+
+	c->gone_inc = inc;
 
 	if (st == SHMQ_PSTATE_CLOSED)
 		return SHMQ_EOF;
@@ -340,14 +351,18 @@ static int producer_gone(struct shmq_consumer *c)
 /*
  * Sessions (docs/decisions.md): the state-based end of the current
  * session is returned once, and only to a consumer that saw that session
- * (live, or through a record of it). Any other waits for the next
- * producer, as a FIFO reader waits for a writer.
+ * (live, or through a record of it, or it began after we attached). Any
+ * other waits for the next producer, as a FIFO reader waits for a writer.
  */
+static bool saw(const struct shmq_consumer *c, uint32_t inc)
+{
+	return inc == c->seen_inc || inc_before(c->attach_inc, inc);
+}
+
+/* After producer_gone(): is the end of the session it looked at ours? */
 static bool end_owed(struct shmq_consumer *c)
 {
-	uint32_t inc = load_relaxed(&c->q->hdr->incarnation);
-
-	return c->seen_inc == inc && c->ended_inc != inc;
+	return c->ended_inc != c->gone_inc && saw(c, c->gone_inc);
 }
 
 /* Returned once per session: the END record's, or the state's. */
@@ -418,7 +433,8 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	if (c->kind != SHMQ_KIND_MEMBER &&
 	    load_relaxed(&c->slot->position) != c->pos)
 		publish_pos(c);	/* padding skipped: the producer may need it */
-	if (load_acquire(&h->prod_state) == SHMQ_PSTATE_CLOSED && end_owed(c))
+	if (load_acquire(&h->prod_state) == SHMQ_PSTATE_CLOSED &&
+	    producer_gone(c) == SHMQ_EOF && end_owed(c))
 		goto check_end;
 	if (timeout_ns == 0) {
 		now = shmqi_now_ns();
@@ -534,7 +550,7 @@ check_end:
 	/* Not ours (a session we never saw), or a new one began meanwhile. */
 	if (!end_owed(c))
 		return again_or_expired(timeout_ns, deadline);
-	return session_end(c, load_relaxed(&h->incarnation), gone);
+	return session_end(c, c->gone_inc, gone);
 }
 
 /*
@@ -596,7 +612,15 @@ static int read_end_record(struct shmq_consumer *c)
 		return evicted_error();
 	c->pos = c->view.next;
 	publish_pos(c);
-	if (e.inc == c->ended_inc)
+	/*
+	 * Ours to return: an end we have not returned yet, of a session we
+	 * saw (live, or a record of it), or one already in the ring when we
+	 * attached (an empty session still delivers its end). Not the END a
+	 * new producer writes for a session that ended, and was read, before
+	 * we came: we wait for the next session, as a FIFO reader does.
+	 */
+	if (e.inc == c->ended_inc ||
+	    (!saw(c, e.inc) && !pos_before(c->view.pos, c->attach_w)))
 		return 1;
 	return session_end(c, e.inc, e.kind == SHMQ_END_CLOSED ? SHMQ_EOF :
 			   e.kind == SHMQ_END_ABORTED ? SHMQ_EABORTED : SHMQ_EDIED);

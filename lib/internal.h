@@ -139,6 +139,9 @@ struct shmq_consumer {
 	bool durable;		/* SHMQ_CONSUMER_DURABLE: read below durable_pos */
 	uint32_t seen_inc;	/* sessions: the last one seen (live, or data) */
 	uint32_t ended_inc;	/* the last one whose end was returned */
+	uint64_t attach_w;	/* write_pos when we attached */
+	uint32_t attach_inc;	/* the incarnation then: later ones are ours */
+	uint32_t gone_inc;	/* the session producer_gone() looked at */
 	struct shmqi_rec_view view;
 };
 

@@ -86,6 +86,12 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	prev_inc = load_relaxed(&h->incarnation);
 	prev_state = load_acquire(&h->prod_state);
 	p->inc = prev_inc + 1 ? prev_inc + 1 : 1;	/* 0: never opened */
+	/*
+	 * S2: no state of the last session survives into ours: "none"
+	 * before the new incarnation (release), until "open" below. A
+	 * consumer reads the incarnation, then the state.
+	 */
+	store_release(&h->prod_state, SHMQ_PSTATE_NONE);
 	store_relaxed(&h->inc_pos, w);
 	store_release(&h->incarnation, p->inc);
 	rmw_add(&h->prod_epoch, 1);

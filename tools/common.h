@@ -27,6 +27,7 @@ enum tool_exit {
 	EXIT_EVICTED = 6,	/* this consumer was evicted for stalling */
 	EXIT_TRUNCATED = 7,	/* queue file truncated, deleted or replaced */
 	EXIT_BUSY = 8,		/* role or name taken, or queue in use (rm) */
+	EXIT_ABORTED = 9,	/* the producer aborted its stream (get) */
 	EXIT_PIPE = 141,	/* the other end is gone, as a pipe writer */
 };
 

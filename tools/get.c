@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@ struct get {
 	uint32_t flags;		/* SHMQ_CONSUMER_*: --durable */
 	int64_t timeout_ns;
 	const char *timeout_arg;
+	int follow;		/* --follow: read on across session ends */
 	uint64_t lost;		/* messages the queue reported lost */
 	char *buf;		/* observers: they receive by copy */
 	size_t cap;
@@ -39,23 +41,29 @@ struct get {
 static const char get_usage[] =
 "Usage: shmq get PATH [--create] [--name NAME | --group NAME | --observe]\n"
 "                     [--from oldest|latest] [--lines | --null] [--count N]\n"
-"                     [--timeout SECONDS] [--durable]\n"
-"Copy messages from the queue PATH to stdout until the producer closes.\n"
+"                     [--timeout SECONDS] [--durable] [--follow]\n"
+"Copy messages from the queue PATH to stdout until the end of the producer's\n"
+"session (its close, death or abort), or with --follow across sessions.\n"
 "\n"
 "  --create         create PATH with the default geometry if it is missing\n"
 "  --name NAME      a named consumer: resumes where it stopped\n"
 "  --group NAME     share the messages with the group's other members\n"
 "  --observe        never hold the producer back; report what was lost\n"
 "  --from WHERE     oldest (default) or latest\n"
-"  --lines          write a newline after each message\n"
-"  --null           write a NUL after each message\n"
-"  --count N        exit 0 after N messages\n"
+"  -l, --lines      write a newline after each message\n"
+"  -0, --null       write a NUL after each message\n"
+"  -n, --count N    exit 0 after N messages\n"
 "  --timeout SECS   give up when no message came for SECS seconds\n"
 "  --durable        read only messages already synced to disk\n"
+"  -f, --follow     read on across session ends (until --count, --timeout\n"
+"                   or a signal), as tail -f\n"
 "\n"
-"Exit status: 0 at EOF or after --count messages, 3 if the producer died,\n"
-"4 on timeout, 5 if messages were lost (overrun), 6 if evicted, 141 if\n"
-"stdout closed.\n";
+"A reader that starts after a session ended and was read waits for the\n"
+"next producer, as a FIFO reader waits for a writer.\n"
+"\n"
+"Exit status: 0 at the producer's close or after --count messages, 3 if\n"
+"the producer died, 4 on timeout, 5 if messages were lost (overrun), 6 if\n"
+"evicted, 9 if the producer aborted, 141 if stdout closed.\n";
 
 static int parse_get_opt(int c, struct get *g, int *kinds, int *framings)
 {
@@ -63,17 +71,20 @@ static int parse_get_opt(int c, struct get *g, int *kinds, int *framings)
 	case 'c':
 		g->create = 1;
 		return 0;
-	case 'n':
+	case 'A':
 	case 'g':
 		(*kinds)++;
-		g->kind = c == 'n' ? TOOL_BROADCAST : TOOL_GROUP;
+		g->kind = c == 'A' ? TOOL_BROADCAST : TOOL_GROUP;
 		g->name = optarg;
-		return tool_check_name(c == 'n' ? "--name" : "--group", optarg);
+		return tool_check_name(c == 'A' ? "--name" : "--group", optarg);
 	case 'o':
 		(*kinds)++;
 		g->kind = TOOL_OBSERVER;
 		return 0;
 	case 'f':
+		g->follow = 1;
+		return 0;
+	case 'F':
 		if (!strcmp(optarg, "oldest"))
 			g->start = SHMQ_START_OLDEST;
 		else if (!strcmp(optarg, "latest"))
@@ -87,7 +98,7 @@ static int parse_get_opt(int c, struct get *g, int *kinds, int *framings)
 		(*framings)++;
 		g->delim = c == 'l' ? '\n' : '\0';
 		return 0;
-	case 'N':
+	case 'n':
 		g->has_count = 1;
 		return parse_u64("--count", optarg, &g->count) ? EXIT_USAGE : 0;
 	case 'd':
@@ -105,13 +116,14 @@ static int parse_get_opts(int argc, char **argv, struct get *g)
 {
 	static const struct option longopts[] = {
 		{ "create", no_argument, NULL, 'c' },
-		{ "name", required_argument, NULL, 'n' },
+		{ "name", required_argument, NULL, 'A' },
 		{ "group", required_argument, NULL, 'g' },
 		{ "observe", no_argument, NULL, 'o' },
-		{ "from", required_argument, NULL, 'f' },
+		{ "from", required_argument, NULL, 'F' },
+		{ "follow", no_argument, NULL, 'f' },
 		{ "lines", no_argument, NULL, 'l' },
 		{ "null", no_argument, NULL, '0' },
-		{ "count", required_argument, NULL, 'N' },
+		{ "count", required_argument, NULL, 'n' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "durable", no_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
@@ -119,7 +131,7 @@ static int parse_get_opts(int argc, char **argv, struct get *g)
 	};
 	int c, r, kinds = 0, framings = 0;
 
-	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":l0n:fh", longopts, NULL)) != -1) {
 		if (c == 'h')
 			return fputs(get_usage, stdout), -1;
 		if (c == '?' || c == ':')
@@ -140,6 +152,11 @@ static int parse_get_opts(int argc, char **argv, struct get *g)
 	return g->path ? 0 : EXIT_USAGE;
 }
 
+static bool session_end(ssize_t r)
+{
+	return r == SHMQ_EOF || r == SHMQ_EDIED || r == SHMQ_EABORTED;
+}
+
 /* The end of the stream, or why it could not be read; an exit status. */
 static int get_end(struct get *g, int r)
 {
@@ -149,6 +166,9 @@ static int get_end(struct get *g, int r)
 	case SHMQ_EDIED:
 		tool_msg("%s: producer died without closing the queue", g->path);
 		return EXIT_DIED;
+	case SHMQ_EABORTED:
+		tool_msg("%s: the producer aborted its stream", g->path);
+		return EXIT_ABORTED;
 	case -EAGAIN:
 	case -ETIMEDOUT:
 		tool_msg("%s: no message within %s seconds", g->path,
@@ -257,7 +277,7 @@ static int get_batch(struct get *g, uint64_t room, int *status)
 		if (shmq_peek(g->c, &m, SHMQ_NOWAIT) == SHMQ_EVICTED)
 			n = SHMQ_EVICTED;
 	}
-	if (n == -EINTR)
+	if (n == -EINTR || (g->follow && session_end(n)))
 		return 0;
 	if (n < 0)
 		return *status = get_end(g, (int)n), -1;
@@ -303,7 +323,7 @@ static int get_loop(struct get *g)
 	}
 	while (!g->has_count || got < g->count) {
 		r = get_next(g, &m);
-		if (r == -EINTR)
+		if (r == -EINTR || (g->follow && session_end(r)))
 			continue;
 		if (r < 0)
 			return get_end(g, r);

@@ -32,6 +32,11 @@ expect_status 0 $? "put --accept-loss"
 grep -qi "last cut" st || fail "stat does not show the last cut: $(cat st)"
 "$SHMQ" stat q --json | grep -q '"cut_messages":5' ||
 	fail "stat --json cut_messages: $("$SHMQ" stat q --json)"
-[ "$($BOUNDED "$SHMQ" get q --lines --count 6 | tr '\n' ' ')" = "1 2 3 4 5 more " ] ||
-	fail "after the cut the queue does not hold 1-5 and the new message"
+# The cut session ends as one whose producer died (part of it is gone);
+# the next get reads the new session.
+$BOUNDED "$SHMQ" get q --lines >got1
+expect_status 3 $? "get of the cut session"
+[ "$(tr '\n' ' ' <got1)" = "1 2 3 4 5 " ] || fail "after the cut: $(cat got1)"
+[ "$($BOUNDED "$SHMQ" get q --lines | tr '\n' ' ')" = "more " ] ||
+	fail "the session after the cut"
 echo PASS

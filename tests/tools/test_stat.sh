@@ -12,7 +12,7 @@ $BOUNDED "$SHMQ" put q --lines <in 3>&- &
 p=$!
 track $p
 wait_producer q
-$BOUNDED "$SHMQ" get q --name live --lines >/dev/null 3>&- &
+$BOUNDED "$SHMQ" get q --name live --lines --follow >/dev/null 3>&- &
 g=$!
 track $g
 wait_consumers q 1
