@@ -97,6 +97,8 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	 * once per open, nothing on tmpfs.
 	 */
 	ret = shmqi_sync_producer(p);
+	if (ret < 0)
+		ret = shmqi_sync_anyway(q);	/* durability failed before */
 	prev_inc = load_relaxed(&h->incarnation);
 	prev_state = load_acquire(&h->prod_state);
 	p->inc = prev_inc + 1 ? prev_inc + 1 : 1;	/* 0: never opened */
