@@ -159,6 +159,65 @@ int shmq_open(const char *path, int flags, const struct shmq_config *cfg,
  */
 void shmq_close(struct shmq *q);
 
+/*
+ * shmq_create_anon - create a queue without a path, in a memfd, and
+ * attach to it. Nobody can open it by name: processes share it as a
+ * descriptor (shmq_fd(), shmq_open_fd()), inherited across fork() or
+ * exec() or sent over a UNIX socket with SCM_RIGHTS. CFG as for
+ * shmq_create() (NULL: defaults; mode 0600 unless CFG sets it; full
+ * checksums unless CFG asks for SHMQ_CHECKSUM_HEADER, as for a file on
+ * tmpfs). Every page is allocated now, and the memfd is sealed
+ * (F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_SEAL): nobody holding the
+ * descriptor can truncate or resize it (ftruncate fails with EPERM), so
+ * its users never get SIGBUS from a truncation. The queue lives until
+ * the last descriptor and mapping of it are gone. shmq_sync() on it
+ * succeeds without writing anything: it lives in memory only, like a
+ * queue on tmpfs, and nothing survives a reboot. Roles, sessions,
+ * liveness, groups and observers are as for a queue file.
+ * Returns 0 or -errno: -EINVAL (bad geometry or mode), -EFBIG,
+ * -ENOMEM (no memory for the ring), -EMFILE, -ENFILE.
+ */
+int shmq_create_anon(const struct shmq_config *cfg, struct shmq **out);
+
+/*
+ * shmq_fd - the descriptor of Q's queue, to hand it to another process.
+ * It belongs to Q: do not close it; it stays valid until shmq_close(Q).
+ * It is close-on-exec: a child inherits it across fork(), and to keep it
+ * across exec() the caller clears FD_CLOEXEC on it (or dup()s it to the
+ * number the new program is told about, e.g. `shmq get --fd N`). To send
+ * it over a UNIX socket, pass it in an SCM_RIGHTS message.
+ * Returns a descriptor (>= 0).
+ */
+int shmq_fd(const struct shmq *q);
+
+/*
+ * shmq_open_fd - attach to the queue open as descriptor FD: received with
+ * SCM_RIGHTS, inherited across exec(), or after fork() the parent's
+ * shmq_fd(). The queue is validated as shmq_open() validates a queue
+ * file, and FD is opened again through /proc/self/fd, so that this
+ * process has an open file description of its own for its role locks;
+ * FD stays the caller's (close it whenever convenient). FLAGS:
+ * SHMQ_OPEN_RDONLY (stat and sync only; required when FD is read-only),
+ * SHMQ_OPEN_ANY_OWNER (a queue another user created). FD may be a queue
+ * made by shmq_create_anon() or a queue file opened read-write (a shell's
+ * `3<>/dev/shm/q`). A file without a name must be sealed against
+ * shrinking (shmq_create_anon() seals it). Queues attached by descriptor
+ * are never reported as deleted or replaced: they have no name to check.
+ * After fork(), the parent's producer and consumer handles are dead in
+ * the child: the library closes their lock descriptors there (so that a
+ * parent that dies is seen as dead), calls on them return -EBADFD and
+ * their close only frees memory. The child attaches afresh, with
+ * shmq_open_fd(shmq_fd(q), ...) on the struct shmq it inherited
+ * (docs/concurrency.md, "fork()").
+ * Returns 0 or -errno: -EBADF (FD is not open, or opened O_PATH),
+ * -EINVAL (a pipe, a socket or anything but a regular file; a file
+ * without a name not sealed against shrinking; bad flags),
+ * SHMQ_ENOTQUEUE (a file that is not a queue), -EBADMSG (a queue that is
+ * corrupt or was never finished), -EPROTO, -EACCES (FD is read-only and
+ * SHMQ_OPEN_RDONLY is not given; mode bits; another owner), -EMLINK.
+ */
+int shmq_open_fd(int fd, int flags, struct shmq **out);
+
 /* Flags for struct shmq_producer_opts. */
 #define SHMQ_PRODUCER_FIFO	0x1	/* -EPIPE once every consumer is gone */
 #define SHMQ_PRODUCER_ACCEPT_LOSS 0x2	/* recover even if durable data goes */

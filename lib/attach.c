@@ -589,3 +589,55 @@ void shmq_close(struct shmq *q)
 	free(q->path);
 	free(q);
 }
+
+/*
+ * Shared with anon.c: queues without a path (shmq_create_anon,
+ * shmq_open_fd) are made and checked by the same code as queue files.
+ */
+int shmqi_resolve_config(const struct shmq_config *in, struct shmq_config *c)
+{
+	return resolve_config(in, c);
+}
+
+/* The file size of the queue C describes; -EFBIG if we cannot map it. */
+int shmqi_queue_size(const struct shmq_config *c, uint64_t *size)
+{
+	*size = data_offset(c->slots) + c->capacity;
+	if (*size > (uint64_t)LLONG_MAX)
+		return shmqi_fail(-EFBIG, "queue file too large");
+	if ((uint64_t)(size_t)*size != *size)
+		return shmqi_fail(-EFBIG, "a %llu-byte queue does not fit this process's address space",
+				  (unsigned long long)*size);
+	return 0;
+}
+
+/*
+ * Give the new file FD its SIZE bytes, every page reserved now, as
+ * shmq_create() does: -ENOSPC or -ENOMEM here, not SIGBUS later (F12).
+ */
+int shmqi_alloc_file(int fd, uint64_t size, const char *what)
+{
+	int ret = posix_fallocate(fd, 0, (off_t)size);
+
+	if (ret == EOPNOTSUPP || ret == EINVAL)
+		ret = ftruncate(fd, (off_t)size) < 0 ? errno : 0;
+	if (ret)
+		return shmqi_fail(-ret, "allocating %llu bytes for %s: %s",
+				  (unsigned long long)size, what, strerror(ret));
+	return 0;
+}
+
+int shmqi_init_header(int fd, const struct shmq_config *c, uint64_t size)
+{
+	return init_header(fd, c, size);
+}
+
+int shmqi_check_owner(const char *what, const struct stat *st, int flags)
+{
+	return check_owner(what, st, flags);
+}
+
+int shmqi_attach_fd(struct shmq *q, const char *what)
+{
+	return attach_fd(q, what);
+}

@@ -213,6 +213,7 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 		ret = c->lock_fd;
 		goto fail_free;
 	}
+	shmqi_role_track(&c->role, &c->lock_fd);	/* closed in a fork() child */
 	ret = shmqi_lock_wait(c->lock_fd, SHMQ_LOCK_ATTACH, SHMQ_ATTACH_LOCK_NS);
 	if (ret < 0) {
 		ret = shmqi_fail(ret, "waiting for the slot table lock: %s",
@@ -254,6 +255,7 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 	*out = c;
 	return 0;
 fail_close:
+	shmqi_role_untrack(&c->role);
 	close(c->lock_fd);
 fail_free:
 	free(c);
@@ -300,6 +302,9 @@ void shmq_consumer_close(struct shmq_consumer *c)
 	if (!c)
 		return;
 	q = c->q;
+	/* Inherited across fork(): the parent's slot is not ours to touch. */
+	if (shmqi_inherited(c))
+		goto free_only;
 	/*
 	 * A peeked message is not released: a named consumer gets it again;
 	 * a member leaves its claim in its slot, as if it had died, and
@@ -322,7 +327,9 @@ void shmq_consumer_close(struct shmq_consumer *c)
 	if (c->kind == SHMQ_KIND_MEMBER && !c->peeked && !c->pending)
 		shmqi_group_advance(q, c->gidx);
 	/* Without the table lock the slot stays; a dead-slot reclaim frees it. */
+	shmqi_role_untrack(&c->role);
 	close(c->lock_fd);
+free_only:
 	q->nhandles--;
 	free(c->adopt_buf);
 	free(c);
@@ -853,6 +860,8 @@ int shmq_peek(struct shmq_consumer *c, struct shmq_msg *msg,
 	struct shmqi_rec_view v;
 	int ret;
 
+	if (shmqi_inherited(c))
+		return shmqi_fail_inherited();
 	if (c->kind == SHMQ_KIND_OBSERVER)
 		return shmqi_fail(-EINVAL, "observers receive by copy (shmq_recv)");
 	if (unlikely(c->peeked && c->peek_n > 1)) {
@@ -902,6 +911,8 @@ static void release_peeked(struct shmq_consumer *c)
 
 int shmq_release(struct shmq_consumer *c)
 {
+	if (shmqi_inherited(c))
+		return shmqi_fail_inherited();
 	if (!c->peeked)
 		return shmqi_fail(-EINVAL, "nothing peeked");
 	release_peeked(c);
@@ -923,6 +934,8 @@ int shmq_release_n(struct shmq_consumer *c, size_t n)
 	uint64_t pos = c->pos, bytes = 0, first;
 	size_t k = 0;
 
+	if (shmqi_inherited(c))
+		return shmqi_fail_inherited();
 	if (!c->peeked)
 		return shmqi_fail(-EINVAL, "nothing peeked");
 	if (n == 0 || n > c->peek_n)
@@ -978,6 +991,8 @@ ssize_t shmq_peek_many(struct shmq_consumer *c, struct shmq_msg *msgs,
 	size_t k;
 	int ret;
 
+	if (shmqi_inherited(c))
+		return shmqi_fail_inherited();
 	if (n == 0 || (c->peeked && c->peek_n > 1))
 		return shmqi_fail(-EINVAL, n ? "release the last batch first" :
 				  "no room for a message");
@@ -1068,6 +1083,8 @@ ssize_t shmq_recv(struct shmq_consumer *c, void *buf, size_t cap,
 	struct shmq_msg m;
 	int ret;
 
+	if (shmqi_inherited(c))
+		return shmqi_fail_inherited();
 	if (unlikely(c->peeked && c->peek_n > 1))
 		return recv_batch_first(c, buf, cap, msg);
 	for (;;) {

@@ -61,6 +61,8 @@ const char *shmq_strerror(int err)
 	case -EFBIG:		return "file too large";
 	case -EMFILE:		return "too many open files";
 	case -ENFILE:		return "too many open files in the system";
+	case -EBADFD:		return "handle inherited across fork(): attach afresh in the child";
+	case -EBADF:		return "bad file descriptor";
 	default:
 		break;
 	}

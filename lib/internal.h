@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "shmq.h"
@@ -61,15 +62,29 @@ struct shmq {
 	struct shmq_geom g;
 	dev_t dev;		/* identity of the file, to notice F18 */
 	ino_t ino;
-	char *path;
+	char *path;		/* NULL when attached by descriptor */
+	bool by_fd;		/* shmq_create_anon, shmq_open_fd: no link to
+				   check (F18 does not apply) */
 	int nhandles;		/* producer + consumers still open */
 	int sync_err;		/* sticky msync failure seen by this handle */
 	uint32_t info_flags;	/* SHMQ_INFO_CREATED, SHMQ_INFO_CFG_DIFFERS */
 };
 
+/*
+ * liveness.c: every role's lock descriptor is on one list, so that a
+ * fork() child closes them all (an atfork handler): inherited, they would
+ * keep the parent's roles looking alive after the parent died.
+ */
+struct shmqi_role {
+	struct shmqi_role *prev, *next;	/* NULL when not on the list */
+	int *fd;			/* the handle's lock_fd */
+};
+
 struct shmq_producer {
 	struct shmq *q;
-	int lock_fd;		/* own OFD: holds SHMQ_LOCK_PRODUCER */
+	int lock_fd;		/* own OFD: holds SHMQ_LOCK_PRODUCER; -1 in a
+				   fork() child (shmqi_inherited) */
+	struct shmqi_role role;
 	uint32_t flags;		/* SHMQ_PRODUCER_* */
 	uint64_t pub_pos;	/* write_pos as last published */
 	uint64_t pos;		/* end of sealed records (>= pub_pos) */
@@ -109,7 +124,9 @@ struct shmq_producer {
 
 struct shmq_consumer {
 	struct shmq *q;
-	int lock_fd;		/* own OFD: holds the slot's lock */
+	int lock_fd;		/* own OFD: holds the slot's lock; -1 in a
+				   fork() child (shmqi_inherited) */
+	struct shmqi_role role;
 	uint32_t idx;
 	struct shmq_slot *slot;
 	uint32_t kind;
@@ -161,6 +178,17 @@ int shmqi_lock_wait(int fd, uint64_t byte, int64_t timeout_ns);
 void shmqi_unlock(int fd, uint64_t byte);
 int shmqi_lock_held(int fd, uint64_t byte);	/* 1 held, 0 free, -errno */
 int shmqi_reopen(struct shmq *q, int flags);	/* a fresh OFD */
+void shmqi_role_track(struct shmqi_role *r, int *fd);
+void shmqi_role_untrack(struct shmqi_role *r);
+int shmqi_fail_inherited(void);		/* -EBADFD, with the detail */
+
+/*
+ * A producer or consumer handle made before a fork(), used in the child:
+ * the atfork handler closed its lock descriptor and left -1. Every public
+ * call on such a handle fails (shmqi_fail_inherited) and its close only
+ * frees memory: the shared file is the parent's business.
+ */
+#define shmqi_inherited(h)	unlikely((h)->lock_fd < 0)
 
 /* wait.c */
 int64_t shmqi_now_ns(void);
@@ -197,6 +225,14 @@ uint64_t shmqi_start_position(struct shmq *q, uint32_t start);
 uint64_t shmqi_publish_start(struct shmq *q, struct shmq_slot *s, uint64_t pos);
 void shmqi_init_slot(struct shmq_slot *s, uint32_t kind, const char *name);
 int shmqi_check_resume(struct shmq *q, uint64_t pos);
+
+/* attach.c: shared with anon.c (queues without a path). */
+int shmqi_resolve_config(const struct shmq_config *in, struct shmq_config *c);
+int shmqi_queue_size(const struct shmq_config *c, uint64_t *size);
+int shmqi_alloc_file(int fd, uint64_t size, const char *what);
+int shmqi_init_header(int fd, const struct shmq_config *c, uint64_t size);
+int shmqi_check_owner(const char *what, const struct stat *st, int flags);
+int shmqi_attach_fd(struct shmq *q, const char *what);
 
 /* group.c */
 void shmqi_group_advance(struct shmq *q, uint32_t gidx);

@@ -6,8 +6,16 @@
  * locks are), they conflict between descriptions of the same process, and
  * the kernel releases them when the process dies. Every role therefore
  * gets its own description (shmqi_reopen), and probing uses the queue's.
+ *
+ * A description outlives the process that made it when a fork() child
+ * holds a copy of its descriptor: a child that inherited a role's
+ * descriptor would keep the role's lock, and so a dead parent's producer
+ * or consumer would look alive for as long as the child runs. Every role
+ * descriptor is therefore on one list, and an atfork handler closes them
+ * all in the child (docs/concurrency.md, "fork()").
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -90,4 +98,93 @@ int shmqi_reopen(struct shmq *q, int flags)
 	if (fd < 0)
 		return shmqi_fail(-errno, "reopening the queue file: %m");
 	return fd;
+}
+
+/*
+ * The role list. Its lock is taken by the prepare handler of fork() and
+ * released on both sides, so that the child never inherits it held by a
+ * thread that does not exist there, nor a list half-changed.
+ */
+static pthread_mutex_t roles_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shmqi_role roles = { &roles, &roles, NULL };
+static pthread_once_t roles_once = PTHREAD_ONCE_INIT;
+static int roles_atfork_err;
+
+static void roles_prepare(void)
+{
+	pthread_mutex_lock(&roles_lock);
+}
+
+static void roles_parent(void)
+{
+	pthread_mutex_unlock(&roles_lock);
+}
+
+/*
+ * In the child, before fork() returns there: close every role's
+ * descriptor (close is async-signal-safe; the child has one thread) and
+ * mark its handle inherited. The list is emptied: those handles are the
+ * parent's, and their close in the child only frees memory.
+ */
+static void roles_child(void)
+{
+	struct shmqi_role *r, *next;
+
+	for (r = roles.next; r != &roles; r = next) {
+		next = r->next;
+		if (*r->fd >= 0)
+			close(*r->fd);
+		*r->fd = -1;
+		r->prev = r->next = NULL;
+	}
+	roles.prev = roles.next = &roles;
+	pthread_mutex_unlock(&roles_lock);
+}
+
+static void roles_init(void)
+{
+	roles_atfork_err = pthread_atfork(roles_prepare, roles_parent,
+					  roles_child);
+}
+
+/*
+ * Put R, the role whose lock descriptor is *FD, on the list; from here on
+ * a fork() child closes *FD and sets it to -1. Called as soon as the
+ * descriptor exists, before any lock is taken on it.
+ */
+void shmqi_role_track(struct shmqi_role *r, int *fd)
+{
+	pthread_once(&roles_once, roles_init);
+	r->fd = fd;
+	r->prev = r->next = NULL;
+	/*
+	 * Without the handler (pthread_atfork failed: ENOMEM), the role is
+	 * not tracked: a child then keeps the parent's roles alive, as
+	 * before this list existed. Nothing else breaks.
+	 */
+	if (roles_atfork_err)
+		return;
+	pthread_mutex_lock(&roles_lock);
+	r->next = &roles;
+	r->prev = roles.prev;
+	roles.prev->next = r;
+	roles.prev = r;
+	pthread_mutex_unlock(&roles_lock);
+}
+
+/* Take R off the list before its descriptor is closed. */
+void shmqi_role_untrack(struct shmqi_role *r)
+{
+	pthread_mutex_lock(&roles_lock);
+	if (r->next) {
+		r->prev->next = r->next;
+		r->next->prev = r->prev;
+		r->prev = r->next = NULL;
+	}
+	pthread_mutex_unlock(&roles_lock);
+}
+
+int shmqi_fail_inherited(void)
+{
+	return shmqi_fail(-EBADFD, "this producer or consumer handle was made before fork(): in the child it is closed; attach afresh there (shmq_open_fd(shmq_fd(q), ...))");
 }

@@ -48,6 +48,7 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 		ret = p->lock_fd;
 		goto fail_free;
 	}
+	shmqi_role_track(&p->role, &p->lock_fd);	/* closed in a fork() child */
 	ret = shmqi_lock_try(p->lock_fd, SHMQ_LOCK_PRODUCER);
 	if (ret == -EAGAIN) {
 		ret = shmqi_fail(-EBUSY, "queue already has a producer (pid %u)",
@@ -151,6 +152,7 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 fail_unlock:
 	shmqi_unlock(p->lock_fd, SHMQ_LOCK_PRODUCER);
 fail_close:
+	shmqi_role_untrack(&p->role);
 	close(p->lock_fd);
 fail_free:
 	free(p);
@@ -171,6 +173,8 @@ int shmq_publish(struct shmq_producer *p)
 	struct shmq_hdr *h = p->q->hdr;
 	uint64_t n = p->unpublished;
 
+	if (shmqi_inherited(p))
+		return shmqi_fail_inherited();
 	if (p->pos == p->pub_pos)
 		return 0;
 	KILL_POINT("publish:before");
@@ -561,6 +565,8 @@ int shmq_reserve(struct shmq_producer *p, size_t len, void **buf,
 	struct shmq *q = p->q;
 	int ret;
 
+	if (shmqi_inherited(p))
+		return shmqi_fail_inherited();
 	if (unlikely(p->reserved))
 		return shmqi_fail(-EINVAL, "a reservation is already outstanding");
 	if (unlikely(len > q->g.max_message))
@@ -587,6 +593,8 @@ int shmq_commit(struct shmq_producer *p, unsigned int flags)
 
 int shmq_commit_len(struct shmq_producer *p, size_t len, unsigned int flags)
 {
+	if (shmqi_inherited(p))
+		return shmqi_fail_inherited();
 	if (unlikely(!p->reserved))
 		return shmqi_fail(-EINVAL, "nothing reserved");
 	if (unlikely(len > p->reserved_len))
@@ -695,6 +703,7 @@ static int end_session(struct shmq_producer *p, uint32_t kind, uint32_t state)
 	rmw_add(&h->data_futex, 1);
 	shmqi_futex_wake(&h->data_futex);
 	shmqi_unlock(p->lock_fd, SHMQ_LOCK_PRODUCER);
+	shmqi_role_untrack(&p->role);
 	close(p->lock_fd);
 	/* Read-only again: this handle's consumers never write the ring. */
 	(void)mprotect(p->q->data, p->q->g.capacity, PROT_READ);
@@ -703,10 +712,23 @@ static int end_session(struct shmq_producer *p, uint32_t kind, uint32_t state)
 	return ret;
 }
 
+/*
+ * A handle inherited across fork() is the parent's: the child frees it
+ * and leaves the session, the ring's protection and the file alone.
+ */
+static int drop_inherited(struct shmq_producer *p)
+{
+	p->q->nhandles--;
+	free(p);
+	return shmqi_fail_inherited();
+}
+
 int shmq_producer_close(struct shmq_producer *p)
 {
 	if (!p)
 		return 0;
+	if (shmqi_inherited(p))
+		return drop_inherited(p);
 	return end_session(p, SHMQ_END_CLOSED, SHMQ_PSTATE_CLOSED);
 }
 
@@ -714,6 +736,8 @@ int shmq_producer_abort(struct shmq_producer *p)
 {
 	if (!p)
 		return 0;
+	if (shmqi_inherited(p))
+		return drop_inherited(p);
 	return end_session(p, SHMQ_END_ABORTED, SHMQ_PSTATE_ABORTED);
 }
 

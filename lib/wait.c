@@ -170,7 +170,11 @@ void shmqi_futex_wake(uint32_t *word)
 
 /*
  * Slow-path check that the file is still the one we mapped and still long
- * enough (F9, F18). Returns 0 or -ESTALE.
+ * enough (F9, F18). Returns 0 or -ESTALE. A queue attached by descriptor
+ * (shmq_create_anon, shmq_open_fd) has no name to lose or replace: a
+ * memfd never has a link, and a queue file handed over as a descriptor
+ * is used through that descriptor whatever happens to its name. Only
+ * the size is checked for those (a sealed memfd cannot shrink).
  */
 int shmqi_check_file(struct shmq *q)
 {
@@ -181,7 +185,7 @@ int shmqi_check_file(struct shmq *q)
 	if ((uint64_t)st.st_size < q->g.file_size)
 		return shmqi_fail(-ESTALE, "queue file truncated to %lld bytes",
 				  (long long)st.st_size);
-	if (st.st_nlink == 0)
+	if (st.st_nlink == 0 && !q->by_fd)
 		return shmqi_fail(-ESTALE, "queue file was deleted");
 	return 0;
 }

@@ -483,6 +483,35 @@ int64_t now_real_ns(void)
 	return clock_ns(CLOCK_REALTIME);
 }
 
+int tool_queue_fd = -1;
+
+int tool_parse_fd(const char *opt, const char *s, const char **shown)
+{
+	static char name[32];
+	uint32_t n;
+
+	if (parse_u32(opt, s, &n))
+		return EXIT_USAGE;
+	if (n < 3 || n > INT32_MAX)
+		return tool_usage_error("%s %s: 0, 1 and 2 are stdin, stdout and "
+					"stderr; pass the queue as descriptor 3 "
+					"or above", opt, s);
+	tool_queue_fd = (int)n;
+	snprintf(name, sizeof(name), "fd %u", n);
+	*shown = name;
+	return 0;
+}
+
+int tool_fd_only(int argc, char **argv, int optind_after, int create)
+{
+	if (create)
+		return tool_usage_error("--create needs a PATH, not --fd");
+	if (optind_after < argc)
+		return tool_usage_error("--fd and PATH '%s' exclude each other",
+					argv[optind_after]);
+	return 0;
+}
+
 int tool_open_as(const char *path, const char *shown, int flags,
 		 struct shmq **q)
 {
@@ -493,7 +522,10 @@ int tool_open_as(const char *path, const char *shown, int flags,
 	/* Set first: a truncated file can fault during validation already. */
 	tool_set_path(shown);
 	attaching = 1;
-	r = shmq_open(path, flags, NULL, q);
+	if (tool_queue_fd >= 0)
+		r = shmq_open_fd(tool_queue_fd, flags & ~SHMQ_OPEN_CREATE, q);
+	else
+		r = shmq_open(path, flags, NULL, q);
 	if (r == 0) {
 		shmq_map_range(*q, &addr, &len);
 		map_start = (uintptr_t)addr;

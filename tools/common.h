@@ -94,6 +94,18 @@ int tool_fail(const char *path, const char *what, int err);
  */
 int tool_open(const char *path, int flags, struct shmq **q);
 
+/*
+ * --fd N (put, get; stat of /proc/PID/fd/N): tool_open() attaches
+ * through descriptor TOOL_QUEUE_FD with shmq_open_fd() instead of PATH
+ * when it is >= 0. tool_parse_fd() sets it from the option's value
+ * (N >= 3: 0-2 are the data streams) and *SHOWN to "fd N" for messages;
+ * tool_fd_only() refuses a PATH or --create besides it. Both return 0
+ * or EXIT_USAGE (reported).
+ */
+extern int tool_queue_fd;
+int tool_parse_fd(const char *opt, const char *s, const char **shown);
+int tool_fd_only(int argc, char **argv, int optind_after, int create);
+
 /* tool_open(), but messages name SHOWN instead of PATH. */
 int tool_open_as(const char *path, const char *shown, int flags,
 		 struct shmq **q);

@@ -39,12 +39,14 @@ struct get {
 };
 
 static const char get_usage[] =
-"Usage: shmq get PATH [--create] [--name NAME | --group NAME | --observe]\n"
+"Usage: shmq get PATH|--fd N [--create] [--name NAME | --group NAME | --observe]\n"
 "                     [--from oldest|latest] [--lines | --null] [--count N]\n"
 "                     [--timeout SECONDS] [--durable] [--follow]\n"
 "Copy messages from the queue PATH to stdout until the end of the producer's\n"
 "session (its close, death or abort), or with --follow across sessions.\n"
 "\n"
+"  --fd N           the queue is open as descriptor N (3 or above), handed\n"
+"                   down by the parent (a queue without a path)\n"
 "  --create         create PATH with the default geometry if it is missing\n"
 "  --name NAME      a named consumer: resumes where it stopped\n"
 "  --group NAME     share the messages with the group's other members\n"
@@ -104,6 +106,8 @@ static int parse_get_opt(int c, struct get *g, int *kinds, int *framings)
 	case 'd':
 		g->flags |= SHMQ_CONSUMER_DURABLE;
 		return 0;
+	case 'Q':
+		return tool_parse_fd("--fd", optarg, &g->path);
 	case 't':
 		g->timeout_arg = optarg;
 		return parse_seconds("--timeout", optarg, &g->timeout_ns) ?
@@ -126,6 +130,7 @@ static int parse_get_opts(int argc, char **argv, struct get *g)
 		{ "count", required_argument, NULL, 'n' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "durable", no_argument, NULL, 'd' },
+		{ "fd", required_argument, NULL, 'Q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -148,6 +153,8 @@ static int parse_get_opts(int argc, char **argv, struct get *g)
 	/* A member cannot wait for the watermark without stalling its group. */
 	if ((g->flags & SHMQ_CONSUMER_DURABLE) && g->kind == TOOL_GROUP)
 		return tool_usage_error("--durable does not combine with --group");
+	if (tool_queue_fd >= 0)
+		return tool_fd_only(argc, argv, optind, g->create);
 	g->path = one_path(argc, argv, optind);
 	return g->path ? 0 : EXIT_USAGE;
 }

@@ -37,10 +37,12 @@ struct put {
 };
 
 static const char put_usage[] =
-"Usage: shmq put PATH [--create] [--lines | --null] [--sync none|batch|every]\n"
-"                [--accept-loss]\n"
+"Usage: shmq put PATH|--fd N [--create] [--lines | --null]\n"
+"                [--sync none|batch|every] [--accept-loss]\n"
 "Copy stdin into the queue PATH until EOF, then close the producer.\n"
 "\n"
+"  --fd N           the queue is open as descriptor N (3 or above), handed\n"
+"                   down by the parent (a queue without a path)\n"
 "  --create         create PATH with the default geometry if it is missing\n"
 "  --lines          one message per line (the newline is not sent)\n"
 "  --null           one message per NUL-terminated item\n"
@@ -322,6 +324,7 @@ static int parse_put_opts(int argc, char **argv, struct put *pt, int *create)
 		{ "null", no_argument, NULL, '0' },
 		{ "sync", required_argument, NULL, 's' },
 		{ "accept-loss", no_argument, NULL, 'A' },
+		{ "fd", required_argument, NULL, 'Q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -337,6 +340,10 @@ static int parse_put_opts(int argc, char **argv, struct put *pt, int *create)
 			break;
 		case 'A':
 			pt->pflags |= SHMQ_PRODUCER_ACCEPT_LOSS;
+			break;
+		case 'Q':
+			if (tool_parse_fd("--fd", optarg, &pt->path))
+				return EXIT_USAGE;
 			break;
 		case 'l':
 		case '0':
@@ -361,6 +368,8 @@ static int parse_put_opts(int argc, char **argv, struct put *pt, int *create)
 	}
 	if (framings > 1)
 		return tool_usage_error("--lines and --null exclude each other");
+	if (tool_queue_fd >= 0)
+		return tool_fd_only(argc, argv, optind, *create);
 	pt->path = one_path(argc, argv, optind);
 	return pt->path ? 0 : EXIT_USAGE;
 }

@@ -4,11 +4,13 @@
  * (schema in docs/tools.md), once or every N seconds with live rates.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,7 +41,10 @@ static const char stat_usage[] =
 "Show the geometry, fill level, producer and consumers of the queue PATH.\n"
 "\n"
 "  --json           one JSON object (schema in shmq(1) and docs/tools.md)\n"
-"  --watch SECS     repeat every SECS seconds with rates, until interrupted\n";
+"  --watch SECS     repeat every SECS seconds with rates, until interrupted\n"
+"\n"
+"PATH may be /proc/PID/fd/N for a queue without a path that process PID\n"
+"holds as descriptor N (the one kind of link stat follows).\n";
 
 static const char *producer_state_name(uint32_t s)
 {
@@ -459,6 +464,45 @@ static int stat_watch(const char *path, struct shmq *q, int json,
 	return r;
 }
 
+/*
+ * `shmq stat /proc/PID/fd/N`: the one kind of symbolic link stat follows,
+ * so that a queue without a path (a memfd that process PID holds) can be
+ * looked at, read-only. Only a link to a regular file without a name is
+ * followed; at any other path tool_open() refuses a link as always.
+ * Sets tool_queue_fd when it opened one.
+ */
+static void open_proc_fd(const char *path)
+{
+	const char *p = path + 6;
+	struct stat st, st2;
+	size_t n;
+	int fd;
+
+	if (strncmp(path, "/proc/", 6))
+		return;
+	n = strspn(p, "0123456789");
+	if (!n && !strncmp(p, "self", 4))
+		n = 4;
+	if (!n || strncmp(p + n, "/fd/", 4))
+		return;
+	p += n + 4;
+	n = strspn(p, "0123456789");
+	if (!n || p[n])
+		return;
+	/* stat() first: opening a device or a FIFO may have effects. */
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 0)
+		return;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st2) < 0 || st2.st_dev != st.st_dev ||
+	    st2.st_ino != st.st_ino) {
+		close(fd);
+		return;
+	}
+	tool_queue_fd = fd;	/* tool_open() validates it as a queue */
+}
+
 int cmd_stat(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -489,6 +533,7 @@ int cmd_stat(int argc, char **argv)
 	path = one_path(argc, argv, optind);
 	if (!path)
 		return EXIT_USAGE;
+	open_proc_fd(path);
 	/* Looking never writes: another user's queue may be inspected. */
 	r = tool_open(path, SHMQ_OPEN_RDONLY | SHMQ_OPEN_ANY_OWNER, &q);
 	if (r)
