@@ -293,7 +293,8 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
  * wait), -ETIMEDOUT, -EPIPE (FIFO mode, every consumer gone), -EINTR,
  * -ESTALE, -EBADMSG (the shared header became invalid), -EIO (sync
  * modes batch and every: the message was published but could not be made
- * durable; the queue stays "durability failed", see shmq_sync()).
+ * durable; the queue stays "durability failed", see shmq_sync()),
+ * -EBADFD (a handle inherited across fork(): see shmq_open_fd()).
  */
 int shmq_send(struct shmq_producer *p, const void *buf, size_t len,
 	      int64_t timeout_ns);
@@ -342,7 +343,8 @@ int shmq_reserve(struct shmq_producer *p, size_t len, void **buf,
  * shmq_commit - seal the reserved message and publish it (with
  * SHMQ_COMMIT_DEFER: seal only; shmq_publish() or the next commit without
  * the flag publishes every sealed message with one store).
- * Returns 0 or -EINVAL (nothing reserved).
+ * Returns 0 or -errno: -EINVAL (nothing reserved), -EBADFD (inherited
+ * across fork()).
  */
 int shmq_commit(struct shmq_producer *p, unsigned int flags);
 
@@ -350,19 +352,26 @@ int shmq_commit(struct shmq_producer *p, unsigned int flags);
  * shmq_commit_len - as shmq_commit(), for the first LEN bytes of the
  * reservation only (LEN <= the reserved length): for writers that learn
  * the length while they write, such as read() into the ring.
- * Returns 0 or -EINVAL.
+ * Returns 0 or -errno: -EINVAL, -EBADFD (inherited across fork()).
  */
 int shmq_commit_len(struct shmq_producer *p, size_t len, unsigned int flags);
 
-/* shmq_publish - publish every sealed message. Returns 0. */
+/*
+ * shmq_publish - publish every sealed message. Returns 0 or -errno: -EIO
+ * (sync modes batch and every, as shmq_send()), -EBADFD (inherited
+ * across fork()).
+ */
 int shmq_publish(struct shmq_producer *p);
 
 /*
  * shmq_producer_close - publish what is sealed, mark the stream closed
  * (consumers get SHMQ_EOF after draining) and give up the role. An
  * outstanding reservation (shmq_reserve() without a commit) is dropped:
- * it is never published. shmq_producer_close(NULL) is a no-op.
- * Returns 0 or -errno.
+ * it is never published. shmq_producer_close(NULL) is a no-op. In a
+ * fork() child, on the parent's handle, it only frees the handle: the
+ * session stays the parent's.
+ * Returns 0 or -errno: -EIO (the last messages could not be made
+ * durable), -EBADFD (a handle inherited across fork(), freed).
  */
 int shmq_producer_close(struct shmq_producer *p);
 
@@ -456,7 +465,8 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
  * with -EMSGSIZE.
  * Returns 0 or -errno: -EAGAIN, -ETIMEDOUT, SHMQ_EOF, SHMQ_EDIED, -EINTR,
  * -EBADMSG (a record failed validation; the consumer stays where it is),
- * -ESTALE, SHMQ_EVICTED, -EINVAL (observers receive by copy only).
+ * -ESTALE, SHMQ_EVICTED, -EINVAL (observers receive by copy only),
+ * -EBADFD (a handle inherited across fork(): see shmq_open_fd()).
  */
 int shmq_peek(struct shmq_consumer *c, struct shmq_msg *msg,
 	      int64_t timeout_ns);
@@ -483,7 +493,8 @@ ssize_t shmq_peek_many(struct shmq_consumer *c, struct shmq_msg *msgs,
  * Returns 0, -EINVAL (nothing peeked: a message that shmq_recv() refused
  * with -EMSGSIZE was not peeked and is not released, it stays next) or
  * SHMQ_EVICTED (the consumer was evicted while it held the message: its
- * bytes may have been overwritten).
+ * bytes may have been overwritten); -EBADFD for a handle inherited
+ * across fork().
  */
 int shmq_release(struct shmq_consumer *c);
 
@@ -493,7 +504,8 @@ int shmq_release(struct shmq_consumer *c);
  * of that call), and a later shmq_release() or shmq_release_n() releases
  * them. N equal to what is held releases it all, as shmq_release().
  * Returns 0, -EINVAL (nothing peeked, N is 0 or more than is held),
- * -EBADMSG (the ring changed under the batch: scribbled) or SHMQ_EVICTED.
+ * -EBADMSG (the ring changed under the batch: scribbled), SHMQ_EVICTED or
+ * -EBADFD (inherited across fork()).
  */
 int shmq_release_n(struct shmq_consumer *c, size_t n);
 
@@ -516,7 +528,8 @@ ssize_t shmq_recv_until(struct shmq_consumer *c, void *buf, size_t cap,
 /*
  * shmq_consumer_close - detach the consumer C and free it. Anonymous: the slot is freed and stops
  * holding the producer; named: the position stays in the file.
- * shmq_consumer_close(NULL) is a no-op.
+ * shmq_consumer_close(NULL) is a no-op. In a fork() child, on the
+ * parent's handle, it only frees the handle: the slot stays the parent's.
  */
 void shmq_consumer_close(struct shmq_consumer *c);
 
