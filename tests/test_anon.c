@@ -237,6 +237,19 @@ Test(anon, a_memfd_sealed_mode_0600_close_on_exec_that_works)
 	must(shmq_producer_close(p), "close");
 	cr_assert_eq(shmq_recv(c, NULL, 0, NULL, SHMQ_NOWAIT), SHMQ_EOF);
 	shmq_consumer_close(c);
+	/* The watermark moves: sync-every producers, durable consumers. */
+	{
+		struct shmq_consumer_opts od = { .flags = SHMQ_CONSUMER_DURABLE };
+		struct shmq_producer_opts po = { .sync_mode = SHMQ_SYNC_EVERY };
+
+		must(shmq_consumer_open(q, &od, &c), "durable consumer");
+		must(shmq_producer_open(q, &po, &p), "sync-every producer");
+		send_n(p, 10, 2);
+		expect_msg(c, 10);
+		expect_msg(c, 11);
+		must(shmq_producer_close(p), "close");
+		shmq_consumer_close(c);
+	}
 	shmq_close(q);
 
 	/* CFG as for a file: mode and checksum coverage; bad modes refused. */
@@ -860,6 +873,28 @@ Test(anon, across_exec_with_the_tools)
 
 		cr_assert_eq(run(argv, -1, -1, NULL, out, sizeof(out)), 0, "%s", out);
 		cr_assert(strstr(out, "\"capacity\":65536"), "%s", out);
+	}
+	/* ... and to nothing else: a queue file has a path of its own. */
+	{
+		struct shmq_config cfg = { .capacity = 1 << 16 };
+		const char *argv[] = { SHMQ_TOOL, "stat", arg, NULL };
+		int ffd;
+
+		must(shmq_create(h_path("named.q"), &cfg), "create");
+		ffd = open(h_path("named.q"), O_RDWR | O_CLOEXEC);
+		snprintf(arg, sizeof(arg), "/proc/%d/fd/%d", (int)getpid(), ffd);
+		cr_assert_eq(run(argv, -1, -1, NULL, out, sizeof(out)), 1);
+		close(ffd);
+	}
+	/* Usage: 0-2 are the data streams; --fd excludes PATH and --create. */
+	{
+		const char *a1[] = { SHMQ_TOOL, "get", "--fd", "2", NULL };
+		const char *a2[] = { SHMQ_TOOL, "get", "--fd", "10", "x.q", NULL };
+		const char *a3[] = { SHMQ_TOOL, "put", "--fd", "10", "--create", NULL };
+
+		cr_assert_eq(run(a1, fd, 10, NULL, out, sizeof(out)), 2);
+		cr_assert_eq(run(a2, fd, 10, NULL, out, sizeof(out)), 2);
+		cr_assert_eq(run(a3, fd, 10, NULL, out, sizeof(out)), 2);
 	}
 	shmq_consumer_close(c);
 	shmq_close(q);
