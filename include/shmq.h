@@ -193,7 +193,9 @@ struct shmq_producer_opts {
 	uint32_t flags;
 	uint32_t sync_mode;	/* enum shmq_sync_mode */
 	uint32_t sync_every_n;	/* batch: messages; both 0: 1024 and 100 ms */
-	uint32_t sync_every_ms;	/* batch: ms, checked at each send; 0: off */
+	uint32_t sync_every_ms;	/* batch: ms, checked at each send, and by
+				   durable consumers while the producer
+				   idles (docs/durability.md); 0: off */
 	uint32_t reserved[12];	/* zero: room for later fields (ABI above) */
 };
 

@@ -142,6 +142,8 @@ struct shmq_consumer {
 	uint64_t attach_w;	/* write_pos when we attached */
 	uint32_t attach_inc;	/* the incarnation then: later ones are ours */
 	uint32_t gone_inc;	/* the session producer_gone() looked at */
+	int64_t dwait_ns;	/* durable: waiting since, for data past ... */
+	uint64_t dwait_pos;	/* ... the watermark at this position */
 	struct shmqi_rec_view view;
 };
 

@@ -143,6 +143,8 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	/* Sessions: the one before ours gets its END, ours its framing. */
 	end_previous(p, prev_inc, prev_state);
 	store_relaxed(&h->framing, p->framing_bits >> SHMQ_REC_FRAMING_SHIFT);
+	store_relaxed(&h->batch_ms, p->sync_mode == SHMQ_SYNC_BATCH ?
+		      (uint32_t)(p->sync_ns / 1000000) : 0u);
 	/* Consumers that see OPEN also see the fields above. */
 	store_release(&h->prod_state, SHMQ_PSTATE_OPEN);
 	q->nhandles++;
