@@ -85,8 +85,14 @@ enum shmq_when_full {
  * payload is then delivered as it is.
  */
 enum shmq_checksum {
-	SHMQ_CHECKSUM_FULL = 0,
-	SHMQ_CHECKSUM_HEADER = 1,
+	/*
+	 * The default (0): header only on tmpfs (and ramfs), where no power
+	 * loss can tear a record; header and payload on a disk filesystem
+	 * (docs/decisions.md, "Integrity where it buys something").
+	 */
+	SHMQ_CHECKSUM_AUTO = 0,
+	SHMQ_CHECKSUM_HEADER = 1,	/* record headers only */
+	SHMQ_CHECKSUM_FULL = 2,		/* headers and payloads */
 };
 
 /*

@@ -14,6 +14,8 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -118,7 +120,7 @@ static int resolve_config(const struct shmq_config *in, struct shmq_config *c)
 				  c->mode, bad_mode_bits(c->mode, bits, sizeof(bits)),
 				  QUEUE_MODE_OK);
 	}
-	if (c->checksum > SHMQ_CHECKSUM_HEADER)
+	if (c->checksum > SHMQ_CHECKSUM_FULL)
 		return shmqi_fail(-EINVAL, "bad checksum coverage %u", c->checksum);
 	if (c->when_full > SHMQ_WHEN_FULL_OVERWRITE)
 		return shmqi_fail(-EINVAL, "bad when-full policy %u",
@@ -155,6 +157,15 @@ static int pwrite_all(int fd, const void *buf, size_t len, off_t off)
  * creator checks afterwards, instead of killing the creator with SIGBUS
  * (issue 12).
  */
+/* tmpfs or ramfs: nothing there survives a power loss to be torn. */
+static bool on_memory_fs(int fd)
+{
+	struct statfs sf;
+
+	return fstatfs(fd, &sf) == 0 &&
+	       (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC);
+}
+
 static int init_header(int fd, const struct shmq_config *c, uint64_t size)
 {
 	static const uint32_t ready = SHMQ_READY;
@@ -296,6 +307,10 @@ int shmq_create(const char *path, const struct shmq_config *cfg)
 				 (unsigned long long)size, path, strerror(ret));
 		goto fail;
 	}
+	/* Integrity where it buys something: only a disk tears records. */
+	if (c.checksum == SHMQ_CHECKSUM_AUTO)
+		c.checksum = on_memory_fs(fd) ? SHMQ_CHECKSUM_HEADER :
+						SHMQ_CHECKSUM_FULL;
 	ret = init_header(fd, &c, size);
 	if (ret < 0)
 		goto fail;

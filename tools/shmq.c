@@ -66,7 +66,9 @@ static const char create_usage[] =
 "evicted (it exits with status 6) and the producer goes on; 'shmq\n"
 "policy' changes it later.\n"
 "--checksum header: record checksums cover headers only (faster; a\n"
-"damaged payload is then delivered as it is). Default: full.\n";
+"damaged payload is then delivered as it is); full: headers and payloads.\n"
+"Default: header on tmpfs (/dev/shm), where nothing survives a power loss\n"
+"to be torn; full on a disk filesystem.\n";
 
 static int parse_mode(const char *s, uint32_t *mode)
 {
