@@ -475,6 +475,9 @@ static int read_header(int fd, struct shmq_geom *g, struct stat *st)
 	n = pread(fd, &h, sizeof(h), 0);
 	if (n < 0)
 		return shmqi_fail(-errno, "reading the header: %m");
+	/* The size too: the creator may have grown the file while we waited. */
+	if (fstat(fd, st) < 0)
+		return shmqi_fail(-errno, "fstat of the queue file: %m");
 	if (n != sizeof(h))
 		return shmqi_fail(-EBADMSG, "file shorter than a queue header (truncated)");
 	return check_header(&h, (uint64_t)st->st_size, g);

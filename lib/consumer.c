@@ -235,6 +235,14 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 	c->attach_inc = load_acquire(&q->hdr->incarnation);
 	(void)producer_gone(c);
 	c->attach_w = load_acquire(&q->hdr->write_pos);
+	/*
+	 * A member does not read END records (the group shares one claim
+	 * word): like a broadcast consumer that finds an END ahead of it, a
+	 * member that joins while its group has not consumed all of the
+	 * ended session (the claim word short of write_pos) gets its end.
+	 */
+	if (c->kind == SHMQ_KIND_MEMBER && c->pos != c->attach_w)
+		c->seen_inc = c->attach_inc;
 	if (c->kind != SHMQ_KIND_MEMBER)
 		learn_seq(c);
 	if (c->kind == SHMQ_KIND_OBSERVER && !c->seq_known) {

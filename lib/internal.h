@@ -216,6 +216,7 @@ int shmqi_sync_header(struct shmq *q);
 void shmqi_sync_config(struct shmq_producer *p,
 		       const struct shmq_producer_opts *o);
 int shmqi_sync_producer(struct shmq_producer *p);
+int shmqi_sync_anyway(struct shmq *q);
 int shmqi_sync_published(struct shmq_producer *p, uint64_t n);
 int shmqi_recover(struct shmq_producer *p, uint64_t *tailp, uint64_t *endp);
 uint64_t shmqi_valid_end(struct shmq *q, uint64_t from, uint64_t to);

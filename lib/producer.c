@@ -83,6 +83,22 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	 * reverse pairing would reject the previous incarnation's records.
 	 * 2^32 opens would wrap it: not a concern for any real queue.
 	 */
+	/*
+	 * The disk must match memory before the header names a new
+	 * incarnation: the last producer may have moved tail_pos without a
+	 * header msync (a send that failed after refreshing its limit), and
+	 * our first records would then overwrite what the disk still calls
+	 * the tail; and the last incarnation's records must be on disk
+	 * before a header that says they lie below inc_pos can reach it (by
+	 * msync or by writeback, at any moment after the stores below), or
+	 * a power loss could leave records of an even older incarnation
+	 * there (after a cut), which the incarnation rule accepts below
+	 * inc_pos. So a whole sync first, data then header, in every mode:
+	 * once per open, nothing on tmpfs.
+	 */
+	ret = shmqi_sync_producer(p);
+	if (ret < 0)
+		ret = shmqi_sync_anyway(q);	/* durability failed before */
 	prev_inc = load_relaxed(&h->incarnation);
 	prev_state = load_acquire(&h->prod_state);
 	p->inc = prev_inc + 1 ? prev_inc + 1 : 1;	/* 0: never opened */
@@ -115,19 +131,13 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	    !pos_before(m, w - q->g.capacity))
 		p->limit = m;
 	/*
-	 * The disk must match memory before we write anything: the last
-	 * producer may have moved tail_pos without a header msync (a send
-	 * that failed after refreshing its limit), and our first records
-	 * would then overwrite what the disk still calls the tail; the new
-	 * incarnation must be on disk before records that carry it; and the
-	 * last incarnation's records must be on disk before the header
-	 * says they lie below inc_pos, or a power loss could leave records
-	 * of an even older incarnation there (after a cut), which the
-	 * incarnation rule accepts below inc_pos. So a whole sync, data then
-	 * header, in every mode: once per open, nothing on tmpfs. A failure
-	 * is recorded (sticky) and leaves the disk tail unknown.
+	 * The new incarnation must be on disk before records that carry it
+	 * (the header msync after the stores above; the first sync wrote
+	 * the header with the old incarnation and the data). A failure is
+	 * recorded (sticky) and leaves the disk tail unknown.
 	 */
-	ret = shmqi_sync_producer(p);
+	if (ret == 0)
+		ret = shmqi_sync_header(q);
 	p->disk_tail = ret == 0 ? t : w - q->g.capacity;
 	p->sync_pending = 0;
 	/* Sessions: the one before ours gets its END, ours its framing. */

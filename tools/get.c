@@ -190,19 +190,48 @@ static void note_lost(struct get *g, const struct shmq_msg *m)
 }
 
 /*
+ * The byte written after message M, or -1 for none: the framing its
+ * session's producer recorded (put --lines/--null; none after a last
+ * item that had none, nor in a byte stream), unless --lines/--null was
+ * given for messages sent by a C program (framing "messages"). A flag
+ * that contradicts the recorded framing is an error: -2, reported.
+ */
+static int msg_delim(struct get *g, const struct shmq_msg *m)
+{
+	static const char *const names[] = { "messages", "a byte stream",
+					     "lines", "NUL-terminated items" };
+	unsigned int f = SHMQ_MSG_FRAMING(m->flags);
+	int rec = f == SHMQ_FRAMING_LINES ? '\n' :
+		  f == SHMQ_FRAMING_NUL ? '\0' : -1;
+
+	if (g->delim >= 0 && f != SHMQ_FRAMING_MESSAGES && rec != g->delim) {
+		tool_msg("%s: %s given, but this session was sent as %s: "
+			 "leave the option out to follow it", g->path,
+			 g->delim == '\n' ? "--lines" : "--null", names[f]);
+		return -2;
+	}
+	if (m->flags & SHMQ_MSG_UNTERMINATED)
+		return -1;
+	return f == SHMQ_FRAMING_MESSAGES ? g->delim : rec;
+}
+
+/*
  * Write one peeked message (and its delimiter) to stdout, then release it.
  * Returns 0, or the exit status: EXIT_PIPE, quietly, when stdout closed.
  */
 static int get_write(struct get *g, const struct shmq_msg *m)
 {
-	char delim = (char)g->delim;
+	int d = msg_delim(g, m);
+	char delim = (char)d;
 	struct iovec iov[2] = {
 		{ .iov_base = (void *)m->data, .iov_len = m->len },
 		{ .iov_base = &delim, .iov_len = 1 },
 	};
 	int r;
 
-	r = writev_all(STDOUT_FILENO, iov, g->delim < 0 ? 1 : 2);
+	if (d == -2)
+		return EXIT_ERROR;
+	r = writev_all(STDOUT_FILENO, iov, d < 0 ? 1 : 2);
 	if (r == -EPIPE)
 		return EXIT_PIPE;
 	/* write() reports a vanished source page as EFAULT, not SIGBUS. */
@@ -268,9 +297,9 @@ static int get_batch(struct get *g, uint64_t room, int *status)
 {
 	static struct shmq_msg ms[GET_BATCH];
 	static struct iovec iov[2 * GET_BATCH];
-	char delim = (char)g->delim;
-	ssize_t n;
-	int r, k = 0;
+	static const char delims[2] = { '\n', '\0' };
+	ssize_t n, i;
+	int r, k = 0, bad = 0;
 
 	n = shmq_peek_many(g->c, ms, room < GET_BATCH ? room : GET_BATCH,
 			   g->timeout_ns);
@@ -285,15 +314,21 @@ static int get_batch(struct get *g, uint64_t room, int *status)
 		return 0;
 	if (n < 0)
 		return *status = get_end(g, (int)n), -1;
-	for (ssize_t i = 0; i < n; i++) {
+	for (i = 0; i < n; i++) {
+		int d = msg_delim(g, &ms[i]);
+
+		if (d == -2) {
+			bad = 1;	/* write and release those before it */
+			break;
+		}
 		iov[k].iov_base = (void *)ms[i].data;
 		iov[k++].iov_len = ms[i].len;
-		if (g->delim >= 0) {
-			iov[k].iov_base = &delim;
+		if (d >= 0) {
+			iov[k].iov_base = (void *)&delims[d == '\n' ? 0 : 1];
 			iov[k++].iov_len = 1;
 		}
 	}
-	r = writev_all(STDOUT_FILENO, iov, k);
+	r = k ? writev_all(STDOUT_FILENO, iov, k) : 0;
 	if (r == -EPIPE)
 		return *status = EXIT_PIPE, -1;
 	if (r == -EFAULT) {
@@ -304,9 +339,11 @@ static int get_batch(struct get *g, uint64_t room, int *status)
 		tool_msg("%s: writing stdout: %s", g->path, strerror(-r));
 		return *status = EXIT_ERROR, -1;
 	}
-	r = shmq_release(g->c);
+	r = bad ? (i ? shmq_release_n(g->c, (size_t)i) : 0) : shmq_release(g->c);
 	if (r < 0)
 		return *status = tool_fail(g->path, "release failed", r), -1;
+	if (bad)
+		return *status = EXIT_ERROR, -1;
 	return (int)n;
 }
 
@@ -314,10 +351,10 @@ static int get_loop(struct get *g)
 {
 	struct shmq_msg m;
 	uint64_t got = 0;
-	int r;
+	int r = 0;
 
 	while (!g->buf && (!g->has_count || got < g->count)) {
-		int status;
+		int status = EXIT_ERROR;
 
 		r = get_batch(g, g->has_count ? g->count - got : GET_BATCH,
 			      &status);

@@ -34,6 +34,7 @@ struct put {
 	int delim;		/* -1: byte stream; else '\n' or '\0' */
 	uint32_t sync;		/* enum shmq_sync_mode */
 	uint32_t pflags;	/* SHMQ_PRODUCER_* beyond FIFO */
+	int abort;		/* end the session as aborted, not closed */
 	size_t max_message;
 	int64_t timeout_ns;	/* --timeout; SHMQ_FOREVER without it */
 	const char *timeout_arg;
@@ -175,6 +176,7 @@ static int read_some(struct put *pt, char *buf, size_t cap, size_t *got)
 	} while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		tool_msg("%s: reading stdin: %s", pt->path, strerror(errno));
+		pt->abort = 1;	/* the consumers must know it was cut */
 		return EXIT_ERROR;
 	}
 	*got = n;
@@ -238,6 +240,7 @@ static ssize_t read_into(struct put *pt, void *dst, size_t cap)
 		return -EXIT_TRUNCATED;
 	}
 	tool_msg("%s: reading stdin: %s", pt->path, strerror(errno));
+	pt->abort = 1;		/* the consumers must know it was cut */
 	return -EXIT_ERROR;
 }
 
@@ -290,10 +293,34 @@ static int put_stream(struct put *pt)
 	return unpub ? publish(pt, &unpub) : 0;
 }
 
+static int send_unterminated(struct put *pt, const char *item, size_t len)
+{
+	void *dst;
+	int r;
+
+	do {
+		r = shmq_reserve(pt->p, len, &dst, put_wait_ns(pt));
+		/* Full: put_blocked's status, or -EINTR to try again. */
+		if ((r == -ETIMEDOUT || r == -EAGAIN) && !(r = put_blocked(pt)))
+			r = -EINTR;
+	} while (r == -EINTR);
+	if (r > 0)
+		return r;	/* put_blocked's status */
+	pt->wait_start = 0;
+	if (r < 0)
+		return send_failed(pt, r);
+	memcpy(dst, item, len);
+	r = shmq_commit(pt->p, SHMQ_COMMIT_UNTERMINATED);
+	if (r < 0)
+		return tool_fail(pt->path, "commit failed", r);
+	return 0;
+}
+
 static int item_too_long(struct put *pt)
 {
-	tool_msg("%s: %s longer than the max message size (%zu bytes)",
+	tool_msg("%s: %s longer than the max message size (%zu bytes): the items before it were sent, the stream ends here as aborted",
 		 pt->path, pt->delim == '\n' ? "line" : "item", pt->max_message);
+	pt->abort = 1;
 	return EXIT_ERROR;
 }
 
@@ -313,8 +340,9 @@ static int send_items(struct put *pt, char *buf, size_t have, int eof,
 	while ((d = memchr(buf + start, pt->delim, have - start))) {
 		size_t len = d - (buf + start);
 
+		/* Everything before the bad item is delivered first. */
 		if (len > pt->max_message)
-			return item_too_long(pt);
+			return (r = send_msgs(pt, iov, nio)) ? r : item_too_long(pt);
 		iov[nio].iov_base = buf + start;
 		iov[nio++].iov_len = len;
 		start += len + 1;
@@ -326,14 +354,23 @@ static int send_items(struct put *pt, char *buf, size_t have, int eof,
 		}
 	}
 	if (have - start > pt->max_message)
-		return item_too_long(pt);
+		return (r = send_msgs(pt, iov, nio)) ? r : item_too_long(pt);
+	r = send_msgs(pt, iov, nio);
+	if (r)
+		return r;
+	/*
+	 * At EOF a last item without its delimiter is sent flagged as such
+	 * (SHMQ_COMMIT_UNTERMINATED), so that get writes it back byte for
+	 * byte, as it came.
+	 */
 	if (eof && have > start) {
-		iov[nio].iov_base = buf + start;
-		iov[nio++].iov_len = have - start;
+		r = send_unterminated(pt, buf + start, have - start);
+		if (r)
+			return r;
 		start = have;
 	}
 	*used = start;
-	return send_msgs(pt, iov, nio);
+	return 0;
 }
 
 static int put_items(struct put *pt)
@@ -424,7 +461,11 @@ static int parse_put_opts(int argc, char **argv, struct put *pt, int *create)
 static int put_attach(struct put *pt, int create)
 {
 	struct shmq_producer_opts popts = {
-		.flags = SHMQ_PRODUCER_FIFO | pt->pflags,
+		/* The session records how we frame it; get follows it. */
+		.flags = SHMQ_PRODUCER_FIFO | pt->pflags |
+			 SHMQ_PRODUCER_FRAMING(pt->delim < 0 ? SHMQ_FRAMING_STREAM :
+					       pt->delim == '\n' ? SHMQ_FRAMING_LINES :
+					       SHMQ_FRAMING_NUL),
 		.sync_mode = pt->sync,	/* batch: the library's 1024 / 100 ms */
 	};
 	struct shmq_stat *st;
@@ -462,10 +503,11 @@ int cmd_put(int argc, char **argv)
 	if (!r)
 		r = final_sync(&pt);
 	/*
-	 * Close even after a failure, as a pipe writer's exit does: the
-	 * consumers see EOF, and our status tells the shell what went wrong.
+	 * Close even after a failure, as a pipe writer's exit does, but as
+	 * aborted when we gave up on the input: the consumers then know the
+	 * stream was cut (get exits 9), and our status says why.
 	 */
-	rc = shmq_producer_close(pt.p);
+	rc = pt.abort ? shmq_producer_abort(pt.p) : shmq_producer_close(pt.p);
 	if (rc < 0 && !r && pt.p)
 		r = tool_fail(pt.path, "close failed", rc);
 	shmq_close(pt.q);
