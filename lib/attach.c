@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <linux/magic.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -245,6 +246,8 @@ static int open_dir_of(const char *path, const char **base)
 	if (dfd < 0)
 		dfd = shmqi_fail(-errno, "creating %s: opening its directory: %m",
 				 path);
+	else if ((dfd = shmqi_fd_above_std(dfd)) < 0)
+		dfd = shmqi_fail(dfd, "creating %s: no descriptor above 2", path);
 	free(dir);
 	return dfd;
 }
@@ -262,6 +265,29 @@ static void remove_created(int dfd, const char *base, int fd)
 	    fstatat(dfd, base, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    now.st_dev == mine.st_dev && now.st_ino == mine.st_ino)
 		(void)unlinkat(dfd, base, 0);
+}
+
+/*
+ * Refuse, before anything exists at PATH, a file larger than the space
+ * available to us in its filesystem (df's "Avail", f_bavail): a 64 GiB
+ * ring on a 10 GiB disk is a typo, and posix_fallocate() would first
+ * fill the disk, or fall back to a sparse file that fails later (issue
+ * 10). A filesystem that reports no block count (tmpfs without a size,
+ * some network ones) is not checked: posix_fallocate() still is.
+ */
+static int check_free_space(int dfd, const char *path, uint64_t size)
+{
+	struct statvfs vfs;
+	uint64_t blocks;
+
+	if (fstatvfs(dfd, &vfs) < 0 || vfs.f_blocks == 0 || vfs.f_frsize == 0)
+		return 0;
+	blocks = size / vfs.f_frsize + (size % vfs.f_frsize != 0);
+	if ((uint64_t)vfs.f_bavail >= blocks)
+		return 0;
+	return shmqi_fail(-ENOSPC, "%s needs %llu bytes, its filesystem has %llu bytes free",
+			  path, (unsigned long long)size,
+			  (unsigned long long)((uint64_t)vfs.f_bavail * vfs.f_frsize));
 }
 
 int shmq_create(const char *path, const struct shmq_config *cfg)
@@ -286,12 +312,32 @@ int shmq_create(const char *path, const struct shmq_config *cfg)
 	dfd = open_dir_of(path, &base);
 	if (dfd < 0)
 		return dfd;
+	ret = check_free_space(dfd, path, size);
+	if (ret < 0) {
+		close(dfd);
+		return ret;
+	}
 	fd = openat(dfd, base, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 		    0600);
 	if (fd < 0) {
 		ret = shmqi_fail(-errno, "creating %s: %m", path);
 		close(dfd);
 		return ret;
+	}
+	/*
+	 * Never 0-2 (shmqi_fd_above_std), done by hand: on failure the low
+	 * descriptor is still needed to remove the file we made.
+	 */
+	if (fd <= STDERR_FILENO) {
+		int nfd = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+
+		if (nfd < 0) {
+			ret = shmqi_fail(-errno, "creating %s: no descriptor above 2: %m",
+					 path);
+			goto fail;
+		}
+		close(fd);
+		fd = nfd;
 	}
 	/* fchmod, not open's mode: the umask must not change what we asked. */
 	if (fchmod(fd, c.mode) < 0) {
@@ -490,6 +536,10 @@ static int open_file(const char *path, int flags)
 			return shmqi_fail(-ELOOP, "%s is a symbolic link", path);
 		return shmqi_fail(-errno, "opening %s: %m", path);
 	}
+	/* Never 0-2: a closed stdout must not become the queue file. */
+	fd = shmqi_fd_above_std(fd);
+	if (fd < 0)
+		return shmqi_fail(fd, "opening %s: no descriptor above 2", path);
 	/* O_NONBLOCK above: a FIFO planted at PATH must not block us. */
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);

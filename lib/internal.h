@@ -163,6 +163,7 @@ int shmqi_lock_wait(int fd, uint64_t byte, int64_t timeout_ns);
 void shmqi_unlock(int fd, uint64_t byte);
 int shmqi_lock_held(int fd, uint64_t byte);	/* 1 held, 0 free, -errno */
 int shmqi_reopen(struct shmq *q, int flags);	/* a fresh OFD */
+int shmqi_fd_above_std(int fd);	/* FD moved to >= 3, or -errno */
 
 /* wait.c */
 int64_t shmqi_now_ns(void);
