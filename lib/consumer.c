@@ -663,13 +663,15 @@ static int read_end_record(struct shmq_consumer *c)
 	publish_pos(c);
 	/*
 	 * Ours to return: an end we have not returned yet, of a session we
-	 * saw (live, or a record of it), or one already in the ring when we
-	 * attached (an empty session still delivers its end). Not the END a
-	 * new producer writes for a session that ended, and was read, before
-	 * we came: we wait for the next session, as a FIFO reader does.
+	 * saw (live, or a record of it), or one its own producer wrote
+	 * before we attached (an empty session still delivers its end). Not
+	 * the END a new producer writes for a session that died and was
+	 * read before we came (whenever it is written): we wait for the
+	 * next session, as a FIFO reader does.
 	 */
 	if (e.inc == c->ended_inc ||
-	    (!saw(c, e.inc) && !pos_before(c->view.pos, c->attach_w)))
+	    (!saw(c, e.inc) &&
+	     (c->view.inc != e.inc || !pos_before(c->view.pos, c->attach_w))))
 		return 1;
 	return session_end(c, e.inc, e.kind == SHMQ_END_CLOSED ? SHMQ_EOF :
 			   e.kind == SHMQ_END_ABORTED ? SHMQ_EABORTED : SHMQ_EDIED);

@@ -63,10 +63,21 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	 */
 	ret = shmqi_recover(p, &t, &w);
 	if (ret < 0)
-		goto fail_unlock;
+		goto fail_unlock;	/* SHMQ_ELOSS: the file as it was */
+	/*
+	 * S2: no state of the last session survives into ours: "none" as
+	 * soon as recovery accepted the file (before the syncs below, and
+	 * before the new incarnation, stored with release), until "open" at
+	 * the end. A consumer reads the incarnation, then the state, and
+	 * only then probes the role, so the role we hold is not taken for
+	 * the last session's producer for longer than this window.
+	 */
+	prev_state = load_acquire(&h->prod_state);
+	store_release(&h->prod_state, SHMQ_PSTATE_NONE);
 	/* attach_fd() maps the ring read-only; only the producer writes it. */
 	if (mprotect(q->data, q->g.capacity, PROT_READ | PROT_WRITE) < 0) {
 		ret = shmqi_fail(-errno, "mprotect of the ring: %m");
+		store_release(&h->prod_state, prev_state);
 		goto fail_unlock;
 	}
 	p->pos = p->pub_pos = w;
@@ -100,14 +111,7 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	if (ret < 0)
 		ret = shmqi_sync_anyway(q);	/* durability failed before */
 	prev_inc = load_relaxed(&h->incarnation);
-	prev_state = load_acquire(&h->prod_state);
 	p->inc = prev_inc + 1 ? prev_inc + 1 : 1;	/* 0: never opened */
-	/*
-	 * S2: no state of the last session survives into ours: "none"
-	 * before the new incarnation (release), until "open" below. A
-	 * consumer reads the incarnation, then the state.
-	 */
-	store_release(&h->prod_state, SHMQ_PSTATE_NONE);
 	store_relaxed(&h->inc_pos, w);
 	store_release(&h->incarnation, p->inc);
 	rmw_add(&h->prod_epoch, 1);
