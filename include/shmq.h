@@ -85,8 +85,14 @@ enum shmq_when_full {
  * payload is then delivered as it is.
  */
 enum shmq_checksum {
-	SHMQ_CHECKSUM_FULL = 0,
-	SHMQ_CHECKSUM_HEADER = 1,
+	/*
+	 * The default (0): header only on tmpfs (and ramfs), where no power
+	 * loss can tear a record; header and payload on a disk filesystem
+	 * (docs/decisions.md, "Integrity where it buys something").
+	 */
+	SHMQ_CHECKSUM_AUTO = 0,
+	SHMQ_CHECKSUM_HEADER = 1,	/* record headers only */
+	SHMQ_CHECKSUM_FULL = 2,		/* headers and payloads */
 };
 
 /*
@@ -164,12 +170,13 @@ void shmq_close(struct shmq *q);
  * attach to it. Nobody can open it by name: processes share it as a
  * descriptor (shmq_fd(), shmq_open_fd()), inherited across fork() or
  * exec() or sent over a UNIX socket with SCM_RIGHTS. CFG as for
- * shmq_create() (NULL: defaults; mode 0600 unless CFG sets it; full
- * checksums unless CFG asks for SHMQ_CHECKSUM_HEADER, as for a file on
- * tmpfs). Every page is allocated now, and the memfd is sealed
- * (F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_SEAL): nobody holding the
- * descriptor can truncate or resize it (ftruncate fails with EPERM), so
- * its users never get SIGBUS from a truncation. The queue lives until
+ * shmq_create() (NULL: defaults; mode 0600 unless CFG sets it; checksum
+ * coverage SHMQ_CHECKSUM_AUTO is that of a queue on tmpfs: headers
+ * only, since no power loss can tear a record in memory). Every page is
+ * allocated now, and the memfd is sealed (F_SEAL_SHRINK, F_SEAL_GROW,
+ * F_SEAL_SEAL): nobody holding the descriptor can truncate or resize it
+ * (ftruncate fails with EPERM), so its users never get SIGBUS from a
+ * truncation. The queue lives until
  * the last descriptor and mapping of it are gone. shmq_sync() on it
  * succeeds without writing anything: it lives in memory only, like a
  * queue on tmpfs, and nothing survives a reboot. Roles, sessions,
@@ -252,7 +259,9 @@ struct shmq_producer_opts {
 	uint32_t flags;
 	uint32_t sync_mode;	/* enum shmq_sync_mode */
 	uint32_t sync_every_n;	/* batch: messages; both 0: 1024 and 100 ms */
-	uint32_t sync_every_ms;	/* batch: ms, checked at each send; 0: off */
+	uint32_t sync_every_ms;	/* batch: ms, checked at each send, and by
+				   durable consumers while the producer
+				   idles (docs/durability.md); 0: off */
 	uint32_t reserved[12];	/* zero: room for later fields (ABI above) */
 };
 

@@ -51,6 +51,10 @@ static int make_memfd(void)
 		fd = memfd_create("shmq", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return shmqi_fail(-errno, "memfd_create: %m");
+	/* Never 0-2: a closed stdout must not become the queue (liveness.c). */
+	fd = shmqi_fd_above_std(fd);
+	if (fd < 0)
+		return shmqi_fail(fd, "memfd_create: no descriptor above 2");
 	return fd;
 }
 
@@ -68,6 +72,13 @@ int shmq_create_anon(const struct shmq_config *cfg, struct shmq **out)
 		ret = shmqi_queue_size(&c, &size);
 	if (ret < 0)
 		return ret;
+	/*
+	 * The default coverage of a queue on tmpfs, as shmq_create() chooses
+	 * it there: a memfd is memory, and no power loss can tear a record
+	 * in it (docs/decisions.md, "Integrity where it buys something").
+	 */
+	if (c.checksum == SHMQ_CHECKSUM_AUTO)
+		c.checksum = SHMQ_CHECKSUM_HEADER;
 	q = calloc(1, sizeof(*q));
 	if (!q)
 		return -ENOMEM;
@@ -199,6 +210,11 @@ int shmq_open_fd(int fd, int flags, struct shmq **out)
 	q->fd = open(proc, (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY);
 	if (q->fd < 0) {
 		ret = shmqi_fail(-errno, "reopening %s through /proc/self/fd: %m", what);
+		goto fail;
+	}
+	q->fd = shmqi_fd_above_std(q->fd);	/* never 0-2 (liveness.c) */
+	if (q->fd < 0) {
+		ret = shmqi_fail(q->fd, "reopening %s: no descriptor above 2", what);
 		goto fail;
 	}
 	/* Another thread may have put something else at FD meanwhile. */

@@ -117,6 +117,9 @@ struct shmq_producer {
 	uint64_t disk_tail;	/* tail_pos our last header msync carried */
 	uint32_t inc;		/* our incarnation, in every record we seal */
 	uint32_t framing_bits;	/* SHMQ_REC_F_FRAMING of our data records */
+	uint32_t owed_next;	/* END records owed for sessions before ours: */
+	uint32_t owed_n;	/* from owed_next, this many ... */
+	uint32_t owed_last_kind;	/* ... the last one's SHMQ_END_* */
 	uint64_t cut_bytes;	/* recovery cut this much at open */
 	uint64_t cut_msgs;	/* ... at most this many messages */
 	uint64_t cut_durable;	/* ... of which durable bytes */
@@ -159,6 +162,8 @@ struct shmq_consumer {
 	uint64_t attach_w;	/* write_pos when we attached */
 	uint32_t attach_inc;	/* the incarnation then: later ones are ours */
 	uint32_t gone_inc;	/* the session producer_gone() looked at */
+	int64_t dwait_ns;	/* durable: waiting since, for data past ... */
+	uint64_t dwait_pos;	/* ... the watermark at this position */
 	struct shmqi_rec_view view;
 };
 
@@ -178,6 +183,7 @@ int shmqi_lock_wait(int fd, uint64_t byte, int64_t timeout_ns);
 void shmqi_unlock(int fd, uint64_t byte);
 int shmqi_lock_held(int fd, uint64_t byte);	/* 1 held, 0 free, -errno */
 int shmqi_reopen(struct shmq *q, int flags);	/* a fresh OFD */
+int shmqi_fd_above_std(int fd);	/* FD moved to >= 3, or -errno */
 void shmqi_role_track(struct shmqi_role *r, int *fd);
 void shmqi_role_untrack(struct shmqi_role *r);
 int shmqi_fail_inherited(void);		/* -EBADFD, with the detail */

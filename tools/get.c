@@ -48,6 +48,7 @@ static const char get_usage[] =
 "  --fd N           the queue is open as descriptor N (3 or above), handed\n"
 "                   down by the parent (a queue without a path)\n"
 "  --create         create PATH with the default geometry if it is missing\n"
+"  --any-owner      accept a queue file that another user owns\n"
 "  --name NAME      a named consumer: resumes where it stopped\n"
 "  --group NAME     share the messages with the group's other members\n"
 "  --observe        never hold the producer back; report what was lost\n"
@@ -130,6 +131,7 @@ static int parse_get_opts(int argc, char **argv, struct get *g)
 		{ "count", required_argument, NULL, 'n' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "durable", no_argument, NULL, 'd' },
+		TOOL_OPT_ANY_OWNER,
 		{ "fd", required_argument, NULL, 'Q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -137,6 +139,8 @@ static int parse_get_opts(int argc, char **argv, struct get *g)
 	int c, r, kinds = 0, framings = 0;
 
 	while ((c = getopt_long(argc, argv, ":l0n:fh", longopts, NULL)) != -1) {
+		if (c == 0)	/* a flag option: --any-owner */
+			continue;
 		if (c == 'h')
 			return fputs(get_usage, stdout), -1;
 		if (c == '?' || c == ':')

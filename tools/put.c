@@ -24,6 +24,8 @@
 #define PUT_PUBLISH_BYTES	(256u << 10)
 /* Stream mode: the stdin pipe size we ask for (the default max is 1 MiB). */
 #define PUT_PIPE_BYTES		(1 << 20)
+/* Blocked this long on a full ring, put says who holds it (once). */
+#define PUT_TELL_NS		1000000000ll
 
 struct put {
 	const char *path;
@@ -34,11 +36,16 @@ struct put {
 	uint32_t pflags;	/* SHMQ_PRODUCER_* beyond FIFO */
 	int abort;		/* end the session as aborted, not closed */
 	size_t max_message;
+	int64_t timeout_ns;	/* --timeout; SHMQ_FOREVER without it */
+	const char *timeout_arg;
+	int64_t wait_start;	/* when the current send began; 0: none */
+	int told;		/* the holder was named on stderr */
 };
 
 static const char put_usage[] =
 "Usage: shmq put PATH|--fd N [--create] [--lines | --null]\n"
-"                [--sync none|batch|every] [--accept-loss]\n"
+"                [--sync none|batch|every] [--accept-loss] [--timeout SECONDS]\n"
+"                [--any-owner]\n"
 "Copy stdin into the queue PATH until EOF, then close the producer.\n"
 "\n"
 "  --fd N           the queue is open as descriptor N (3 or above), handed\n"
@@ -51,11 +58,14 @@ static const char put_usage[] =
 "  --accept-loss    let recovery cut messages that a sync acknowledged as\n"
 "                   durable (after a power loss damaged them); without it\n"
 "                   put refuses to start and says how much would go\n"
+"  --timeout SECS   give up (status 4) when the ring stayed full for SECS\n"
+"  --any-owner      accept a queue file that another user owns\n"
 "\n"
 "Without --lines/--null the bytes are forwarded unchanged, in messages of\n"
 "at most the queue's max message size. When every consumer that attached\n"
 "has gone, put stops quietly with status 141, like a writer to a closed\n"
-"pipe.\n";
+"pipe. After a second blocked on a full ring, put says once on stderr\n"
+"which consumer holds it and how to release it.\n";
 
 /*
  * The library syncs as the mode asks while sending; this makes the tail of
@@ -81,17 +91,81 @@ static int send_failed(struct put *pt, int r)
 	return tool_fail(pt->path, "send failed", r);
 }
 
+/*
+ * The timeout of one send or reserve (issue 10): until put has waited a
+ * second for room, so that it can say who holds the ring (put_blocked),
+ * and until --timeout, both counted from when this wait began.
+ */
+static int64_t put_wait_ns(struct put *pt)
+{
+	int64_t now = now_mono_ns(), t = SHMQ_FOREVER, left;
+
+	if (!pt->wait_start)
+		pt->wait_start = now;
+	if (!pt->told)
+		t = pt->wait_start + PUT_TELL_NS - now;
+	if (pt->timeout_ns != SHMQ_FOREVER) {
+		left = pt->wait_start + pt->timeout_ns - now;
+		if (t == SHMQ_FOREVER || left < t)
+			t = left;
+	}
+	return t == SHMQ_FOREVER ? t : t > 0 ? t : SHMQ_NOWAIT;
+}
+
+/*
+ * A send or reserve came back -ETIMEDOUT or -EAGAIN: the ring is full.
+ * After a second, say once who holds it; after --timeout, give up with
+ * status 4, saying the same. Returns 0 to try again, or the exit status.
+ */
+static int put_blocked(struct put *pt)
+{
+	int64_t waited = now_mono_ns() - pt->wait_start;
+	char held[768];
+
+	if (pt->timeout_ns != SHMQ_FOREVER && waited >= pt->timeout_ns) {
+		tool_msg("%s: timed out after %s s waiting for room in the "
+			 "ring, %s", pt->path, pt->timeout_arg,
+			 tool_holder_text(pt->path, pt->q, held, sizeof(held)));
+		return EXIT_TIMEOUT;
+	}
+	if (!pt->told && waited >= PUT_TELL_NS) {
+		pt->told = 1;
+		tool_msg("%s: waiting %.1f s for room in the ring, %s", pt->path,
+			 waited / 1e9,
+			 tool_holder_text(pt->path, pt->q, held, sizeof(held)));
+	}
+	return 0;
+}
+
 static int send_msgs(struct put *pt, struct iovec *iov, size_t n)
 {
 	while (n) {
-		ssize_t r = shmq_send_batch(pt->p, iov, n, SHMQ_FOREVER);
+		int64_t t = put_wait_ns(pt);
+		ssize_t r = shmq_send_batch(pt->p, iov, n, t);
 
 		if (r == -EINTR)
 			continue;
+		if (r == -ETIMEDOUT || r == -EAGAIN) {
+			r = put_blocked(pt);
+			if (r)
+				return r;
+			continue;
+		}
 		if (r < 0)
 			return send_failed(pt, r);
 		iov += r;
 		n -= r;
+		pt->wait_start = 0;
+		if (!n)
+			break;
+		/*
+		 * Part of the batch: each message may wait T, so the next one
+		 * waited T for room, in vain, and that wait goes on.
+		 */
+		pt->wait_start = now_mono_ns() - (t > 0 ? t : 0);
+		r = put_blocked(pt);
+		if (r)
+			return r;
 	}
 	return 0;
 }
@@ -193,9 +267,14 @@ static int put_stream(struct put *pt)
 	grow_stdin_pipe();
 
 	for (;;) {
-		r = shmq_reserve(pt->p, chunk, &dst, SHMQ_FOREVER);
+		r = shmq_reserve(pt->p, chunk, &dst, put_wait_ns(pt));
 		if (r == -EINTR)
 			continue;
+		if ((r == -ETIMEDOUT || r == -EAGAIN) && !(r = put_blocked(pt)))
+			continue;
+		if (r > 0)
+			return r;
+		pt->wait_start = 0;
 		if (r < 0)
 			return send_failed(pt, r);
 		n = read_into(pt, dst, chunk);
@@ -223,8 +302,14 @@ static int send_unterminated(struct put *pt, const char *item, size_t len)
 	int r;
 
 	do {
-		r = shmq_reserve(pt->p, len, &dst, SHMQ_FOREVER);
+		r = shmq_reserve(pt->p, len, &dst, put_wait_ns(pt));
+		/* Full: put_blocked's status, or -EINTR to try again. */
+		if ((r == -ETIMEDOUT || r == -EAGAIN) && !(r = put_blocked(pt)))
+			r = -EINTR;
 	} while (r == -EINTR);
+	if (r > 0)
+		return r;	/* put_blocked's status */
+	pt->wait_start = 0;
 	if (r < 0)
 		return send_failed(pt, r);
 	memcpy(dst, item, len);
@@ -324,6 +409,8 @@ static int parse_put_opts(int argc, char **argv, struct put *pt, int *create)
 		{ "null", no_argument, NULL, '0' },
 		{ "sync", required_argument, NULL, 's' },
 		{ "accept-loss", no_argument, NULL, 'A' },
+		{ "timeout", required_argument, NULL, 't' },
+		TOOL_OPT_ANY_OWNER,
 		{ "fd", required_argument, NULL, 'Q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -332,6 +419,13 @@ static int parse_put_opts(int argc, char **argv, struct put *pt, int *create)
 
 	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
 		switch (c) {
+		case 0:		/* a flag option: --any-owner */
+			break;
+		case 't':
+			pt->timeout_arg = optarg;
+			if (parse_seconds("--timeout", optarg, &pt->timeout_ns))
+				return EXIT_USAGE;
+			break;
 		case 'h':
 			fputs(put_usage, stdout);
 			return -1;
@@ -406,7 +500,8 @@ static int put_attach(struct put *pt, int create)
 
 int cmd_put(int argc, char **argv)
 {
-	struct put pt = { .delim = -1, .sync = SHMQ_SYNC_NONE };
+	struct put pt = { .delim = -1, .sync = SHMQ_SYNC_NONE,
+			  .timeout_ns = SHMQ_FOREVER };
 	int create = 0, r, rc;
 
 	r = parse_put_opts(argc, argv, &pt, &create);

@@ -508,6 +508,7 @@ int cmd_stat(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "watch", required_argument, NULL, 'w' },
+		TOOL_OPT_ANY_OWNER,	/* accepted; stat reads any owner's */
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -519,6 +520,8 @@ int cmd_stat(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
 		if (c == 'h')
 			return fputs(stat_usage, stdout), EXIT_OK;
+		if (c == 0)	/* a flag option: --any-owner */
+			continue;
 		if (c == 'j')
 			json = 1;
 		else if (c == 'w') {
