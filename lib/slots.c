@@ -271,6 +271,7 @@ static int remove_group(struct shmq *q, int fd, uint32_t gidx, const char *name)
 
 int shmq_consumer_remove(struct shmq *q, const char *name)
 {
+	struct shmqi_role role;
 	int fd, idx, ret = 0;
 
 	shmqi_clear_error();
@@ -281,6 +282,8 @@ int shmq_consumer_remove(struct shmq *q, const char *name)
 	fd = shmqi_reopen(q, O_RDWR);
 	if (fd < 0)
 		return fd;
+	/* A fork() in another thread meanwhile: the child closes it. */
+	shmqi_role_track(&role, &fd);
 	ret = shmqi_lock_wait(fd, SHMQ_LOCK_ATTACH, SHMQ_ATTACH_LOCK_NS);
 	if (ret < 0)
 		goto out;
@@ -298,6 +301,7 @@ int shmq_consumer_remove(struct shmq *q, const char *name)
 	}
 	shmqi_unlock(fd, SHMQ_LOCK_ATTACH);
 out:
+	shmqi_role_untrack(&role);
 	close(fd);	/* drops the slot lock too */
 	return ret;
 }
