@@ -636,7 +636,7 @@ static int bad_checksum(struct shmq_consumer *c)
 	c->peeked = false;
 	if (c->kind == SHMQ_KIND_MEMBER)
 		shmqi_member_release(c);
-	/* E1: overwritten under an evicted consumer is the eviction (D3). */
+	/* E1: overwritten under an evicted consumer is the eviction. */
 	if (c->kind != SHMQ_KIND_OBSERVER && evicted(c))
 		return evicted_error();
 	return shmqi_fail(-EBADMSG, "record at %llu: bad checksum",

@@ -121,7 +121,7 @@ void shmqi_groups_advance(struct shmq *q)
  * had released (D1: one may have died between its C4 and its advance).
  *
  * WAIT: the caller is about to report the end of the stream, after which
- * nobody may come back for a dead member's claim (D5): wait for the attach
+ * nobody may come back for a dead member's claim: wait for the attach
  * lock, bounded, instead of trying it once. Returns 1 when a record was
  * adopted, 0 when there is none (or, without WAIT, the lock was busy), or
  * -errno when WAIT and the lock could not be had.
