@@ -166,14 +166,15 @@ int shmqi_member_rescue(struct shmq_consumer *c, bool wait)
 }
 
 /*
- * The claim word, or the record at it, makes no sense. An evicted group no
- * longer holds the producer, which may then have lapped a member delayed
- * between its loads: that is SHMQ_EVICTED, not corruption. E1: the state
- * is read after the reads that failed (fence_acquire), and the producer
- * stores EVICTED (fenced) before it writes past what the group held, so a
- * write_pos or a record that shows the lap implies the state is visible.
+ * The claim word, or the record at it (claimed or adopted), makes no
+ * sense. An evicted group no longer holds the producer, which may then
+ * have lapped a member delayed between its loads: that is SHMQ_EVICTED,
+ * not corruption. E1: the state is read after the reads that failed
+ * (fence_acquire), and the producer stores EVICTED (fenced) before it
+ * writes past what the group held, so a write_pos or a record that shows
+ * the lap implies the state is visible.
  */
-static int claim_failed(struct shmq_consumer *c, int err)
+static int failed_or_evicted(struct shmq_consumer *c, int err)
 {
 	fence_acquire();					/* E1 */
 	if (load_relaxed(&c->group->state) == SHMQ_SLOT_EVICTED)
@@ -202,8 +203,9 @@ int shmqi_member_claim(struct shmq_consumer *c)
 			/* Preempted between the loads: the others moved on. */
 			if (load_acquire(&g->claim) != cl)
 				continue;
-			return claim_failed(c, shmqi_fail(-EBADMSG, "group claim word %llu outside the ring",
-							  (unsigned long long)cl));
+			ret = shmqi_fail(-EBADMSG, "group claim word %llu outside the ring",
+					 (unsigned long long)cl);
+			return failed_or_evicted(c, ret);
 		}
 		if (cl == w) {
 			c->pos = cl;
@@ -230,7 +232,7 @@ int shmqi_member_claim(struct shmq_consumer *c)
 		if (ret < 0) {
 			if (load_acquire(&g->claim) != cl)
 				continue;	/* someone moved on: stale read */
-			return claim_failed(c, ret);
+			return failed_or_evicted(c, ret);
 		}
 		if (c->view.type == SHMQ_REC_PAD) {
 			(void)rmw_cas(&g->claim, cl, c->view.next);
@@ -240,7 +242,10 @@ int shmqi_member_claim(struct shmq_consumer *c)
 		store_relaxed(&c->slot->claim, cl | SHMQ_CLAIM_HELD);
 		KILL_POINT("group:claim-before-cas");
 		if (rmw_cas(&g->claim, cl, c->view.next) != cl) {
-			/* Never ours; the next claim or the idle path advances. */
+			/*
+			 * Never ours. An advance may have counted it: the next
+			 * release, or the idle path (D1), advances past it.
+			 */
 			store_release(&c->slot->claim, 0);
 			KILL_POINT("group:claim-lost");
 			stale = true;
@@ -299,8 +304,10 @@ int shmqi_member_take_adopted(struct shmq_consumer *c)
 	if (ret == 0 && !shmqi_rec_crc_ok(q, &c->view, c->adopt_buf))
 		ret = shmqi_fail(-EBADMSG, "adopted record at %llu: bad checksum",
 				 (unsigned long long)pos);
-	if (ret < 0)
+	if (ret < 0) {
 		shmqi_member_release(c);
+		ret = failed_or_evicted(c, ret);
+	}
 	return ret;
 }
 
