@@ -956,7 +956,8 @@ static void one_observer(struct shmq *q, uint64_t initial,
  * A forked producer sends fixed-size records on a 4 KiB overwrite ring as
  * fast as it can, while this process attaches observers one after the
  * other. No attach may fail, no message may be refused or carry a wrong
- * lost count. Before the fix about one attach in 60 failed.
+ * lost count. Before the fix about one attach in four failed (a false
+ * -EBADMSG, or a wrong loss count).
  */
 Test(gfaults, observers_attaching_in_a_loop_on_a_lapped_ring_get_no_error_and_exact_loss,
      .timeout = 86400)
