@@ -498,54 +498,99 @@ struct kill_round {
 	uint64_t kills, dups, msgs;
 };
 
-static void random_kill_round(int round, int nmem, uint64_t n,
-			      unsigned int *rnd, struct kill_round *tot)
+/* One round's members: their peers, and how many logs each has written. */
+struct round {
+	int id, nmem;
+	uint64_t n;
+	char what[96];
+	struct h_peer mem[3];
+	int gen[3], ended[3];
+};
+
+static const char *log_path(const struct round *r, int i, int gen)
 {
-	struct h_peer prod, mem[3];
-	char logs[3][4096], what[96];
-	uint8_t *count = calloc(n, 1), *flagged = calloc(n, 1);
-	int gen[3] = { 0 }, ended[3] = { 0 };
-	uint64_t t_end, last_sent = 0, since = h_now_ns();
-	char line[LINE], desc[4096];
-	int closed = 0, prod_closed = 0;
+	static char path[4096];
+
+	snprintf(path, sizeof(path), "%s/r%d-m%d-%d.log", h_dir(), r->id, i,
+		 gen);
+	return path;
+}
+
+/*
+ * SIGKILL member V and start its replacement. Returns 0 if V had ended on
+ * its own first (its stream was over), else 1.
+ */
+static int kill_and_replace(struct round *r, int v, uint64_t *kills)
+{
+	char line[LINE];
+
+	h_kill(&r->mem[v], SIGKILL);
+	if (!killed_it(&r->mem[v], line)) {
+		cr_assert(!strncmp(line, "end eof", 7), "%s: member %d ended "
+			  "on its own: \"%s\"", r->what, v, line);
+		expect_exit(&r->mem[v], 0, 5000);
+		r->ended[v] = 1;
+		return 0;
+	}
+	(*kills)++;
+	r->gen[v]++;
+	start_member(&r->mem[v], log_path(r, v, r->gen[v]), NULL, NULL, NULL);
+	return 1;
+}
+
+/* The survivors end with EOF; every message is in a log or left over. */
+static void check_round(struct round *r, uint64_t *dups)
+{
+	uint8_t *count = calloc(r->n, 1), *flagged = calloc(r->n, 1);
 
 	cr_assert(count && flagged);
-	mkq(4096, SHMQ_WHEN_FULL_BLOCK, 0, round & 1 ? 0 : (uint64_t)-8192);
-	for (int i = 0; i < nmem; i++) {
-		snprintf(logs[i], sizeof(logs[i]), "%s/r%d-m%d-%d.log", h_dir(),
-			 round, i, gen[i]);
-		start_member(&mem[i], logs[i], NULL, NULL, NULL);
-	}
-	start_producer(&prod, n);
-	snprintf(what, sizeof(what), "round %d (%d members)", round, nmem);
-	t_end = h_now_ns() + 60000000000ull;
-	while (!closed) {
-		int v;
-		uint64_t sent;
+	for (int i = 0; i < r->nmem; i++) {
+		if (r->ended[i])
+			continue;
+		struct end e = read_end(&r->mem[i], 20000);
 
+		cr_assert_str_eq(e.how, "eof", "%s member %d: %s", r->what, i,
+				 e.line);
+		expect_exit(&r->mem[i], 0, 5000);
+	}
+	for (int i = 0; i < r->nmem; i++)
+		for (int g = 0; g <= r->gen[i]; g++) {
+			read_log(log_path(r, i, g), r->n, count, flagged);
+			unlink(log_path(r, i, g));
+		}
+	/* Claims of members killed after the survivors' EOF. */
+	drain_leftovers(r->n, count, flagged);
+	check_union(r->what, r->n, count, flagged, dups);
+	free(count);
+	free(flagged);
+}
+
+static void random_kill_round(int id, int nmem, uint64_t n,
+			      unsigned int *rnd, struct kill_round *tot)
+{
+	struct round r = { .id = id, .nmem = nmem, .n = n };
+	struct h_peer prod;
+	uint64_t t_end, last_sent = 0, since = h_now_ns(), sent;
+	char line[LINE], desc[4096];
+	int closed = 0;
+
+	mkq(4096, SHMQ_WHEN_FULL_BLOCK, 0, id & 1 ? 0 : (uint64_t)-8192);
+	snprintf(r.what, sizeof(r.what), "round %d (%d members)", id, nmem);
+	for (int i = 0; i < nmem; i++)
+		start_member(&r.mem[i], log_path(&r, i, 0), NULL, NULL, NULL);
+	start_producer(&prod, n);
+	t_end = h_now_ns() + 60000000000ull;
+	for (;;) {
 		*rnd = *rnd * 1103515245u + 12345u;
 		usleep(1000 + (*rnd >> 16) % 4000);
 		if (h_expect(&prod, "closed", line, LINE, 0) >= 0) {
-			closed = prod_closed = 1;
-			break;
-		}
-		*rnd = *rnd * 1103515245u + 12345u;
-		v = (int)((*rnd >> 16) % (unsigned int)nmem);
-		h_kill(&mem[v], SIGKILL);
-		if (!killed_it(&mem[v], line)) {
-			/* Its stream ended first: only after the producer's. */
-			cr_assert(!strncmp(line, "end eof", 7), "%s: member %d "
-				  "ended on its own: \"%s\"", what, v, line);
-			expect_exit(&mem[v], 0, 5000);
-			ended[v] = 1;
 			closed = 1;
 			break;
 		}
-		tot->kills++;
-		gen[v]++;
-		snprintf(logs[v], sizeof(logs[v]), "%s/r%d-m%d-%d.log", h_dir(),
-			 round, v, gen[v]);
-		start_member(&mem[v], logs[v], NULL, NULL, NULL);
+		*rnd = *rnd * 1103515245u + 12345u;
+		if (!kill_and_replace(&r, (int)((*rnd >> 16) % (unsigned int)nmem),
+				      &tot->kills))
+			break;	/* the stream is over */
 		sent = messages_sent();
 		if (sent != last_sent) {
 			last_sent = sent;
@@ -554,38 +599,16 @@ static void random_kill_round(int round, int nmem, uint64_t n,
 			describe_queue(desc, sizeof(desc));
 			cr_assert_fail("%s: the group holds the producer for good "
 				       "after %" PRIu64 " kills: no message sent "
-				       "for 3 s. %s", what, tot->kills, desc);
+				       "for 3 s. %s", r.what, tot->kills, desc);
 		}
 		cr_assert_lt(h_now_ns(), t_end, "%s: the producer did not "
-			     "finish within 60 s", what);
+			     "finish within 60 s", r.what);
 	}
-	if (!prod_closed && h_expect(&prod, "closed", line, LINE, 20000) < 0)
-		cr_assert_fail("%s: the producer did not close", what);
+	if (!closed && h_expect(&prod, "closed", line, LINE, 20000) < 0)
+		cr_assert_fail("%s: the producer did not close", r.what);
 	expect_exit(&prod, 0, 5000);
-	for (int i = 0; i < nmem; i++) {
-		if (ended[i])
-			continue;
-		struct end e = read_end(&mem[i], 20000);
-
-		cr_assert_str_eq(e.how, "eof", "%s member %d: %s", what, i,
-				 e.line);
-		expect_exit(&mem[i], 0, 5000);
-	}
-	for (int i = 0; i < nmem; i++)
-		for (int g = 0; g <= gen[i]; g++) {
-			char path[4096];
-
-			snprintf(path, sizeof(path), "%s/r%d-m%d-%d.log",
-				 h_dir(), round, i, g);
-			read_log(path, n, count, flagged);
-			unlink(path);
-		}
-	/* Claims of members killed after the survivors' EOF. */
-	drain_leftovers(n, count, flagged);
-	check_union(what, n, count, flagged, &tot->dups);
+	check_round(&r, &tot->dups);
 	tot->msgs += n;
-	free(count);
-	free(flagged);
 }
 
 /* Bounded by its own stall check and duration, not the suite's timeout. */
