@@ -262,7 +262,12 @@ inline refresh_limit()
 		if :: pos < m -> m = pos :: else -> skip fi;
 		t = tail;
 		if :: t < m -> t = m :: else -> skip fi;
-		if :: t == tail -> lim = (n > 0 && m < t -> m : t); m = 0; n = 0; t = 0
+		/*
+		 * t stays set until the test below: clearing it here made a
+		 * refresh that moved nothing "publish" tail_pos = 0 (a model
+		 * bug that only bounds past one lap could reach).
+		 */
+		if :: t == tail -> lim = (n > 0 && m < t -> m : t); m = 0; n = 0
 		   :: else -> skip fi
 	};
 	if
@@ -272,7 +277,7 @@ inline refresh_limit()
 			lim = (n > 0 && m < t -> m : t);
 			m = 0; n = 0; t = 0
 		}
-	:: else -> skip
+	:: else -> t = 0
 	fi
 }
 
@@ -720,10 +725,15 @@ claim:		   do
 				/*
 				 * shmqi_member_take_adopted (group.c): a claim the
 				 * claim word never passed was never won: drop it, a
-				 * CAS will hand the record out once.
+				 * CAS will hand the record out once. One the
+				 * frontier passed was won by someone else (a won
+				 * claim holds the frontier): drop it too.
 				 */
 				if
-				:: atomic { gclaim == cl -> d = 0 }
+				:: gclaim == cl -> skip
+				:: else ->
+				if
+				:: slot_pos[0] > cl -> skip
 				:: else ->
 #endif
 				/* shmqi_member_take_adopted: rec_view, copy */
@@ -749,6 +759,7 @@ claim:		   do
 #endif
 				fi;
 #ifndef OLD_ADOPT
+				fi
 				fi;
 #endif
 				mclaim[a] = NONE;		/* C4 (again if delivered) */
