@@ -100,6 +100,10 @@ int tool_open_as(const char *path, const char *shown, int flags,
 
 struct shmq_config;
 
+/* tool_open() with shmq_open()'s CFG for SHMQ_OPEN_CREATE (NULL: defaults). */
+int tool_open_cfg(const char *path, int flags, const struct shmq_config *cfg,
+		  struct shmq **q);
+
 /*
  * shmq_create() PATH with CFG, marked as attaching for the SIGBUS handler.
  * Returns 0, or the exit status after reporting the failure.

@@ -17,6 +17,7 @@
 
 #include "cmds.h"
 #include "common.h"
+#include "progress.h"
 
 struct get {
 	const char *path;
@@ -36,12 +37,14 @@ struct get {
 	size_t cap;
 	struct shmq *q;
 	struct shmq_consumer *c;
+	struct progress prog;	/* --progress, --stats */
 };
 
 static const char get_usage[] =
 "Usage: shmq get PATH [--create] [--name NAME | --group NAME | --observe]\n"
 "                     [--from oldest|latest] [--lines | --null] [--count N]\n"
 "                     [--timeout SECONDS] [--durable] [--follow]\n"
+"                     [--progress] [--stats]\n"
 "Copy messages from the queue PATH to stdout until the end of the producer's\n"
 "session (its close, death or abort), or with --follow across sessions.\n"
 "\n"
@@ -57,6 +60,8 @@ static const char get_usage[] =
 "  --durable        read only messages already synced to disk\n"
 "  -f, --follow     read on across session ends (until --count, --timeout\n"
 "                   or a signal), as tail -f\n"
+"  --progress       bytes, messages and rate on stderr while it runs\n"
+"  --stats          one line on stderr at the end: messages, bytes, time\n"
 "\n"
 "A reader that starts after a session ended and was read waits for the\n"
 "next producer, as a FIFO reader waits for a writer.\n"
@@ -104,6 +109,12 @@ static int parse_get_opt(int c, struct get *g, int *kinds, int *framings)
 	case 'd':
 		g->flags |= SHMQ_CONSUMER_DURABLE;
 		return 0;
+	case 'P':
+		g->prog.show = 1;
+		return 0;
+	case 'S':
+		g->prog.stats = 1;
+		return 0;
 	case 't':
 		g->timeout_arg = optarg;
 		return parse_seconds("--timeout", optarg, &g->timeout_ns) ?
@@ -126,7 +137,10 @@ static int parse_get_opts(int argc, char **argv, struct get *g)
 		{ "count", required_argument, NULL, 'n' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "durable", no_argument, NULL, 'd' },
+		{ "progress", no_argument, NULL, 'P' },
+		{ "stats", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	int c, r, kinds = 0, framings = 0;
@@ -134,6 +148,8 @@ static int parse_get_opts(int argc, char **argv, struct get *g)
 	while ((c = getopt_long(argc, argv, ":l0n:fh", longopts, NULL)) != -1) {
 		if (c == 'h')
 			return fputs(get_usage, stdout), -1;
+		if (c == 'V')
+			return cmd_version(), -1;
 		if (c == '?' || c == ':')
 			return tool_getopt_error(c, argv);
 		r = parse_get_opt(c, g, &kinds, &framings);
@@ -181,7 +197,9 @@ static int get_end(struct get *g, int r)
 static void note_lost(struct get *g, const struct shmq_msg *m)
 {
 	g->lost += m->lost;
-	tool_msg("%s: overrun: %" PRIu64 " message%s lost before seq %" PRIu64,
+	tool_msg("%s: observer overrun: %" PRIu64 " message%s lost before seq "
+		 "%" PRIu64 " (observers never hold the producer back; use a "
+		 "named consumer to keep every message)",
 		 g->path, m->lost, m->lost == 1 ? "" : "s", m->seq);
 }
 
@@ -210,6 +228,7 @@ static int get_write(struct get *g, const struct shmq_msg *m)
 		tool_msg("%s: writing stdout: %s", g->path, strerror(-r));
 		return EXIT_ERROR;
 	}
+	progress_add(&g->prog, 1, m->len + (g->delim >= 0));
 	if (g->buf)		/* a copy: already released */
 		return 0;
 	r = shmq_release(g->c);
@@ -260,6 +279,16 @@ static int get_observer_buffer(struct get *g)
  * messages handled (>= 0), or -1 with the exit status in *STATUS.
  */
 #define GET_BATCH 512	/* two iovecs each: within IOV_MAX */
+
+/* What a batch put on stdout, for --progress and --stats. */
+static uint64_t batch_bytes(const struct shmq_msg *ms, ssize_t n, int delim)
+{
+	uint64_t b = 0;
+
+	for (ssize_t i = 0; i < n; i++)
+		b += ms[i].len + (delim >= 0);
+	return b;
+}
 static int get_batch(struct get *g, uint64_t room, int *status)
 {
 	static struct shmq_msg ms[GET_BATCH];
@@ -303,6 +332,8 @@ static int get_batch(struct get *g, uint64_t room, int *status)
 	r = shmq_release(g->c);
 	if (r < 0)
 		return *status = tool_fail(g->path, "release failed", r), -1;
+	if (g->prog.show || g->prog.stats)
+		progress_add(&g->prog, n, batch_bytes(ms, n, g->delim));
 	return (int)n;
 }
 
@@ -358,8 +389,11 @@ int cmd_get(int argc, char **argv)
 	if (!r)
 		r = tool_consumer_open(g.q, g.path, g.kind, g.name, g.start,
 				       g.flags, &g.c);
-	if (!r)
+	if (!r) {
+		progress_start(&g.prog);
 		r = get_loop(&g);
+		progress_end(&g.prog);
+	}
 	/* Closing frees an anonymous slot: the producer may see EPIPE. */
 	shmq_consumer_close(g.c);
 	shmq_close(g.q);

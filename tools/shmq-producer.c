@@ -78,7 +78,7 @@ static int parse_args(int argc, char **argv, struct producer_args *a)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		if (c == 'h')
 			return fputs(usage_text, stdout), -1;
 		if (c == 'V')
