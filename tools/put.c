@@ -285,11 +285,11 @@ static int put_items(struct put *pt)
 		r = read_some(pt, buf + have, cap - have, &n);
 		if (r)
 			break;
+		progress_add(&pt->prog, 0, n);
 		have += n;
 		r = send_items(pt, buf, have, n == 0, &used);
 		if (r)
 			break;
-		progress_add(&pt->prog, 0, used);
 		/* The partial item is at most max_message: room stays. */
 		memmove(buf, buf + used, have - used);
 		have -= used;
