@@ -83,16 +83,23 @@ static const char *table_kind(const struct shmq_consumer_stat *c)
 }
 
 /*
- * A consumer's lag in messages and ring bytes, made to agree. The library
+ * A consumer's lag in ring bytes and messages, made to agree. A member
+ * has no lag of its own: it reads its group's stream, and the group's row
+ * has the lag (the library keeps no position for a member). The library
  * reads the write position before the sequence and the slots, and each
  * may move meanwhile: a consumer at (or past) the write position it saw
  * has read everything of that snapshot, whatever a later sequence says.
  * Only non-data records (a session's end, padding) make bytes without
  * messages.
  */
+static uint64_t lag_bytes(const struct shmq_consumer_stat *c)
+{
+	return c->kind == SHMQ_CONSUMER_MEMBER ? 0 : c->lag_bytes;
+}
+
 static uint64_t lag_messages(const struct shmq_consumer_stat *c)
 {
-	return c->lag_bytes ? c->lag_messages : 0;
+	return lag_bytes(c) ? c->lag_messages : 0;
 }
 
 static const char *state_name(const struct shmq_consumer_stat *c)
@@ -218,7 +225,7 @@ static void json_consumer(const struct view *v,
 		       c->group_slot, c->claimed ? "true" : "false");
 	printf(",\"position\":%" PRIu64 ",\"next_seq\":%" PRIu64
 	       ",\"lag_messages\":%" PRIu64 ",\"lag_bytes\":%" PRIu64 ",",
-	       c->position, c->next_seq, lag_messages(c), c->lag_bytes);
+	       c->position, c->next_seq, lag_messages(c), lag_bytes(c));
 	json_age("lag_age_ns", lag_age_ns(v, c));
 	printf(",\"attach_ns\":%" PRIu64, c->attach_ns);
 	if (v->prev)
@@ -393,7 +400,7 @@ static void prom_consumers(const struct view *v, const char *name,
 			printf("%" PRIu64 "\n", lag_messages(c));
 			break;
 		case P_LAG_BYTES:
-			printf("%" PRIu64 "\n", c->lag_bytes);
+			printf("%" PRIu64 "\n", lag_bytes(c));
 			break;
 		case P_LAG_AGE:
 			printf("%.3f\n", age / 1e9);
@@ -606,7 +613,7 @@ static void table_consumer(const struct view *v,
 		snprintf(rate, sizeof(rate), "  %9s %9s", "-", "-");
 	snprintf(pos, sizeof(pos), "%" PRIu64, c->position);
 	snprintf(lag, sizeof(lag), "%" PRIu64, lag_messages(c));
-	human_bytes(c->lag_bytes, bytes, sizeof(bytes));
+	human_bytes(lag_bytes(c), bytes, sizeof(bytes));
 	human_age(lag_age_ns(v, c), age, sizeof(age));
 	if (member) {
 		strcpy(pos, "-");

@@ -81,7 +81,8 @@ grep -q '^sent .* payload;' r.txt || fail "table: the payload counter is not lab
 # the stream (killed: a dead member keeps its slot). Members have no lag
 # of their own (the group's row has it): "-" in the table, 0 messages and
 # 0 bytes in JSON; no row has messages without bytes.
-$BOUNDED "$SHMQ" create g.q --size 1M
+# The ring is smaller than the stream (64K for 200K of records).
+$BOUNDED "$SHMQ" create g.q --size 64K
 "$SHMQ" get g.q --group workers -l -f >m1.out &
 m1=$!
 track $m1
@@ -104,6 +105,11 @@ grep -o '"lag_messages":[0-9]*,"lag_bytes":[0-9]*' g.json | while IFS= read -r k
 	[ "$bytes" -eq 0 ] && [ "$msgs" -ne 0 ] && fail "lag of $msgs messages in 0 bytes: $(cat g.json)"
 	true
 done || exit 1
+members=$(grep -o '{"slot":[^{}]*}' g.json | grep -c '"kind":"member"')
+[ "$members" -eq 2 ] || fail "two dead members expected: $(cat g.json)"
+grep -o '{"slot":[^{}]*}' g.json | grep '"kind":"member"' |
+	grep -v '"lag_messages":0,"lag_bytes":0,' &&
+	fail "a member has a lag of its own: $(cat g.json)"
 "$SHMQ" stat g.q >g.txt
 grep -q '^consumers  .*in ring bytes' g.txt || fail "table: the unit is not labelled: $(cat g.txt)"
 grep -Eq '^ +[0-9]+ group +workers +- +dead ' g.txt || fail "group row: pid should be '-': $(cat g.txt)"
