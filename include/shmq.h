@@ -85,8 +85,14 @@ enum shmq_when_full {
  * payload is then delivered as it is.
  */
 enum shmq_checksum {
-	SHMQ_CHECKSUM_FULL = 0,
-	SHMQ_CHECKSUM_HEADER = 1,
+	/*
+	 * The default (0): header only on tmpfs (and ramfs), where no power
+	 * loss can tear a record; header and payload on a disk filesystem
+	 * (docs/decisions.md, "Integrity where it buys something").
+	 */
+	SHMQ_CHECKSUM_AUTO = 0,
+	SHMQ_CHECKSUM_HEADER = 1,	/* record headers only */
+	SHMQ_CHECKSUM_FULL = 2,		/* headers and payloads */
 };
 
 /*
@@ -122,7 +128,9 @@ struct shmq_config {
  * shmq_create - create the queue file PATH (fails if it exists).
  * The file is fully allocated (posix_fallocate) and published "ready" last;
  * on any failure nothing is left at PATH.
- * Returns 0 or -errno: -EEXIST, -EINVAL (bad geometry), -ENOSPC, -EACCES...
+ * Returns 0 or -errno: -EEXIST, -EINVAL (bad geometry or mode), -EISDIR
+ * (PATH names a directory), -EFBIG (too large to map), -ENOSPC, -EACCES,
+ * -ENOMEM; other codes come from open(2) and posix_fallocate(3).
  */
 int shmq_create(const char *path, const struct shmq_config *cfg);
 
@@ -151,8 +159,9 @@ int shmq_open(const char *path, int flags, const struct shmq_config *cfg,
 	      struct shmq **out);
 
 /*
- * shmq_close - detach. Producer and consumer handles made from Q must be
- * closed first. shmq_close(NULL) is a no-op.
+ * shmq_close - detach from the queue file and free Q. Producer and
+ * consumer handles made from Q must be closed first. shmq_close(NULL) is
+ * a no-op.
  */
 void shmq_close(struct shmq *q);
 
@@ -190,7 +199,9 @@ struct shmq_producer_opts {
 	uint32_t flags;
 	uint32_t sync_mode;	/* enum shmq_sync_mode */
 	uint32_t sync_every_n;	/* batch: messages; both 0: 1024 and 100 ms */
-	uint32_t sync_every_ms;	/* batch: ms, checked at each send; 0: off */
+	uint32_t sync_every_ms;	/* batch: ms, checked at each send, and by
+				   durable consumers while the producer
+				   idles (docs/durability.md); 0: off */
 	uint32_t reserved[12];	/* zero: room for later fields (ABI above) */
 };
 
@@ -220,6 +231,13 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 /*
  * shmq_send - copy one message of LEN bytes into the queue and publish it.
  * TIMEOUT_NS: SHMQ_NOWAIT, SHMQ_FOREVER or a bound in nanoseconds.
+ * On -EAGAIN and -ETIMEDOUT for a full ring (here, in shmq_send_batch()
+ * and in shmq_reserve()), shmq_errdetail() names what holds the producer
+ * back: the slowest holder's kind, name, slot, pid and whether it is
+ * alive or dead (a dead named consumer keeps holding until
+ * shmq_consumer_remove()), or, for a group, the member that claimed its
+ * oldest message; or that no consumer holds and the block policy keeps
+ * the data for the next one.
  * Returns 0 or -errno: -EMSGSIZE (LEN > max message), -EAGAIN (full, no
  * wait), -ETIMEDOUT, -EPIPE (FIFO mode, every consumer gone), -EINTR,
  * -ESTALE, -EBADMSG (the shared header became invalid), -EIO (sync
@@ -228,27 +246,21 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
  */
 int shmq_send(struct shmq_producer *p, const void *buf, size_t len,
 	      int64_t timeout_ns);
-/*
- * On -EAGAIN and -ETIMEDOUT for a full ring (shmq_send(), shmq_send_batch(),
- * shmq_reserve()), shmq_errdetail() names what holds the producer back: the slowest holder's kind, name, slot, pid and
- * whether it is alive or dead (a dead named consumer keeps holding until
- * shmq_consumer_remove()), or, for a group, the member that claimed its
- * oldest message; or that no consumer holds and the block policy keeps
- * the data for the next one.
- */
 
 /*
- * shmq_now_ns - the CLOCK_MONOTONIC time in nanoseconds, the clock of the
- * *_until() calls' deadlines.
+ * shmq_now_ns - read the clock of the *_until() calls' deadlines.
+ * Returns the CLOCK_MONOTONIC time in nanoseconds.
  */
 int64_t shmq_now_ns(void);
 
 /*
- * shmq_send_until, shmq_peek_until, shmq_recv_until - as shmq_send(),
- * shmq_peek() and shmq_recv(), with an absolute DEADLINE_NS on
+ * shmq_send_until, shmq_peek_until, shmq_recv_until - send, peek or
+ * receive with an absolute deadline. As shmq_send(), shmq_peek() and
+ * shmq_recv(), with an absolute DEADLINE_NS on
  * CLOCK_MONOTONIC (shmq_now_ns() + a bound) instead of a timeout, for
  * loops that share one deadline between calls. SHMQ_FOREVER: no bound; a
  * deadline that has passed (or any other negative value) is SHMQ_NOWAIT.
+ * Returns as shmq_send(), shmq_peek() and shmq_recv().
  */
 int shmq_send_until(struct shmq_producer *p, const void *buf, size_t len,
 		    int64_t deadline_ns);
@@ -265,7 +277,7 @@ ssize_t shmq_send_batch(struct shmq_producer *p, const struct iovec *msgs,
 /*
  * shmq_reserve - reserve LEN bytes in the ring and return in *BUF where to
  * write them (zero copy). *BUF stays valid until shmq_commit(). Only one
- * reservation may be outstanding. Errors as shmq_send().
+ * reservation may be outstanding. Returns 0 or -errno as shmq_send().
  */
 int shmq_reserve(struct shmq_producer *p, size_t len, void **buf,
 		 int64_t timeout_ns);
@@ -401,8 +413,9 @@ int shmq_peek_until(struct shmq_consumer *c, struct shmq_msg *msg,
 		    int64_t deadline_ns);
 
 /*
- * shmq_peek_many - as shmq_peek(), then, without waiting, up to N - 1 more
- * of the messages already published after it, all in place in
+ * shmq_peek_many - peek at up to N messages in one call. As shmq_peek(),
+ * then, without waiting, up to N - 1 more of the messages already
+ * published after it, all in place in
  * MSGS[0..ret-1]. They stay valid, and unreleased, until shmq_release(),
  * which releases them all, or shmq_release_n(), which releases the first
  * of them. Group members get one message per call.
@@ -450,7 +463,7 @@ ssize_t shmq_recv_until(struct shmq_consumer *c, void *buf, size_t cap,
 			struct shmq_msg *msg, int64_t deadline_ns);
 
 /*
- * shmq_consumer_close - detach. Anonymous: the slot is freed and stops
+ * shmq_consumer_close - detach the consumer C and free it. Anonymous: the slot is freed and stops
  * holding the producer; named: the position stays in the file.
  * shmq_consumer_close(NULL) is a no-op.
  */
@@ -536,7 +549,8 @@ struct shmq_stat {
 };
 
 /*
- * shmq_stat_get - a snapshot of everything `shmq stat` shows. It only
+ * shmq_stat_get, shmq_stat_free - a snapshot of everything `shmq stat`
+ * shows. It only
  * reads the file (and probes locks) and never disturbs anyone. Free with
  * shmq_stat_free(). Returns 0 or -errno: -ENOMEM, -EBADMSG.
  */
@@ -589,25 +603,30 @@ int shmq_info(struct shmq *q, struct shmq_info *info, size_t size);
 int shmq_sync(struct shmq *q);
 
 /*
- * shmq_sync_error - 0 while every msync of the queue succeeded, else the
- * -errno of the first one that failed (the sticky "durability failed"
- * state that `shmq stat` shows).
+ * shmq_sync_error - tell whether durability failed. Returns 0 while every
+ * msync of the queue succeeded, else the -errno of the first one that
+ * failed (the sticky "durability failed" state that `shmq stat` shows).
  */
 int shmq_sync_error(struct shmq *q);
 
 /*
- * shmq_map_range - where Q's file is mapped in this process, for a SIGBUS
- * handler that must tell a truncated queue file (si_addr inside) from
- * other faults. Valid until shmq_close(Q).
+ * shmq_map_range - tell where Q's file is mapped in this process. For a
+ * SIGBUS handler that must tell a truncated queue file (si_addr inside)
+ * from other faults: *ADDR and *LEN stay valid until shmq_close(Q).
  */
 void shmq_map_range(const struct shmq *q, const void **addr, size_t *len);
 
-/* shmq_strerror - a message for any code a shmq call returns. */
+/*
+ * shmq_strerror - describe a code a shmq call returned. Returns a constant
+ * message for any code a shmq call returns, never NULL; use it rather
+ * than strerror(), which misnames the SHMQ_E* codes.
+ */
 const char *shmq_strerror(int err);
 
 /*
- * shmq_errdetail - the calling thread's detail of its last failed call,
- * or "" when there is none. Valid until the thread's next shmq call. One
+ * shmq_errdetail - explain the calling thread's last failed call.
+ * Returns its detail, or "" when there is none (never NULL). Valid until
+ * the thread's next shmq call. One
  * success sets it too: a shmq_open(SHMQ_OPEN_CREATE) that found the queue
  * unlike its CFG says how (see shmq_open()).
  */

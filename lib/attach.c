@@ -14,6 +14,9 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -118,7 +121,7 @@ static int resolve_config(const struct shmq_config *in, struct shmq_config *c)
 				  c->mode, bad_mode_bits(c->mode, bits, sizeof(bits)),
 				  QUEUE_MODE_OK);
 	}
-	if (c->checksum > SHMQ_CHECKSUM_HEADER)
+	if (c->checksum > SHMQ_CHECKSUM_FULL)
 		return shmqi_fail(-EINVAL, "bad checksum coverage %u", c->checksum);
 	if (c->when_full > SHMQ_WHEN_FULL_OVERWRITE)
 		return shmqi_fail(-EINVAL, "bad when-full policy %u",
@@ -155,6 +158,15 @@ static int pwrite_all(int fd, const void *buf, size_t len, off_t off)
  * creator checks afterwards, instead of killing the creator with SIGBUS
  * (issue 12).
  */
+/* tmpfs or ramfs: nothing there survives a power loss to be torn. */
+static bool on_memory_fs(int fd)
+{
+	struct statfs sf;
+
+	return fstatfs(fd, &sf) == 0 &&
+	       (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC);
+}
+
 static int init_header(int fd, const struct shmq_config *c, uint64_t size)
 {
 	static const uint32_t ready = SHMQ_READY;
@@ -234,6 +246,8 @@ static int open_dir_of(const char *path, const char **base)
 	if (dfd < 0)
 		dfd = shmqi_fail(-errno, "creating %s: opening its directory: %m",
 				 path);
+	else if ((dfd = shmqi_fd_above_std(dfd)) < 0)
+		dfd = shmqi_fail(dfd, "creating %s: no descriptor above 2", path);
 	free(dir);
 	return dfd;
 }
@@ -251,6 +265,29 @@ static void remove_created(int dfd, const char *base, int fd)
 	    fstatat(dfd, base, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    now.st_dev == mine.st_dev && now.st_ino == mine.st_ino)
 		(void)unlinkat(dfd, base, 0);
+}
+
+/*
+ * Refuse, before anything exists at PATH, a file larger than the space
+ * available to us in its filesystem (df's "Avail", f_bavail): a 64 GiB
+ * ring on a 10 GiB disk is a typo, and posix_fallocate() would first
+ * fill the disk, or fall back to a sparse file that fails later (issue
+ * 10). A filesystem that reports no block count (tmpfs without a size,
+ * some network ones) is not checked: posix_fallocate() still is.
+ */
+static int check_free_space(int dfd, const char *path, uint64_t size)
+{
+	struct statvfs vfs;
+	uint64_t blocks;
+
+	if (fstatvfs(dfd, &vfs) < 0 || vfs.f_blocks == 0 || vfs.f_frsize == 0)
+		return 0;
+	blocks = size / vfs.f_frsize + (size % vfs.f_frsize != 0);
+	if ((uint64_t)vfs.f_bavail >= blocks)
+		return 0;
+	return shmqi_fail(-ENOSPC, "%s needs %llu bytes, its filesystem has %llu bytes free",
+			  path, (unsigned long long)size,
+			  (unsigned long long)((uint64_t)vfs.f_bavail * vfs.f_frsize));
 }
 
 int shmq_create(const char *path, const struct shmq_config *cfg)
@@ -275,12 +312,32 @@ int shmq_create(const char *path, const struct shmq_config *cfg)
 	dfd = open_dir_of(path, &base);
 	if (dfd < 0)
 		return dfd;
+	ret = check_free_space(dfd, path, size);
+	if (ret < 0) {
+		close(dfd);
+		return ret;
+	}
 	fd = openat(dfd, base, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 		    0600);
 	if (fd < 0) {
 		ret = shmqi_fail(-errno, "creating %s: %m", path);
 		close(dfd);
 		return ret;
+	}
+	/*
+	 * Never 0-2 (shmqi_fd_above_std), done by hand: on failure the low
+	 * descriptor is still needed to remove the file we made.
+	 */
+	if (fd <= STDERR_FILENO) {
+		int nfd = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+
+		if (nfd < 0) {
+			ret = shmqi_fail(-errno, "creating %s: no descriptor above 2: %m",
+					 path);
+			goto fail;
+		}
+		close(fd);
+		fd = nfd;
 	}
 	/* fchmod, not open's mode: the umask must not change what we asked. */
 	if (fchmod(fd, c.mode) < 0) {
@@ -296,6 +353,10 @@ int shmq_create(const char *path, const struct shmq_config *cfg)
 				 (unsigned long long)size, path, strerror(ret));
 		goto fail;
 	}
+	/* Integrity where it buys something: only a disk tears records. */
+	if (c.checksum == SHMQ_CHECKSUM_AUTO)
+		c.checksum = on_memory_fs(fd) ? SHMQ_CHECKSUM_HEADER :
+						SHMQ_CHECKSUM_FULL;
 	ret = init_header(fd, &c, size);
 	if (ret < 0)
 		goto fail;
@@ -429,6 +490,9 @@ static int read_header(int fd, struct shmq_geom *g, struct stat *st)
 	n = pread(fd, &h, sizeof(h), 0);
 	if (n < 0)
 		return shmqi_fail(-errno, "reading the header: %m");
+	/* The size too: the creator may have grown the file while we waited. */
+	if (fstat(fd, st) < 0)
+		return shmqi_fail(-errno, "fstat of the queue file: %m");
 	if (n != sizeof(h))
 		return shmqi_fail(-EBADMSG, "file shorter than a queue header (truncated)");
 	return check_header(&h, (uint64_t)st->st_size, g);
@@ -472,6 +536,10 @@ static int open_file(const char *path, int flags)
 			return shmqi_fail(-ELOOP, "%s is a symbolic link", path);
 		return shmqi_fail(-errno, "opening %s: %m", path);
 	}
+	/* Never 0-2: a closed stdout must not become the queue file. */
+	fd = shmqi_fd_above_std(fd);
+	if (fd < 0)
+		return shmqi_fail(fd, "opening %s: no descriptor above 2", path);
 	/* O_NONBLOCK above: a FIFO planted at PATH must not block us. */
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);

@@ -235,6 +235,14 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 	c->attach_inc = load_acquire(&q->hdr->incarnation);
 	(void)producer_gone(c);
 	c->attach_w = load_acquire(&q->hdr->write_pos);
+	/*
+	 * A member does not read END records (the group shares one claim
+	 * word): like a broadcast consumer that finds an END ahead of it, a
+	 * member that joins while its group has not consumed all of the
+	 * ended session (the claim word short of write_pos) gets its end.
+	 */
+	if (c->kind == SHMQ_KIND_MEMBER && c->pos != c->attach_w)
+		c->seen_inc = c->attach_inc;
 	if (c->kind != SHMQ_KIND_MEMBER)
 		learn_seq(c);
 	if (c->kind == SHMQ_KIND_OBSERVER && !c->seq_known) {
@@ -401,6 +409,40 @@ static uint64_t read_end(struct shmq_consumer *c)
 }
 
 /*
+ * Batch mode's time bound for a durable reader (see wait_data()): 1 when
+ * it synced (look again), 0 when not due (*SLICE capped to the bound, so
+ * that a sleeper wakes to check), or -errno from the sync.
+ */
+static int durable_batch_due(struct shmq_consumer *c, int64_t *slice)
+{
+	struct shmq_hdr *h = c->q->hdr;
+	uint32_t ms = load_relaxed(&h->batch_ms);
+	int64_t now, bound;
+	int ret;
+
+	if (!ms || !pos_before(c->pos, load_acquire(&h->write_pos)) ||
+	    !pos_before(load_acquire(&h->durable_pos),
+			load_acquire(&h->write_pos))) {
+		c->dwait_ns = 0;
+		return 0;
+	}
+	now = shmqi_now_ns();
+	bound = (int64_t)ms * 1000000;
+	if (!c->dwait_ns || c->dwait_pos != c->pos) {
+		c->dwait_ns = now;
+		c->dwait_pos = c->pos;
+	}
+	if (now - c->dwait_ns < bound) {
+		if (*slice > bound)
+			*slice = bound;
+		return 0;
+	}
+	c->dwait_ns = 0;
+	ret = shmq_sync(c->q);
+	return ret < 0 ? ret : 1;
+}
+
+/*
  * Look again, unless the caller's bound has run out: every path of
  * wait_data() that returns 0 without new data goes through here or
  * through shmqi_futex_wait(), which checks the deadline, so no value in
@@ -430,6 +472,13 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	/* Durable reads: a failed msync means the watermark never moves. */
 	if (c->durable && (ret = shmq_sync_error(c->q)) < 0)
 		return shmqi_fail(ret, "the queue is marked \"durability failed\"");
+	/*
+	 * Sync mode batch promises "every N messages or T ms": the producer
+	 * checks T only when it sends, so a durable reader that waited T for
+	 * messages past the watermark syncs them itself (any process may).
+	 */
+	if (c->durable && (ret = durable_batch_due(c, &slice)) != 0)
+		return ret < 0 ? ret : 0;
 	if (c->kind != SHMQ_KIND_MEMBER &&
 	    load_relaxed(&c->slot->position) != c->pos)
 		publish_pos(c);	/* padding skipped: the producer may need it */
@@ -614,13 +663,15 @@ static int read_end_record(struct shmq_consumer *c)
 	publish_pos(c);
 	/*
 	 * Ours to return: an end we have not returned yet, of a session we
-	 * saw (live, or a record of it), or one already in the ring when we
-	 * attached (an empty session still delivers its end). Not the END a
-	 * new producer writes for a session that ended, and was read, before
-	 * we came: we wait for the next session, as a FIFO reader does.
+	 * saw (live, or a record of it), or one its own producer wrote
+	 * before we attached (an empty session still delivers its end). Not
+	 * the END a new producer writes for a session that died and was
+	 * read before we came (whenever it is written): we wait for the
+	 * next session, as a FIFO reader does.
 	 */
 	if (e.inc == c->ended_inc ||
-	    (!saw(c, e.inc) && !pos_before(c->view.pos, c->attach_w)))
+	    (!saw(c, e.inc) &&
+	     (c->view.inc != e.inc || !pos_before(c->view.pos, c->attach_w))))
 		return 1;
 	return session_end(c, e.inc, e.kind == SHMQ_END_CLOSED ? SHMQ_EOF :
 			   e.kind == SHMQ_END_ABORTED ? SHMQ_EABORTED : SHMQ_EDIED);

@@ -174,7 +174,13 @@ struct shmq_hdr {
 	 */
 	uint32_t end_inc;	/* 160 */
 	uint32_t framing;	/* 164 the current session's SHMQ_FRAMING_* */
-	uint8_t pad2[24];	/* 168 */
+	/*
+	 * batch_ms: a batch-mode producer's time bound (0: none). Durable
+	 * consumers that wait longer than it for data past the watermark
+	 * sync it themselves, so the bound holds while the producer idles.
+	 */
+	uint32_t batch_ms;	/* 168 */
+	uint8_t pad2[20];	/* 172 */
 
 	/* Line 3: producer, cold. Written by the producer only. */
 	uint64_t next_seq;	/* 192 sequence of the next record */
@@ -280,6 +286,7 @@ _Static_assert(offsetof(struct shmq_hdr, tail_pos) == 136, "tail_pos");
 _Static_assert(offsetof(struct shmq_hdr, pub_seq) == 144, "pub_seq");
 _Static_assert(offsetof(struct shmq_hdr, durable_seq) == 152, "durable_seq");
 _Static_assert(offsetof(struct shmq_hdr, end_inc) == 160, "end_inc");
+_Static_assert(offsetof(struct shmq_hdr, batch_ms) == 168, "batch_ms");
 _Static_assert(sizeof(struct shmq_end) == 8, "end record payload");
 _Static_assert(offsetof(struct shmq_hdr, next_seq) == 192, "next_seq");
 _Static_assert(offsetof(struct shmq_hdr, prod_state) == 200, "prod_state");

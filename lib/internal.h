@@ -142,6 +142,8 @@ struct shmq_consumer {
 	uint64_t attach_w;	/* write_pos when we attached */
 	uint32_t attach_inc;	/* the incarnation then: later ones are ours */
 	uint32_t gone_inc;	/* the session producer_gone() looked at */
+	int64_t dwait_ns;	/* durable: waiting since, for data past ... */
+	uint64_t dwait_pos;	/* ... the watermark at this position */
 	struct shmqi_rec_view view;
 };
 
@@ -161,6 +163,7 @@ int shmqi_lock_wait(int fd, uint64_t byte, int64_t timeout_ns);
 void shmqi_unlock(int fd, uint64_t byte);
 int shmqi_lock_held(int fd, uint64_t byte);	/* 1 held, 0 free, -errno */
 int shmqi_reopen(struct shmq *q, int flags);	/* a fresh OFD */
+int shmqi_fd_above_std(int fd);	/* FD moved to >= 3, or -errno */
 
 /* wait.c */
 int64_t shmqi_now_ns(void);
@@ -215,6 +218,7 @@ int shmqi_sync_header(struct shmq *q);
 void shmqi_sync_config(struct shmq_producer *p,
 		       const struct shmq_producer_opts *o);
 int shmqi_sync_producer(struct shmq_producer *p);
+int shmqi_sync_anyway(struct shmq *q);
 int shmqi_sync_published(struct shmq_producer *p, uint64_t n);
 int shmqi_recover(struct shmq_producer *p, uint64_t *tailp, uint64_t *endp);
 uint64_t shmqi_valid_end(struct shmq *q, uint64_t from, uint64_t to);

@@ -77,6 +77,30 @@ int shmqi_lock_held(int fd, uint64_t byte)
 }
 
 /*
+ * Every descriptor the library opens goes through here (issue 10): it
+ * must never be 0, 1 or 2. A process started with stdin, stdout or
+ * stderr closed gets the queue file on that number from open(), and its
+ * next printf() or read() of "stdin" then writes over the header or reads
+ * the queue as input. SQLite does the same for its database files. The
+ * copy is made with F_DUPFD_CLOEXEC, so it is close-on-exec like the
+ * original (every open here passes O_CLOEXEC too), and the low number is
+ * closed again: the caller's standard descriptor stays closed, as it was.
+ * Returns the descriptor to use, or -errno after closing FD.
+ */
+int shmqi_fd_above_std(int fd)
+{
+	int nfd;
+
+	if (fd < 0 || fd > STDERR_FILENO)
+		return fd;
+	nfd = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+	if (nfd < 0)
+		nfd = -errno;
+	close(fd);
+	return nfd;
+}
+
+/*
  * A new open file description of the same file, through /proc so that a
  * path replaced since attach (F18) cannot hand us another file.
  */
@@ -89,5 +113,8 @@ int shmqi_reopen(struct shmq *q, int flags)
 	fd = open(p, flags | O_CLOEXEC);
 	if (fd < 0)
 		return shmqi_fail(-errno, "reopening the queue file: %m");
+	fd = shmqi_fd_above_std(fd);
+	if (fd < 0)
+		return shmqi_fail(fd, "reopening the queue file: no descriptor above 2");
 	return fd;
 }

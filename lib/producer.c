@@ -63,10 +63,21 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	 */
 	ret = shmqi_recover(p, &t, &w);
 	if (ret < 0)
-		goto fail_unlock;
+		goto fail_unlock;	/* SHMQ_ELOSS: the file as it was */
+	/*
+	 * S2: no state of the last session survives into ours: "none" as
+	 * soon as recovery accepted the file (before the syncs below, and
+	 * before the new incarnation, stored with release), until "open" at
+	 * the end. A consumer reads the incarnation, then the state, and
+	 * only then probes the role, so the role we hold is not taken for
+	 * the last session's producer for longer than this window.
+	 */
+	prev_state = load_acquire(&h->prod_state);
+	store_release(&h->prod_state, SHMQ_PSTATE_NONE);
 	/* attach_fd() maps the ring read-only; only the producer writes it. */
 	if (mprotect(q->data, q->g.capacity, PROT_READ | PROT_WRITE) < 0) {
 		ret = shmqi_fail(-errno, "mprotect of the ring: %m");
+		store_release(&h->prod_state, prev_state);
 		goto fail_unlock;
 	}
 	p->pos = p->pub_pos = w;
@@ -83,15 +94,24 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	 * reverse pairing would reject the previous incarnation's records.
 	 * 2^32 opens would wrap it: not a concern for any real queue.
 	 */
-	prev_inc = load_relaxed(&h->incarnation);
-	prev_state = load_acquire(&h->prod_state);
-	p->inc = prev_inc + 1 ? prev_inc + 1 : 1;	/* 0: never opened */
 	/*
-	 * S2: no state of the last session survives into ours: "none"
-	 * before the new incarnation (release), until "open" below. A
-	 * consumer reads the incarnation, then the state.
+	 * The disk must match memory before the header names a new
+	 * incarnation: the last producer may have moved tail_pos without a
+	 * header msync (a send that failed after refreshing its limit), and
+	 * our first records would then overwrite what the disk still calls
+	 * the tail; and the last incarnation's records must be on disk
+	 * before a header that says they lie below inc_pos can reach it (by
+	 * msync or by writeback, at any moment after the stores below), or
+	 * a power loss could leave records of an even older incarnation
+	 * there (after a cut), which the incarnation rule accepts below
+	 * inc_pos. So a whole sync first, data then header, in every mode:
+	 * once per open, nothing on tmpfs.
 	 */
-	store_release(&h->prod_state, SHMQ_PSTATE_NONE);
+	ret = shmqi_sync_producer(p);
+	if (ret < 0)
+		ret = shmqi_sync_anyway(q);	/* durability failed before */
+	prev_inc = load_relaxed(&h->incarnation);
+	p->inc = prev_inc + 1 ? prev_inc + 1 : 1;	/* 0: never opened */
 	store_relaxed(&h->inc_pos, w);
 	store_release(&h->incarnation, p->inc);
 	rmw_add(&h->prod_epoch, 1);
@@ -115,24 +135,20 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	    !pos_before(m, w - q->g.capacity))
 		p->limit = m;
 	/*
-	 * The disk must match memory before we write anything: the last
-	 * producer may have moved tail_pos without a header msync (a send
-	 * that failed after refreshing its limit), and our first records
-	 * would then overwrite what the disk still calls the tail; the new
-	 * incarnation must be on disk before records that carry it; and the
-	 * last incarnation's records must be on disk before the header
-	 * says they lie below inc_pos, or a power loss could leave records
-	 * of an even older incarnation there (after a cut), which the
-	 * incarnation rule accepts below inc_pos. So a whole sync, data then
-	 * header, in every mode: once per open, nothing on tmpfs. A failure
-	 * is recorded (sticky) and leaves the disk tail unknown.
+	 * The new incarnation must be on disk before records that carry it
+	 * (the header msync after the stores above; the first sync wrote
+	 * the header with the old incarnation and the data). A failure is
+	 * recorded (sticky) and leaves the disk tail unknown.
 	 */
-	ret = shmqi_sync_producer(p);
+	if (ret == 0)
+		ret = shmqi_sync_header(q);
 	p->disk_tail = ret == 0 ? t : w - q->g.capacity;
 	p->sync_pending = 0;
 	/* Sessions: the one before ours gets its END, ours its framing. */
 	end_previous(p, prev_inc, prev_state);
 	store_relaxed(&h->framing, p->framing_bits >> SHMQ_REC_FRAMING_SHIFT);
+	store_relaxed(&h->batch_ms, p->sync_mode == SHMQ_SYNC_BATCH ?
+		      (uint32_t)(p->sync_ns / 1000000) : 0u);
 	/* Consumers that see OPEN also see the fields above. */
 	store_release(&h->prod_state, SHMQ_PSTATE_OPEN);
 	q->nhandles++;

@@ -229,7 +229,7 @@ int shmqi_recover(struct shmq_producer *p, uint64_t *tailp, uint64_t *endp)
 		 * and at most the next one: shmq_sync).
 		 */
 		dseq = load_relaxed(&h->durable_seq);
-		if (r.end == w && pos_before(r.next_seq, dseq))
+		if (pos_before(r.next_seq, dseq))
 			r.first_seq = r.next_seq = dseq;
 	}
 	top_seq = load_relaxed(&h->pub_seq);

@@ -338,7 +338,8 @@ void shmqi_report_cfg(struct shmq *q, const struct shmq_config *asked,
 	DIFF((want->when_full == SHMQ_WHEN_FULL_OVERWRITE) != overwrite,
 	     "; when full: %s (asked %s)", overwrite ? "overwrite" : "block",
 	     overwrite ? "block" : "overwrite");
-	DIFF((want->checksum == SHMQ_CHECKSUM_HEADER) != hdr_crc,
+	DIFF(asked->checksum != SHMQ_CHECKSUM_AUTO &&
+	     (want->checksum == SHMQ_CHECKSUM_HEADER) != hdr_crc,
 	     "; checksum %s (asked %s)", hdr_crc ? "header" : "full",
 	     hdr_crc ? "full" : "header");
 	DIFF(asked->mode && fstat(q->fd, &st) == 0 &&

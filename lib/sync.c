@@ -214,6 +214,23 @@ void shmqi_sync_config(struct shmq_producer *p,
 	}
 }
 
+/*
+ * At producer open, after a failed sync: write the ring's data and the
+ * header anyway (the sticky state stays; no watermark moves). The next
+ * header names a new incarnation, so the last one's records must reach
+ * the disk first if they can at all (docs/durability.md, incarnations).
+ */
+int shmqi_sync_anyway(struct shmq *q)
+{
+	uint64_t w = load_acquire(&q->hdr->write_pos);
+	uint64_t t = load_acquire(&q->hdr->tail_pos);
+	int ret = sync_data(q, t, w);
+
+	if (ret == 0)
+		ret = shmqi_sync_header(q);
+	return ret;
+}
+
 /* A sync by the producer: it also knows the tail its header carried. */
 int shmqi_sync_producer(struct shmq_producer *p)
 {

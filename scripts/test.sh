@@ -39,7 +39,7 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	run_suites build-asan -Db_sanitize=address,undefined -Db_lundef=false \
 		-Dbuildtype=debug
 
-echo "== meson install: library, header, shmq.pc, tools, man pages"
+echo "== meson install: library, header, shmq.pc, tools, man pages (1 and 3)"
 inst=$(mktemp -d)
 if DESTDIR="$inst" meson install -C build-test >/dev/null &&
    pc=$(find "$inst" -name shmq.pc) && [ -n "$pc" ] &&
@@ -47,6 +47,8 @@ if DESTDIR="$inst" meson install -C build-test >/dev/null &&
    [ -n "$(find "$inst" -name 'libshmq.so*')" ] &&
    [ -n "$(find "$inst" -name libshmq.a)" ] &&
    [ -n "$(find "$inst" -name shmq.1)" ] &&
+   [ -n "$(find "$inst" -path '*/share/man/man3/shmq_recv.3')" ] &&
+   [ -n "$(find "$inst" -path '*/share/man/man3/shmq.3')" ] &&
    printf '#include <shmq.h>\nint main(void){return shmq_strerror(0)[0]==0;}\n' >"$inst/t.c" &&
    cc "$inst/t.c" -o "$inst/t" $(PKG_CONFIG_SYSROOT_DIR="$inst" PKG_CONFIG_PATH="$(dirname "$pc")" \
 	pkg-config --cflags --libs --static shmq) &&

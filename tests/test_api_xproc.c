@@ -753,3 +753,79 @@ Test(api_xproc, a_durable_reader_past_the_watermark_of_a_dead_producer_returns_b
 	/* A poller probes the producer's lock every 10 ms: -EAGAIN in between. */
 	durable_reader_case(1, SHMQ_EDIED, -EAGAIN);
 }
+
+/*
+ * Issue 17 #4: sync mode batch keeps its time bound while the producer
+ * idles. The producer (batch, 1000 messages or 50 ms) sends 500 and then
+ * sleeps holding the role; a durable reader in another process must get
+ * all 500 while it sleeps (before: only at the producer's next send).
+ */
+static int batch_then_idle(long unused)
+{
+	struct shmq_producer_opts o = { .sync_mode = SHMQ_SYNC_BATCH,
+					.sync_every_n = 1000,
+					.sync_every_ms = 50 };
+	struct shmq_producer *p;
+	struct shmq *q;
+
+	(void)unused;
+	if (shmq_open(qpath, 0, NULL, &q) < 0 ||
+	    shmq_producer_open(q, &o, &p) < 0)
+		return 10;
+	for (int i = 0; i < 500; i++)
+		if (shmq_send(p, "batched", 7, SHMQ_FOREVER) < 0)
+			return 11;
+	say("sent 500");
+	sleep(4);		/* idle, holding the role: no send checks T */
+	shmq_producer_close(p);
+	shmq_close(q);
+	return 0;
+}
+
+static int durable_reader_500(long unused)
+{
+	struct shmq_consumer_opts o = { .flags = SHMQ_CONSUMER_DURABLE };
+	struct shmq_consumer *c;
+	struct shmq *q;
+	char buf[64];
+	int n = 0;
+
+	(void)unused;
+	if (shmq_open(qpath, 0, NULL, &q) < 0 ||
+	    shmq_consumer_open(q, &o, &c) < 0)
+		return 10;
+	say("attached");
+	while (n < 500) {
+		ssize_t r = shmq_recv(c, buf, sizeof(buf), NULL, 3000000000ll);
+
+		if (r < 0) {
+			say("reader %d: %zd", n, r);
+			return 11;
+		}
+		n++;
+	}
+	say("read 500");
+	shmq_consumer_close(c);
+	shmq_close(q);
+	return 0;
+}
+
+Test(api_xproc, batch_mode_makes_an_idle_producers_messages_durable_within_its_bound)
+{
+	char line[LINE];
+	pid_t r, p;
+	uint64_t t0;
+
+	mkq(1 << 16, 1024);
+	r = child(durable_reader_500, 0);
+	expect("attached", line, 10000);
+	p = child(batch_then_idle, 0);
+	expect("sent 500", line, 10000);
+	t0 = h_now_ns();
+	/* The producer sleeps 4 s: anything read before that is the bound. */
+	expect("read 500", line, 3000);
+	cr_assert_lt(h_now_ns() - t0, 2000000000ull,
+		     "the durable reader waited past the producer's idle time");
+	cr_assert_eq(reap(r, 5000), 0);
+	cr_assert_eq(reap(p, 10000), 0);
+}

@@ -5,7 +5,11 @@
  * is, and still refuses a scribbled header.
  */
 #include <criterion/criterion.h>
+#include <linux/magic.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/vfs.h>
+#include <unistd.h>
 
 #include "shmq.h"
 #include "harness.h"
@@ -86,4 +90,54 @@ Test(checksum, an_unknown_coverage_is_refused_at_create)
 	struct shmq_config cfg = { .checksum = 7 };
 
 	cr_assert_eq(shmq_create(h_path("x.q"), &cfg), -EINVAL);
+}
+
+static uint32_t coverage_of(const char *path)
+{
+	struct shmq *q;
+	struct shmq_stat *st;
+	uint32_t c;
+
+	cr_assert_eq(shmq_create(path, NULL), 0, "%s: %s", path, shmq_errdetail());
+	cr_assert_eq(shmq_open(path, SHMQ_OPEN_RDONLY, NULL, &q), 0);
+	cr_assert_eq(shmq_stat_get(q, &st), 0);
+	c = st->checksum;
+	shmq_stat_free(st);
+	shmq_close(q);
+	unlink(path);
+	return c;
+}
+
+/*
+ * Integrity where it buys something (docs/decisions.md): without a choice,
+ * a queue on tmpfs checksums record headers only, one on a disk
+ * filesystem headers and payloads.
+ */
+Test(checksum, the_default_is_header_on_tmpfs_and_full_on_a_disk)
+{
+	struct statfs sf;
+	char shm[64];
+	bool tmpfs;
+
+	cr_assert_eq(statfs(h_dir(), &sf), 0);
+	tmpfs = sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC;
+	cr_assert_eq(coverage_of(h_path("auto.q")),
+		     tmpfs ? SHMQ_CHECKSUM_HEADER : SHMQ_CHECKSUM_FULL);
+	if (statfs("/dev/shm", &sf) == 0 && sf.f_type == TMPFS_MAGIC) {
+		snprintf(shm, sizeof(shm), "/dev/shm/shmq-ck-%d.q", (int)getpid());
+		cr_assert_eq(coverage_of(shm), SHMQ_CHECKSUM_HEADER);
+	}
+	/* An explicit choice wins everywhere. */
+	{
+		struct shmq_config cfg = { .checksum = SHMQ_CHECKSUM_FULL };
+		struct shmq *q;
+		struct shmq_stat *st;
+
+		cr_assert_eq(shmq_create(h_path("full.q"), &cfg), 0);
+		cr_assert_eq(shmq_open(h_path("full.q"), SHMQ_OPEN_RDONLY, NULL, &q), 0);
+		cr_assert_eq(shmq_stat_get(q, &st), 0);
+		cr_assert_eq(st->checksum, SHMQ_CHECKSUM_FULL);
+		shmq_stat_free(st);
+		shmq_close(q);
+	}
 }

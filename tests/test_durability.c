@@ -262,12 +262,13 @@ Test(durability, f14_f15_recovery_cuts_a_torn_tail_clamps_cursors_and_is_idempot
 	send_n(p, 2);
 	shmq_producer_close(p);
 	/*
-	 * A new anonymous consumer from the oldest gets a clean prefix: the
-	 * cut session's end (died), the empty second session's, then the two
-	 * messages sent after recovery and their session's end.
+	 * A new anonymous consumer from the oldest gets a clean prefix: it
+	 * starts where the named consumer was clamped, after the cut
+	 * session's data, so not that session's end (died, written by the
+	 * next producer: sessions); then the empty second session's end,
+	 * the two messages sent after recovery and their session's end.
 	 */
 	cr_assert_eq(shmq_consumer_open(q, NULL, &c), 0);
-	cr_assert_eq(shmq_recv(c, buf, sizeof(buf), NULL, SHMQ_NOWAIT), SHMQ_EDIED);
 	cr_assert_eq(shmq_recv(c, buf, sizeof(buf), NULL, SHMQ_NOWAIT), SHMQ_EOF);
 	for (;;) {
 		struct shmq_msg m;
@@ -469,4 +470,57 @@ Test(durability, records_of_an_older_incarnation_are_never_resurrected)
 	cr_assert_eq(strstr(got, "inc 1 msg 10"), NULL,
 		     "an old record came back as new: %.300s", got);
 	cr_assert(strstr(got, "inc 1 msg 9|"), "%.300s", got);
+}
+
+/*
+ * Issue 11 defect 4: a producer that moved the tail and died before its
+ * re-scan of the holders (F1) leaves a live consumer below tail_pos,
+ * inside its attach handshake. The next producer must stay behind that
+ * consumer (recovery leaves a live holder where it is, and the limit is
+ * the lowest holder), so the consumer reads every message intact.
+ * The crash window is set up by storing the tail past the consumer.
+ */
+Test(durability, a_restarted_producer_never_overwrites_what_a_live_consumer_below_the_tail_reads)
+{
+	struct shmq *q = mkq("lim");
+	struct shmq_producer *p;
+	struct shmq_consumer *c;
+	uint64_t t1, s;
+	char buf[64], want[64];
+	int sent = 0, err;
+	ssize_t n;
+
+	cr_assert_eq(shmq_consumer_open(q, NULL, &c), 0);
+	cr_assert_eq(shmq_producer_open(q, NULL, &p), 0);
+	send_n(p, 10);
+	shmq_producer_close(p);
+	/* The dead producer's last act: the tail past five of the ten. */
+	t1 = load_acquire(&q->hdr->tail_pos) + 5 * shmqi_rec_size(64);
+	store_relaxed(&q->hdr->tail_seq, 5);
+	store_fenced(&q->hdr->tail_pos, t1);
+
+	cr_assert_eq(shmq_producer_open(q, NULL, &p), 0, "%s", shmq_errdetail());
+	/* Fill the ring as far as the new producer thinks it may go. */
+	memset(buf, 0xee, sizeof(buf));
+	while ((err = shmq_send(p, buf, sizeof(buf), SHMQ_NOWAIT)) == 0)
+		cr_assert_lt(++sent, 1000);
+	cr_assert_eq(err, -EAGAIN, "%s", shmq_strerror(err));
+	/* The consumer reads the ten, intact, in order, then the end. */
+	for (s = 0; s < 10; s++) {
+		struct shmq_msg m;
+
+		n = shmq_recv(c, buf, sizeof(buf), &m, SHMQ_NOWAIT);
+		cr_assert_eq(n, 64, "message %llu: %zd (%s) %s", (unsigned long long)s,
+			     n, shmq_strerror((int)n), shmq_errdetail());
+		memset(want, (int)s, sizeof(want));
+		cr_assert_eq(memcmp(buf, want, sizeof(want)), 0,
+			     "message %llu was overwritten", (unsigned long long)s);
+		cr_assert_eq(m.seq, s);
+	}
+	cr_assert_eq(shmq_recv(c, buf, sizeof(buf), NULL, SHMQ_NOWAIT), SHMQ_EOF);
+	for (int i = 0; i < sent; i++)
+		cr_assert_eq(shmq_recv(c, buf, sizeof(buf), NULL, SHMQ_NOWAIT), 64);
+	shmq_producer_close(p);
+	shmq_consumer_close(c);
+	shmq_close(q);
 }

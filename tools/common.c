@@ -6,7 +6,9 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,6 +23,11 @@
 
 const char *tool_name = "shmq";
 volatile sig_atomic_t tool_stop;
+int tool_any_owner;
+
+/* Which of 0-2 were closed at start (bit N: descriptor N); tool_traits. */
+static unsigned int std_closed;
+static unsigned int traits;
 
 /*
  * The SIGBUS message is formatted ahead of time: the handler may only call
@@ -92,10 +99,48 @@ static void on_sigbus(int sig, siginfo_t *si, void *uctx)
 	_exit(EXIT_TRUNCATED);
 }
 
+/*
+ * Put /dev/null on every standard descriptor that is closed (issue 10),
+ * before anything else is opened: otherwise the next open() returns 0, 1
+ * or 2 and a printf() or a read of stdin goes to that file. The library
+ * never keeps a descriptor below 3 anyway; this covers the tools' own
+ * files and stdio. As gnulib's stdopen() does, /dev/null is opened in
+ * the contrary mode (write-only for stdin, read-only for stdout and
+ * stderr), so that a command that does read or write the closed stream
+ * fails with EBADF instead of reading nothing or writing into the void;
+ * tool_open() checks first (TOOL_NEEDS_*), so that such a command fails
+ * before it attaches. Runs once: descriptors are per process.
+ */
+static void std_fds_fill(void)
+{
+	static int done;
+
+	if (done)
+		return;
+	done = 1;
+	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+		int nfd;
+
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		std_closed |= 1u << fd;
+		/* The lower ones are open now: open() returns FD itself. */
+		nfd = open("/dev/null", fd == STDIN_FILENO ? O_WRONLY : O_RDONLY);
+		if (nfd >= 0 && nfd != fd)
+			close(nfd);
+	}
+}
+
+void tool_traits(unsigned int flags)
+{
+	traits = flags;
+}
+
 void tool_init(const char *name)
 {
 	struct sigaction sa;
 
+	std_fds_fill();
 	tool_name = name;
 	sigbus_prepare(NULL);
 
@@ -308,9 +353,27 @@ int tool_exit_for(int err)
 	}
 }
 
+/*
+ * The library's detail names the C flag (SHMQ_OPEN_ANY_OWNER); a user of
+ * the tools needs the option. Copies DETAIL into BUF with the hint
+ * rewritten, or returns DETAIL as it is.
+ */
+static const char *tool_detail(const char *detail, char *buf, size_t cap)
+{
+	static const char flag[] = "SHMQ_OPEN_ANY_OWNER allows it";
+	const char *at = detail ? strstr(detail, flag) : NULL;
+
+	if (!at)
+		return detail;
+	snprintf(buf, cap, "%.*s--any-owner accepts it if you trust that user%s",
+		 (int)(at - detail), detail, at + strlen(flag));
+	return buf;
+}
+
 int tool_fail(const char *path, const char *what, int err)
 {
-	const char *detail = shmq_errdetail();
+	char buf[1024];
+	const char *detail = tool_detail(shmq_errdetail(), buf, sizeof(buf));
 	const char *text = shmq_strerror(err);
 
 	/* The detail says which of the three happened: it is the message. */
@@ -483,16 +546,38 @@ int64_t now_real_ns(void)
 	return clock_ns(CLOCK_REALTIME);
 }
 
-/* The CFG of tool_open_cfg(), for the tool_open_as() it calls. */
+/*
+ * A stream this command reads or writes was closed when it started: fail
+ * now, before the queue is touched, as the command would at its first
+ * read or write (status 1, EBADF, like coreutils).
+ */
+static int closed_stream(const char *shown)
+{
+	if ((traits & TOOL_NEEDS_STDIN) && (std_closed & 1u << STDIN_FILENO)) {
+		tool_msg("%s: reading stdin: %s (it was closed)", shown,
+			 strerror(EBADF));
+		return EXIT_ERROR;
+	}
+	if ((traits & TOOL_NEEDS_STDOUT) && (std_closed & 1u << STDOUT_FILENO)) {
+		tool_msg("%s: writing stdout: %s (it was closed)", shown,
+			 strerror(EBADF));
+		return EXIT_ERROR;
+	}
+	return 0;
+}
+
+/* The CFG of tool_open_cfg(), for the tool_try_open() it calls. */
 static const struct shmq_config *open_cfg;
 
-int tool_open_as(const char *path, const char *shown, int flags,
-		 struct shmq **q)
+int tool_try_open(const char *path, const char *shown, int flags,
+		  struct shmq **q)
 {
 	const void *addr;
 	size_t len;
 	int r;
 
+	if (tool_any_owner)
+		flags |= SHMQ_OPEN_ANY_OWNER;
 	/* Set first: a truncated file can fault during validation already. */
 	tool_set_path(shown);
 	attaching = 1;
@@ -503,9 +588,24 @@ int tool_open_as(const char *path, const char *shown, int flags,
 		map_len = len;
 	}
 	attaching = 0;
+	return r;
+}
+
+int tool_open_as(const char *path, const char *shown, int flags,
+		 struct shmq **q)
+{
+	int r = closed_stream(shown);
+
+	if (r)
+		return r;
+	r = tool_try_open(path, shown, flags, q);
 	if (r == -ENOENT && !(flags & SHMQ_OPEN_CREATE)) {
-		tool_msg("%s: no such queue (create it with 'shmq create' or "
-			 "pass --create)", shown);
+		/* Only a command that has --create suggests it. */
+		if (traits & TOOL_TAKES_CREATE)
+			tool_msg("%s: no such queue (create it with 'shmq "
+				 "create' or pass --create)", shown);
+		else
+			tool_msg("%s: no such queue", shown);
 		return EXIT_ERROR;
 	}
 	if (r < 0)
@@ -543,11 +643,18 @@ int tool_create(const char *path, const struct shmq_config *cfg)
 	attaching = 1;
 	r = shmq_create(path, cfg);
 	attaching = 0;
+	/* Not the slot half of shmq_strerror(-ENOSPC): the disk is full. */
+	if (r == -ENOSPC && shmq_errdetail() && *shmq_errdetail()) {
+		tool_msg("%s: cannot create queue: not enough space: %s", path,
+			 shmq_errdetail());
+		return EXIT_ERROR;
+	}
 	if (r < 0)
 		return tool_fail(path, "cannot create queue", r);
 	return 0;
 }
 
+/* The library's rule (shmq_consumer_open): printable ASCII, no space. */
 int tool_check_name(const char *opt, const char *name)
 {
 	size_t len = strlen(name);
@@ -555,7 +662,72 @@ int tool_check_name(const char *opt, const char *name)
 	if (len == 0 || len > SHMQ_NAME_MAX)
 		return tool_usage_error("%s: a name has 1 to %d bytes", opt,
 					SHMQ_NAME_MAX);
+	for (size_t i = 0; i < len; i++)
+		if (name[i] < 0x21 || name[i] > 0x7e)
+			return tool_usage_error("%s: invalid value '%s': a name "
+						"is printable ASCII without "
+						"spaces", opt, name);
 	return 0;
+}
+
+static const char *kind_word(uint32_t kind)
+{
+	switch (kind) {
+	case SHMQ_CONSUMER_BROADCAST:
+		return "named consumer";
+	case SHMQ_CONSUMER_GROUP:
+		return "group";
+	case SHMQ_CONSUMER_MEMBER:
+		return "group member";
+	case SHMQ_CONSUMER_OBSERVER:
+		return "observer";
+	}
+	return "consumer";
+}
+
+/*
+ * Every slot is taken (-ENOSPC from shmq_consumer_open): name the holders
+ * that are gone, since only `shmq drop` frees a dead named consumer's or
+ * group's slot (issue 10). Returns EXIT_ERROR.
+ */
+static int slots_full(struct shmq *q, const char *path)
+{
+	char list[512] = "";
+	struct shmq_stat *st;
+	const char *first = NULL;
+	uint32_t gone = 0;
+	size_t n = 0;
+
+	if (shmq_stat_get(q, &st) < 0) {
+		tool_fail(path, "cannot attach a consumer", -ENOSPC);
+		return EXIT_ERROR;
+	}
+	for (uint32_t i = 0; i < st->nconsumers; i++) {
+		const struct shmq_consumer_stat *c = &st->consumers[i];
+
+		/* Members go with their group; anonymous dead are reused. */
+		if (c->alive || !c->name[0] ||
+		    c->kind == SHMQ_CONSUMER_MEMBER)
+			continue;
+		if (!gone++)
+			first = c->name;
+		if (n < sizeof(list))
+			n += snprintf(list + n, sizeof(list) - n,
+				      "%s%s %s (pid %" PRIu32 ", %s)",
+				      n ? ", " : "", kind_word(c->kind),
+				      c->name, c->pid,
+				      c->evicted ? "evicted" : "dead");
+	}
+	if (!gone)
+		tool_msg("%s: cannot attach a consumer: all %" PRIu32 " consumer "
+			 "slots are taken by live consumers", path, st->slots);
+	else
+		tool_msg("%s: cannot attach a consumer: all %" PRIu32 " consumer "
+			 "slots are taken; %" PRIu32 " by consumers that are "
+			 "gone and keep their slot: %s; 'shmq drop %s %s' frees "
+			 "one", path, st->slots, gone, list, path, first);
+	shmq_stat_free(st);
+	return EXIT_ERROR;
 }
 
 int tool_consumer_open(struct shmq *q, const char *path, int kind,
@@ -581,9 +753,67 @@ int tool_consumer_open(struct shmq *q, const char *path, int kind,
 			 name ? name : "NAME");
 		return EXIT_EVICTED;
 	}
+	if (r == -ENOSPC)
+		return slots_full(q, path);
 	if (r < 0)
 		return tool_fail(path, "cannot attach a consumer", r);
 	return 0;
+}
+
+/*
+ * What holds a producer that waits for room (issue 10): the slowest
+ * holder from a snapshot, its kind, name, pid, whether it is alive and
+ * how far behind it is, and how to release it.
+ */
+char *tool_holder_text(const char *path, struct shmq *q, char *buf,
+		       size_t cap)
+{
+	const struct shmq_consumer_stat *h = NULL;
+	struct shmq_stat *st;
+	char who[96], how[320];
+
+	if (shmq_stat_get(q, &st) < 0) {
+		snprintf(buf, cap, "%s", shmq_errdetail());
+		return buf;
+	}
+	/* A group's own row, not a member's: the group is what holds. */
+	for (uint32_t i = 0; i < st->nconsumers; i++) {
+		const struct shmq_consumer_stat *c = &st->consumers[i];
+
+		if (c->holding && c->kind != SHMQ_CONSUMER_MEMBER &&
+		    (!h || c->lag_bytes > h->lag_bytes))
+			h = c;
+	}
+	if (!h) {
+		snprintf(buf, cap, "no consumer holds it: the unread messages "
+			 "wait for the first consumer ('shmq get %s')", path);
+		shmq_stat_free(st);
+		return buf;
+	}
+	if (h->name[0])
+		snprintf(who, sizeof(who), "%s %s", kind_word(h->kind), h->name);
+	else
+		snprintf(who, sizeof(who), "an anonymous consumer");
+	if (h->alive && st->evict_after_ms)
+		snprintf(how, sizeof(how), "it is alive: it must read on, or "
+			 "be stopped; it is evicted after %" PRIu32 " ms without "
+			 "progress", st->evict_after_ms);
+	else if (h->alive)
+		snprintf(how, sizeof(how), "it is alive: it must read on, or "
+			 "be stopped; 'shmq policy %s --evict-after SECONDS' "
+			 "lets the producer go on without a consumer that "
+			 "stalls", path);
+	else if (h->name[0])
+		snprintf(how, sizeof(how), "'shmq drop %s %s' releases it",
+			 path, h->name);
+	else
+		snprintf(how, sizeof(how), "its slot is freed at the next check");
+	snprintf(buf, cap, "held by %s (slot %" PRIu32 ", pid %" PRIu32 ", %s), "
+		 "%" PRIu64 " messages (%" PRIu64 " bytes) behind; %s", who,
+		 h->slot, h->pid, h->alive ? "alive" : "dead", h->lag_messages,
+		 h->lag_bytes, how);
+	shmq_stat_free(st);
+	return buf;
 }
 
 /*

@@ -22,7 +22,7 @@ enum tool_exit {
 	EXIT_ERROR = 1,		/* any runtime failure not listed below */
 	EXIT_USAGE = 2,		/* bad command line */
 	EXIT_DIED = 3,		/* the producer died without closing */
-	EXIT_TIMEOUT = 4,	/* get --timeout expired */
+	EXIT_TIMEOUT = 4,	/* get or put --timeout expired */
 	EXIT_OVERRUN = 5,	/* messages were lost before being read */
 	EXIT_EVICTED = 6,	/* this consumer was evicted for stalling */
 	EXIT_TRUNCATED = 7,	/* queue file truncated, deleted or replaced */
@@ -40,6 +40,26 @@ extern const char *tool_name;
  * "queue file truncated"; any other SIGBUS keeps its default action.
  */
 void tool_init(const char *name);
+
+/*
+ * What the command does with the standard streams and whether it takes
+ * --create, for tool_open(): a command that reads stdin or writes stdout
+ * fails (status 1) before it attaches when that stream was closed at
+ * start (tool_init() put /dev/null there, issue 10), and only commands
+ * with --create suggest it for a missing queue.
+ */
+#define TOOL_NEEDS_STDIN	0x1
+#define TOOL_NEEDS_STDOUT	0x2
+#define TOOL_TAKES_CREATE	0x4
+void tool_traits(unsigned int flags);
+
+/*
+ * --any-owner: tool_open() passes SHMQ_OPEN_ANY_OWNER. Put
+ * TOOL_OPT_ANY_OWNER in a command's long options; getopt_long() then sets
+ * the flag itself and returns 0, which the loop skips.
+ */
+extern int tool_any_owner;
+#define TOOL_OPT_ANY_OWNER { "any-owner", no_argument, &tool_any_owner, 1 }
 
 /* Name the queue in the SIGBUS message; PATH must outlive the process. */
 void tool_set_path(const char *path);
@@ -97,6 +117,18 @@ int tool_open(const char *path, int flags, struct shmq **q);
 /* tool_open(), but messages name SHOWN instead of PATH. */
 int tool_open_as(const char *path, const char *shown, int flags,
 		 struct shmq **q);
+
+/* tool_open_as() without any report: the library's status. */
+int tool_try_open(const char *path, const char *shown, int flags,
+		  struct shmq **q);
+
+/*
+ * Who holds a producer that waits for room in Q, in words, into BUF (CAP
+ * bytes): the slowest holder's kind, name, slot, pid, liveness and lag,
+ * and how to release it. Returns BUF.
+ */
+char *tool_holder_text(const char *path, struct shmq *q, char *buf,
+		       size_t cap);
 
 struct shmq_config;
 

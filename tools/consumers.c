@@ -17,13 +17,14 @@
 #include "common.h"
 
 static const char policy_usage[] =
-"Usage: shmq policy PATH [--evict-after SECONDS|never]\n"
+"Usage: shmq policy PATH [--evict-after SECONDS|never] [--any-owner]\n"
 "Show the queue's policies for consumers that hold the producer back, or\n"
 "change the eviction delay. With --evict-after, a broadcast consumer or\n"
 "group that makes no progress for SECONDS while the producer waits on it\n"
 "is evicted: the producer goes on, and the consumer gets 'evicted'\n"
 "(status 6 for get) on its next call. never (or 0): wait for ever, lose\n"
-"nothing (the default).\n";
+"nothing (the default). --any-owner: change the policy of a queue file\n"
+"that another user owns (showing it accepts any owner already).\n";
 
 static void print_policy(const struct shmq_stat *st)
 {
@@ -61,6 +62,7 @@ int cmd_policy(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "evict-after", required_argument, NULL, 'e' },
+		TOOL_OPT_ANY_OWNER,
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -71,6 +73,8 @@ int cmd_policy(int argc, char **argv)
 	int c, r, set = 0;
 
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		if (c == 0)	/* a flag option: --any-owner */
+			continue;
 		if (c == 'h')
 			return fputs(policy_usage, stdout), EXIT_OK;
 		if (c == 'V')
@@ -98,15 +102,17 @@ int cmd_policy(int argc, char **argv)
 }
 
 static const char drop_usage[] =
-"Usage: shmq drop PATH NAME\n"
+"Usage: shmq drop PATH NAME [--any-owner]\n"
 "Remove the named consumer or group NAME from the queue PATH, so that it\n"
 "stops holding the producer back; its position is forgotten (a consumer\n"
 "of that name starts afresh). Refuses with status 8 while NAME is\n"
-"attached and alive (for a group: while a member is).\n";
+"attached and alive (for a group: while a member is). --any-owner: PATH\n"
+"may belong to another user.\n";
 
 int cmd_drop(int argc, char **argv)
 {
 	static const struct option longopts[] = {
+		TOOL_OPT_ANY_OWNER,
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -116,6 +122,8 @@ int cmd_drop(int argc, char **argv)
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		if (c == 0)	/* a flag option: --any-owner */
+			continue;
 		if (c == 'h')
 			return fputs(drop_usage, stdout), EXIT_OK;
 		if (c == 'V')

@@ -49,6 +49,7 @@ static const char get_usage[] =
 "session (its close, death or abort), or with --follow across sessions.\n"
 "\n"
 "  --create         create PATH with the default geometry if it is missing\n"
+"  --any-owner      accept a queue file that another user owns\n"
 "  --name NAME      a named consumer: resumes where it stopped\n"
 "  --group NAME     share the messages with the group's other members\n"
 "  --observe        never hold the producer back; report what was lost\n"
@@ -139,6 +140,7 @@ static int parse_get_opts(int argc, char **argv, struct get *g)
 		{ "durable", no_argument, NULL, 'd' },
 		{ "progress", no_argument, NULL, 'P' },
 		{ "stats", no_argument, NULL, 'S' },
+		TOOL_OPT_ANY_OWNER,
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -146,6 +148,8 @@ static int parse_get_opts(int argc, char **argv, struct get *g)
 	int c, r, kinds = 0, framings = 0;
 
 	while ((c = getopt_long(argc, argv, ":l0n:fh", longopts, NULL)) != -1) {
+		if (c == 0)	/* a flag option: --any-owner */
+			continue;
 		if (c == 'h')
 			return fputs(get_usage, stdout), -1;
 		if (c == 'V')
@@ -204,19 +208,48 @@ static void note_lost(struct get *g, const struct shmq_msg *m)
 }
 
 /*
+ * The byte written after message M, or -1 for none: the framing its
+ * session's producer recorded (put --lines/--null; none after a last
+ * item that had none, nor in a byte stream), unless --lines/--null was
+ * given for messages sent by a C program (framing "messages"). A flag
+ * that contradicts the recorded framing is an error: -2, reported.
+ */
+static int msg_delim(struct get *g, const struct shmq_msg *m)
+{
+	static const char *const names[] = { "messages", "a byte stream",
+					     "lines", "NUL-terminated items" };
+	unsigned int f = SHMQ_MSG_FRAMING(m->flags);
+	int rec = f == SHMQ_FRAMING_LINES ? '\n' :
+		  f == SHMQ_FRAMING_NUL ? '\0' : -1;
+
+	if (g->delim >= 0 && f != SHMQ_FRAMING_MESSAGES && rec != g->delim) {
+		tool_msg("%s: %s given, but this session was sent as %s: "
+			 "leave the option out to follow it", g->path,
+			 g->delim == '\n' ? "--lines" : "--null", names[f]);
+		return -2;
+	}
+	if (m->flags & SHMQ_MSG_UNTERMINATED)
+		return -1;
+	return f == SHMQ_FRAMING_MESSAGES ? g->delim : rec;
+}
+
+/*
  * Write one peeked message (and its delimiter) to stdout, then release it.
  * Returns 0, or the exit status: EXIT_PIPE, quietly, when stdout closed.
  */
 static int get_write(struct get *g, const struct shmq_msg *m)
 {
-	char delim = (char)g->delim;
+	int d = msg_delim(g, m);
+	char delim = (char)d;
 	struct iovec iov[2] = {
 		{ .iov_base = (void *)m->data, .iov_len = m->len },
 		{ .iov_base = &delim, .iov_len = 1 },
 	};
 	int r;
 
-	r = writev_all(STDOUT_FILENO, iov, g->delim < 0 ? 1 : 2);
+	if (d == -2)
+		return EXIT_ERROR;
+	r = writev_all(STDOUT_FILENO, iov, d < 0 ? 1 : 2);
 	if (r == -EPIPE)
 		return EXIT_PIPE;
 	/* write() reports a vanished source page as EFAULT, not SIGBUS. */
@@ -228,7 +261,7 @@ static int get_write(struct get *g, const struct shmq_msg *m)
 		tool_msg("%s: writing stdout: %s", g->path, strerror(-r));
 		return EXIT_ERROR;
 	}
-	progress_add(&g->prog, 1, m->len + (g->delim >= 0));
+	progress_add(&g->prog, 1, m->len + (d >= 0));
 	if (g->buf)		/* a copy: already released */
 		return 0;
 	r = shmq_release(g->c);
@@ -279,23 +312,14 @@ static int get_observer_buffer(struct get *g)
  * messages handled (>= 0), or -1 with the exit status in *STATUS.
  */
 #define GET_BATCH 512	/* two iovecs each: within IOV_MAX */
-
-/* What a batch put on stdout, for --progress and --stats. */
-static uint64_t batch_bytes(const struct shmq_msg *ms, ssize_t n, int delim)
-{
-	uint64_t b = 0;
-
-	for (ssize_t i = 0; i < n; i++)
-		b += ms[i].len + (delim >= 0);
-	return b;
-}
 static int get_batch(struct get *g, uint64_t room, int *status)
 {
 	static struct shmq_msg ms[GET_BATCH];
 	static struct iovec iov[2 * GET_BATCH];
-	char delim = (char)g->delim;
-	ssize_t n;
-	int r, k = 0;
+	static const char delims[2] = { '\n', '\0' };
+	uint64_t out = 0;	/* bytes for stdout: --progress, --stats */
+	ssize_t n, i;
+	int r, k = 0, bad = 0;
 
 	n = shmq_peek_many(g->c, ms, room < GET_BATCH ? room : GET_BATCH,
 			   g->timeout_ns);
@@ -310,15 +334,22 @@ static int get_batch(struct get *g, uint64_t room, int *status)
 		return 0;
 	if (n < 0)
 		return *status = get_end(g, (int)n), -1;
-	for (ssize_t i = 0; i < n; i++) {
+	for (i = 0; i < n; i++) {
+		int d = msg_delim(g, &ms[i]);
+
+		if (d == -2) {
+			bad = 1;	/* write and release those before it */
+			break;
+		}
 		iov[k].iov_base = (void *)ms[i].data;
 		iov[k++].iov_len = ms[i].len;
-		if (g->delim >= 0) {
-			iov[k].iov_base = &delim;
+		out += ms[i].len + (d >= 0);
+		if (d >= 0) {
+			iov[k].iov_base = (void *)&delims[d == '\n' ? 0 : 1];
 			iov[k++].iov_len = 1;
 		}
 	}
-	r = writev_all(STDOUT_FILENO, iov, k);
+	r = k ? writev_all(STDOUT_FILENO, iov, k) : 0;
 	if (r == -EPIPE)
 		return *status = EXIT_PIPE, -1;
 	if (r == -EFAULT) {
@@ -329,11 +360,12 @@ static int get_batch(struct get *g, uint64_t room, int *status)
 		tool_msg("%s: writing stdout: %s", g->path, strerror(-r));
 		return *status = EXIT_ERROR, -1;
 	}
-	r = shmq_release(g->c);
+	r = bad ? (i ? shmq_release_n(g->c, (size_t)i) : 0) : shmq_release(g->c);
 	if (r < 0)
 		return *status = tool_fail(g->path, "release failed", r), -1;
-	if (g->prog.show || g->prog.stats)
-		progress_add(&g->prog, n, batch_bytes(ms, n, g->delim));
+	progress_add(&g->prog, i, out);
+	if (bad)
+		return *status = EXIT_ERROR, -1;
 	return (int)n;
 }
 
@@ -341,10 +373,10 @@ static int get_loop(struct get *g)
 {
 	struct shmq_msg m;
 	uint64_t got = 0;
-	int r;
+	int r = 0;
 
 	while (!g->buf && (!g->has_count || got < g->count)) {
-		int status;
+		int status = EXIT_ERROR;
 
 		r = get_batch(g, g->has_count ? g->count - got : GET_BATCH,
 			      &status);

@@ -26,6 +26,8 @@
 #define PUT_PUBLISH_BYTES	(256u << 10)
 /* Stream mode: the stdin pipe size we ask for (the default max is 1 MiB). */
 #define PUT_PIPE_BYTES		(1 << 20)
+/* Blocked this long on a full ring, put says who holds it (once). */
+#define PUT_TELL_NS		1000000000ll
 
 struct put {
 	const char *path;
@@ -34,7 +36,12 @@ struct put {
 	int delim;		/* -1: byte stream; else '\n' or '\0' */
 	uint32_t sync;		/* enum shmq_sync_mode */
 	uint32_t pflags;	/* SHMQ_PRODUCER_* beyond FIFO */
+	int abort;		/* end the session as aborted, not closed */
 	size_t max_message;
+	int64_t timeout_ns;	/* --timeout; SHMQ_FOREVER without it */
+	const char *timeout_arg;
+	int64_t wait_start;	/* when the current send began; 0: none */
+	int told;		/* the holder was named on stderr */
 	int wait;		/* --wait: queue for the producer role */
 	int geometry;		/* create options were given (need --create) */
 	struct shmq_config cfg;	/* --create's geometry */
@@ -43,7 +50,8 @@ struct put {
 
 static const char put_usage[] =
 "Usage: shmq put PATH [--create [GEOMETRY]] [-l | -0] [--sync none|batch|every]\n"
-"                [--accept-loss] [--wait] [--progress] [--stats]\n"
+"                [--accept-loss] [--timeout SECONDS] [--any-owner] [--wait]\n"
+"                [--progress] [--stats]\n"
 "Copy stdin into the queue PATH until EOF, then close the producer.\n"
 "\n"
 "  --create         create PATH if it is missing, with the default geometry\n"
@@ -56,15 +64,19 @@ static const char put_usage[] =
 "  --accept-loss    let recovery cut messages that a sync acknowledged as\n"
 "                   durable (after a power loss damaged them); without it\n"
 "                   put refuses to start and says how much would go\n"
+"  --timeout SECS   give up (status 4) when the ring stayed full for SECS\n"
+"  --any-owner      accept a queue file that another user owns\n"
 "  --wait           wait for the producer role while another put holds it\n"
-"                   (instead of status 8): each stream goes in whole\n"
+"                   (instead of status 8; --timeout bounds the wait): each\n"
+"                   stream goes in whole, one after the other\n"
 "  --progress       bytes, messages and rate on stderr while it runs\n"
 "  --stats          one line on stderr at the end: messages, bytes, time\n"
 "\n"
 "Without --lines/--null the bytes are forwarded unchanged, in messages of\n"
 "at most the queue's max message size. When every consumer that attached\n"
 "has gone, put stops quietly with status 141, like a writer to a closed\n"
-"pipe.\n";
+"pipe. After a second blocked on a full ring, put says once on stderr\n"
+"which consumer holds it and how to release it.\n";
 
 /*
  * The library syncs as the mode asks while sending; this makes the tail of
@@ -90,18 +102,82 @@ static int send_failed(struct put *pt, int r)
 	return tool_fail(pt->path, "send failed", r);
 }
 
+/*
+ * The timeout of one send or reserve (issue 10): until put has waited a
+ * second for room, so that it can say who holds the ring (put_blocked),
+ * and until --timeout, both counted from when this wait began.
+ */
+static int64_t put_wait_ns(struct put *pt)
+{
+	int64_t now = now_mono_ns(), t = SHMQ_FOREVER, left;
+
+	if (!pt->wait_start)
+		pt->wait_start = now;
+	if (!pt->told)
+		t = pt->wait_start + PUT_TELL_NS - now;
+	if (pt->timeout_ns != SHMQ_FOREVER) {
+		left = pt->wait_start + pt->timeout_ns - now;
+		if (t == SHMQ_FOREVER || left < t)
+			t = left;
+	}
+	return t == SHMQ_FOREVER ? t : t > 0 ? t : SHMQ_NOWAIT;
+}
+
+/*
+ * A send or reserve came back -ETIMEDOUT or -EAGAIN: the ring is full.
+ * After a second, say once who holds it; after --timeout, give up with
+ * status 4, saying the same. Returns 0 to try again, or the exit status.
+ */
+static int put_blocked(struct put *pt)
+{
+	int64_t waited = now_mono_ns() - pt->wait_start;
+	char held[768];
+
+	if (pt->timeout_ns != SHMQ_FOREVER && waited >= pt->timeout_ns) {
+		tool_msg("%s: timed out after %s s waiting for room in the "
+			 "ring, %s", pt->path, pt->timeout_arg,
+			 tool_holder_text(pt->path, pt->q, held, sizeof(held)));
+		return EXIT_TIMEOUT;
+	}
+	if (!pt->told && waited >= PUT_TELL_NS) {
+		pt->told = 1;
+		tool_msg("%s: waiting %.1f s for room in the ring, %s", pt->path,
+			 waited / 1e9,
+			 tool_holder_text(pt->path, pt->q, held, sizeof(held)));
+	}
+	return 0;
+}
+
 static int send_msgs(struct put *pt, struct iovec *iov, size_t n)
 {
 	while (n) {
-		ssize_t r = shmq_send_batch(pt->p, iov, n, SHMQ_FOREVER);
+		int64_t t = put_wait_ns(pt);
+		ssize_t r = shmq_send_batch(pt->p, iov, n, t);
 
 		if (r == -EINTR)
 			continue;
+		if (r == -ETIMEDOUT || r == -EAGAIN) {
+			r = put_blocked(pt);
+			if (r)
+				return r;
+			continue;
+		}
 		if (r < 0)
 			return send_failed(pt, r);
 		progress_add(&pt->prog, r, 0);
 		iov += r;
 		n -= r;
+		pt->wait_start = 0;
+		if (!n)
+			break;
+		/*
+		 * Part of the batch: each message may wait T, so the next one
+		 * waited T for room, in vain, and that wait goes on.
+		 */
+		pt->wait_start = now_mono_ns() - (t > 0 ? t : 0);
+		r = put_blocked(pt);
+		if (r)
+			return r;
 	}
 	return 0;
 }
@@ -115,6 +191,7 @@ static int read_some(struct put *pt, char *buf, size_t cap, size_t *got)
 	} while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		tool_msg("%s: reading stdin: %s", pt->path, strerror(errno));
+		pt->abort = 1;	/* the consumers must know it was cut */
 		return EXIT_ERROR;
 	}
 	*got = n;
@@ -178,6 +255,7 @@ static ssize_t read_into(struct put *pt, void *dst, size_t cap)
 		return -EXIT_TRUNCATED;
 	}
 	tool_msg("%s: reading stdin: %s", pt->path, strerror(errno));
+	pt->abort = 1;		/* the consumers must know it was cut */
 	return -EXIT_ERROR;
 }
 
@@ -201,9 +279,14 @@ static int put_stream(struct put *pt)
 	grow_stdin_pipe();
 
 	for (;;) {
-		r = shmq_reserve(pt->p, chunk, &dst, SHMQ_FOREVER);
+		r = shmq_reserve(pt->p, chunk, &dst, put_wait_ns(pt));
 		if (r == -EINTR)
 			continue;
+		if ((r == -ETIMEDOUT || r == -EAGAIN) && !(r = put_blocked(pt)))
+			continue;
+		if (r > 0)
+			return r;
+		pt->wait_start = 0;
 		if (r < 0)
 			return send_failed(pt, r);
 		n = read_into(pt, dst, chunk);
@@ -226,10 +309,35 @@ static int put_stream(struct put *pt)
 	return unpub ? publish(pt, &unpub) : 0;
 }
 
+static int send_unterminated(struct put *pt, const char *item, size_t len)
+{
+	void *dst;
+	int r;
+
+	do {
+		r = shmq_reserve(pt->p, len, &dst, put_wait_ns(pt));
+		/* Full: put_blocked's status, or -EINTR to try again. */
+		if ((r == -ETIMEDOUT || r == -EAGAIN) && !(r = put_blocked(pt)))
+			r = -EINTR;
+	} while (r == -EINTR);
+	if (r > 0)
+		return r;	/* put_blocked's status */
+	pt->wait_start = 0;
+	if (r < 0)
+		return send_failed(pt, r);
+	memcpy(dst, item, len);
+	r = shmq_commit(pt->p, SHMQ_COMMIT_UNTERMINATED);
+	if (r < 0)
+		return tool_fail(pt->path, "commit failed", r);
+	progress_add(&pt->prog, 1, 0);
+	return 0;
+}
+
 static int item_too_long(struct put *pt)
 {
-	tool_msg("%s: %s longer than the max message size (%zu bytes)",
+	tool_msg("%s: %s longer than the max message size (%zu bytes): the items before it were sent, the stream ends here as aborted",
 		 pt->path, pt->delim == '\n' ? "line" : "item", pt->max_message);
+	pt->abort = 1;
 	return EXIT_ERROR;
 }
 
@@ -249,8 +357,9 @@ static int send_items(struct put *pt, char *buf, size_t have, int eof,
 	while ((d = memchr(buf + start, pt->delim, have - start))) {
 		size_t len = d - (buf + start);
 
+		/* Everything before the bad item is delivered first. */
 		if (len > pt->max_message)
-			return item_too_long(pt);
+			return (r = send_msgs(pt, iov, nio)) ? r : item_too_long(pt);
 		iov[nio].iov_base = buf + start;
 		iov[nio++].iov_len = len;
 		start += len + 1;
@@ -262,14 +371,23 @@ static int send_items(struct put *pt, char *buf, size_t have, int eof,
 		}
 	}
 	if (have - start > pt->max_message)
-		return item_too_long(pt);
+		return (r = send_msgs(pt, iov, nio)) ? r : item_too_long(pt);
+	r = send_msgs(pt, iov, nio);
+	if (r)
+		return r;
+	/*
+	 * At EOF a last item without its delimiter is sent flagged as such
+	 * (SHMQ_COMMIT_UNTERMINATED), so that get writes it back byte for
+	 * byte, as it came.
+	 */
 	if (eof && have > start) {
-		iov[nio].iov_base = buf + start;
-		iov[nio++].iov_len = have - start;
+		r = send_unterminated(pt, buf + start, have - start);
+		if (r)
+			return r;
 		start = have;
 	}
 	*used = start;
-	return send_msgs(pt, iov, nio);
+	return 0;
 }
 
 static int put_items(struct put *pt)
@@ -306,6 +424,8 @@ static int parse_put_opts(int argc, char **argv, struct put *pt, int *create)
 		{ "null", no_argument, NULL, '0' },
 		{ "sync", required_argument, NULL, 's' },
 		{ "accept-loss", no_argument, NULL, 'A' },
+		{ "timeout", required_argument, NULL, 't' },
+		TOOL_OPT_ANY_OWNER,
 		{ "wait", no_argument, NULL, 'W' },
 		{ "progress", no_argument, NULL, 'P' },
 		{ "stats", no_argument, NULL, 'S' },
@@ -324,6 +444,13 @@ static int parse_put_opts(int argc, char **argv, struct put *pt, int *create)
 			continue;
 		}
 		switch (c) {
+		case 0:		/* a flag option: --any-owner */
+			break;
+		case 't':
+			pt->timeout_arg = optarg;
+			if (parse_seconds("--timeout", optarg, &pt->timeout_ns))
+				return EXIT_USAGE;
+			break;
 		case 'h':
 			fputs(put_usage, stdout);
 			return -1;
@@ -378,29 +505,44 @@ static int parse_put_opts(int argc, char **argv, struct put *pt, int *create)
 
 /*
  * shmq_producer_open(), and with --wait again every PUT_WAIT_NS while
- * another live producer holds the role (-EBUSY). The role is a kernel
- * lock that the library only tries; polling it is cheap (an open, a
- * failed F_OFD_SETLK and a close) and leaves no trace in the file. The
- * waiters are not ordered: whichever tries first after the holder closes
- * gets the role. stdin is not read before, so each stream goes in whole.
+ * another live producer holds the role (-EBUSY), for at most --timeout
+ * (status 4). The role is a kernel lock that the library only tries;
+ * polling it is cheap (an open, a failed F_OFD_SETLK and a close) and
+ * leaves no trace in the file. The waiters are not ordered: whichever
+ * tries first after the holder closes gets the role. stdin is not read
+ * before, so each stream goes in whole, as one session.
  */
 #define PUT_WAIT_NS	20000000L
 static int producer_open(struct put *pt,
 			 const struct shmq_producer_opts *popts)
 {
 	struct timespec ts = { 0, PUT_WAIT_NS };
+	int64_t start = now_mono_ns();
 	int r;
 
 	while ((r = shmq_producer_open(pt->q, popts, &pt->p)) == -EBUSY &&
-	       pt->wait)
+	       pt->wait) {
+		if (pt->timeout_ns >= 0 &&
+		    now_mono_ns() - start >= pt->timeout_ns) {
+			tool_msg("%s: no producer role within %s seconds: %s",
+				 pt->path, pt->timeout_arg, shmq_errdetail());
+			return -ETIMEDOUT;
+		}
 		nanosleep(&ts, NULL);
+	}
+	if (r < 0)
+		r = tool_fail(pt->path, "cannot become the producer", r);
 	return r;
 }
 
 static int put_attach(struct put *pt, int create)
 {
 	struct shmq_producer_opts popts = {
-		.flags = SHMQ_PRODUCER_FIFO | pt->pflags,
+		/* The session records how we frame it; get follows it. */
+		.flags = SHMQ_PRODUCER_FIFO | pt->pflags |
+			 SHMQ_PRODUCER_FRAMING(pt->delim < 0 ? SHMQ_FRAMING_STREAM :
+					       pt->delim == '\n' ? SHMQ_FRAMING_LINES :
+					       SHMQ_FRAMING_NUL),
 		.sync_mode = pt->sync,	/* batch: the library's 1024 / 100 ms */
 	};
 	struct shmq_stat *st;
@@ -422,14 +564,15 @@ static int put_attach(struct put *pt, int create)
 		return tool_msg("%s: queue has a max message size of 0",
 				pt->path), EXIT_ERROR;
 	r = producer_open(pt, &popts);
-	if (r < 0)
-		return tool_fail(pt->path, "cannot become the producer", r);
-	return 0;
+	if (r == -ETIMEDOUT)
+		return EXIT_TIMEOUT;
+	return r;
 }
 
 int cmd_put(int argc, char **argv)
 {
-	struct put pt = { .delim = -1, .sync = SHMQ_SYNC_NONE };
+	struct put pt = { .delim = -1, .sync = SHMQ_SYNC_NONE,
+			  .timeout_ns = SHMQ_FOREVER };
 	int create = 0, r, rc;
 
 	r = parse_put_opts(argc, argv, &pt, &create);
@@ -443,10 +586,11 @@ int cmd_put(int argc, char **argv)
 	if (!r)
 		r = final_sync(&pt);
 	/*
-	 * Close even after a failure, as a pipe writer's exit does: the
-	 * consumers see EOF, and our status tells the shell what went wrong.
+	 * Close even after a failure, as a pipe writer's exit does, but as
+	 * aborted when we gave up on the input: the consumers then know the
+	 * stream was cut (get exits 9), and our status says why.
 	 */
-	rc = shmq_producer_close(pt.p);
+	rc = pt.abort ? shmq_producer_abort(pt.p) : shmq_producer_close(pt.p);
 	if (rc < 0 && !r && pt.p)
 		r = tool_fail(pt.path, "close failed", rc);
 	if (pt.p)

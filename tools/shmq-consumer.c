@@ -27,6 +27,7 @@ struct consumer_args {
 
 static const char usage_text[] =
 "Usage: shmq-consumer PATH [--create] [--count N] [--name NAME | --group NAME]\n"
+"                          [--any-owner]\n"
 "Print the student records of the queue PATH, one line per record:\n"
 "  id = 1, name = wangrui, age = 18\n"
 "\n"
@@ -34,6 +35,7 @@ static const char usage_text[] =
 "  --count N        exit 0 after N records (default: until the producer closes)\n"
 "  --name NAME      a named consumer: resumes where it stopped\n"
 "  --group NAME     share the records with the group's other members\n"
+"  --any-owner      accept a queue file that another user owns\n"
 "\n"
 "Exit status: 0 at the end of the stream, 3 if the producer died,\n"
 "6 if evicted.\n";
@@ -64,6 +66,7 @@ static int parse_args(int argc, char **argv, struct consumer_args *a)
 		{ "count", required_argument, NULL, 'N' },
 		{ "name", required_argument, NULL, 'n' },
 		{ "group", required_argument, NULL, 'g' },
+		TOOL_OPT_ANY_OWNER,
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -71,6 +74,8 @@ static int parse_args(int argc, char **argv, struct consumer_args *a)
 	int c, r, kinds = 0;
 
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		if (c == 0)	/* a flag option: --any-owner */
+			continue;
 		if (c == 'h')
 			return fputs(usage_text, stdout), -1;
 		if (c == 'V')
@@ -160,6 +165,7 @@ int main(int argc, char **argv)
 	int r;
 
 	tool_init("shmq-consumer");
+	tool_traits(TOOL_NEEDS_STDOUT | TOOL_TAKES_CREATE);
 	r = parse_args(argc, argv, &a);
 	if (r)
 		return r < 0 ? EXIT_OK : r;

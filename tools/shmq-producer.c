@@ -26,7 +26,7 @@ struct producer_args {
 
 static const char usage_text[] =
 "Usage: shmq-producer PATH [--create] [--count N] [--interval MS]\n"
-"                          [--first-id N] [--name S] [--age N]\n"
+"                          [--first-id N] [--name S] [--age N] [--any-owner]\n"
 "Send student records {id, name, age} to the queue PATH, ids counting up.\n"
 "\n"
 "  --create         create PATH with the default geometry if it is missing\n"
@@ -35,6 +35,7 @@ static const char usage_text[] =
 "  --first-id N     id of the first record (default 1)\n"
 "  --name S         name in every record, at most 31 bytes (default wangrui)\n"
 "  --age N          age in every record (default 18)\n"
+"  --any-owner      accept a queue file that another user owns\n"
 "\n"
 "SIGINT or SIGTERM close the queue cleanly: consumers see the end.\n";
 
@@ -72,6 +73,7 @@ static int parse_args(int argc, char **argv, struct producer_args *a)
 		{ "first-id", required_argument, NULL, 'f' },
 		{ "name", required_argument, NULL, 'n' },
 		{ "age", required_argument, NULL, 'a' },
+		TOOL_OPT_ANY_OWNER,
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -79,6 +81,8 @@ static int parse_args(int argc, char **argv, struct producer_args *a)
 	int c;
 
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		if (c == 0)	/* a flag option: --any-owner */
+			continue;
 		if (c == 'h')
 			return fputs(usage_text, stdout), -1;
 		if (c == 'V')
@@ -143,6 +147,7 @@ int main(int argc, char **argv)
 	int r, rc;
 
 	tool_init("shmq-producer");
+	tool_traits(TOOL_TAKES_CREATE);
 	r = parse_args(argc, argv, &a);
 	if (r)
 		return r < 0 ? EXIT_OK : r;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,7 @@ static const char usage_text[] =
 "              [--mode OCTAL] [--when-full block|overwrite]\n"
 "              [--evict-after SECONDS|never] [--checksum full|header]\n"
 "  put PATH [--create [GEOMETRY]] [-l | -0] [--sync none|batch|every]\n"
-"           [--wait] [--progress] [--stats]\n"
+"           [--timeout SECONDS] [--wait] [--progress] [--stats]\n"
 "  get PATH [--create] [--name NAME | --group NAME | --observe]\n"
 "           [--from oldest|latest] [-l | -0] [-n N] [-f]\n"
 "           [--timeout SECONDS] [--durable] [--progress] [--stats]\n"
@@ -38,10 +39,12 @@ static const char usage_text[] =
 "  sync PATH\n"
 "  rm PATH [--force]\n"
 "\n"
+"Every command that attaches takes --any-owner: accept a queue file that\n"
+"another user owns (shared through its group; trust that user first).\n"
 "Sizes accept K, M and G (powers of 1024). 'shmq COMMAND --help' (-h)\n"
 "shows one command. Exit statuses: 0 ok, 1 error, 2 usage, 3 producer died,\n"
 "4 timeout, 5 overrun, 6 evicted, 7 queue file truncated,\n"
-"8 busy, 141 the other end is gone.\n";
+"8 busy, 9 producer aborted, 141 the other end is gone.\n";
 
 const char *one_path(int argc, char **argv, int optind_after)
 {
@@ -68,7 +71,12 @@ static const char create_usage[] =
 "evicted (it exits with status 6) and the producer goes on; 'shmq\n"
 "policy' changes it later.\n"
 "--checksum header: record checksums cover headers only (faster; a\n"
-"damaged payload is then delivered as it is). Default: full.\n";
+"damaged payload is then delivered as it is); full: headers and payloads.\n"
+"Default: header on tmpfs (/dev/shm), where nothing survives a power loss\n"
+"to be torn; full on a disk filesystem.\n"
+"A file larger than the free space of its filesystem is refused; when the\n"
+"ring was rounded up or the file takes 1 GiB or more, create says on\n"
+"stderr what it allocated.\n";
 
 static int parse_mode(const char *s, uint32_t *mode)
 {
@@ -92,7 +100,14 @@ int parse_create_opt(int c, struct shmq_config *cfg)
 
 	switch (c) {
 	case 's':
-		return parse_size("--size", optarg, &cfg->capacity);
+		if (parse_size("--size", optarg, &cfg->capacity))
+			return -EINVAL;
+		/* 0 would silently mean the default (issue 10). */
+		if (cfg->capacity == 0)
+			return tool_usage_error("--size: invalid value '%s': "
+						"not a positive size", optarg),
+			       -EINVAL;
+		return 0;
 	case 'm':
 		if (parse_size("--max-message", optarg, &v))
 			return -EINVAL;
@@ -102,7 +117,13 @@ int parse_create_opt(int c, struct shmq_config *cfg)
 		cfg->max_message = v;
 		return 0;
 	case 'n':
-		return parse_u32("--slots", optarg, &cfg->slots);
+		if (parse_u32("--slots", optarg, &cfg->slots))
+			return -EINVAL;
+		if (cfg->slots == 0 || cfg->slots > SHMQ_MAX_SLOTS)
+			return tool_usage_error("--slots: invalid value '%s': "
+						"1 to %u", optarg,
+						SHMQ_MAX_SLOTS), -EINVAL;
+		return 0;
 	case 'o':
 		return parse_mode(optarg, &cfg->mode);
 	case 'w':
@@ -132,6 +153,70 @@ int parse_create_opt(int c, struct shmq_config *cfg)
 	return -EINVAL;
 }
 
+/* BYTES in the largest binary unit that keeps it at 1 or more. */
+static const char *human(uint64_t bytes, char *buf, size_t cap)
+{
+	static const char *const units[] = { "bytes", "KiB", "MiB", "GiB",
+					     "TiB", "PiB", "EiB" };
+	double v = (double)bytes;
+	unsigned int u = 0;
+
+	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, cap, "%" PRIu64 " bytes", bytes);
+	else
+		snprintf(buf, cap, "%.1f %s", v, units[u]);
+	return buf;
+}
+
+/*
+ * Say what create made when it is not what one would guess (issue 10): a
+ * ring rounded up to a power of two, or a file of 1 GiB or more, which
+ * posix_fallocate() reserved on disk (or in memory on tmpfs) at once.
+ */
+static void report_created(const char *path, uint64_t asked)
+{
+	struct shmq_info info = { 0 };
+	char ring[32], file[32], disk[32];
+	struct shmq *q;
+	struct stat st;
+
+	if (tool_try_open(path, path, SHMQ_OPEN_RDONLY, &q) < 0)
+		return;
+	shmq_info(q, &info, sizeof(info));
+	shmq_close(q);
+	if (stat(path, &st) < 0)
+		return;
+	if ((!asked || info.capacity == asked) && info.file_size < (1ull << 30))
+		return;
+	human(info.capacity, ring, sizeof(ring));
+	human(info.file_size, file, sizeof(file));
+	human((uint64_t)st.st_blocks * 512, disk, sizeof(disk));
+	if (asked && info.capacity != asked)
+		tool_msg("%s: a %s ring (rounded up from %" PRIu64 " bytes to a "
+			 "power of two); the file is %s, %s allocated", path,
+			 ring, asked, file, disk);
+	else
+		tool_msg("%s: a %s ring; the file is %s, %s allocated", path,
+			 ring, file, disk);
+}
+
+/* create on a name that exists: say what is there (issue 10). */
+static int create_exists(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		tool_msg("%s: cannot create queue: it is a directory", path);
+	else
+		tool_msg("%s: cannot create queue: the file exists ('shmq rm' "
+			 "removes a queue)", path);
+	return EXIT_ERROR;
+}
+
 int cmd_create(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -148,6 +233,7 @@ int cmd_create(int argc, char **argv)
 	};
 	struct shmq_config cfg = { 0 };
 	const char *path;
+	struct stat st;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -163,18 +249,25 @@ int cmd_create(int argc, char **argv)
 	path = one_path(argc, argv, optind);
 	if (!path)
 		return EXIT_USAGE;
+	/* Checked again by the library's O_EXCL: this only words it. */
+	if (lstat(path, &st) == 0)
+		return create_exists(path);
 	r = tool_create(path, &cfg);
-	return r ? r : EXIT_OK;
+	if (r)
+		return r;
+	report_created(path, cfg.capacity);
+	return EXIT_OK;
 }
 
 static const char sync_usage[] =
-"Usage: shmq sync PATH\n"
+"Usage: shmq sync PATH [--any-owner]\n"
 "Make every message committed to PATH so far durable on disk. Needs write\n"
-"access to PATH.\n";
+"access to PATH. --any-owner: PATH may belong to another user.\n";
 
 int cmd_sync(int argc, char **argv)
 {
 	static const struct option longopts[] = {
+		TOOL_OPT_ANY_OWNER,
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -184,6 +277,8 @@ int cmd_sync(int argc, char **argv)
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		if (c == 0)	/* a flag option: --any-owner */
+			continue;
 		if (c == 'h')
 			return fputs(sync_usage, stdout), EXIT_OK;
 		if (c == 'V')
@@ -216,10 +311,13 @@ int cmd_sync(int argc, char **argv)
 }
 
 static const char rm_usage[] =
-"Usage: shmq rm PATH [--force]\n"
+"Usage: shmq rm PATH [--force] [--any-owner]\n"
 "Remove the queue file PATH. Refuses while a live producer or consumer\n"
-"is attached, unless --force is given. The directory of PATH must not be\n"
-"a symbolic link.\n";
+"is attached, unless --force is given; --force also removes a damaged\n"
+"queue (truncated, corrupt, or of another format version). A file that\n"
+"is no queue at all is never removed: use rm(1). The directory of PATH\n"
+"must not be a symbolic link. --any-owner: PATH may belong to another\n"
+"user (the directory's permissions decide whether it can be removed).\n";
 
 /* Who is still attached and alive; the message names the producer's pid. */
 static int queue_in_use(const char *path, struct shmq *q, int force,
@@ -294,6 +392,37 @@ static int same_file(const struct stat *a, const struct stat *b)
 }
 
 /*
+ * BASE failed validation with R. A file with our magic that is damaged
+ * (truncated, corrupt, never finished: -EBADMSG) or of another format
+ * (-EPROTO) is a queue nobody can use: --force removes it without the
+ * liveness check, which needs a valid header. Anything else is refused,
+ * a file that is no queue with a pointer to rm(1) (issue 10).
+ */
+static int rm_unopenable(const char *path, int r, int force, int *remove)
+{
+	const char *detail = shmq_errdetail();
+
+	*remove = 0;
+	if (r == SHMQ_ENOTQUEUE) {
+		tool_msg("%s: not removed: not a queue file%s%s; shmq rm removes "
+			 "only queues (use rm(1))", path, detail ? ": " : "",
+			 detail ? detail : "");
+		return EXIT_ERROR;
+	}
+	if ((r == -EBADMSG || r == -EPROTO) && force) {
+		*remove = 1;
+		return 0;
+	}
+	if (r == -EBADMSG || r == -EPROTO) {
+		tool_msg("%s: not removed: %s%s%s; 'shmq rm --force' removes a "
+			 "damaged queue", path, shmq_strerror(r),
+			 detail ? ": " : "", detail ? detail : "");
+		return EXIT_ERROR;
+	}
+	return tool_fail(path, "cannot open queue", r);
+}
+
+/*
  * Check and remove BASE inside the directory DFD. The queue is validated
  * through the same directory (fchdir, then a one-component path) and the
  * name is removed there only if it is still the file it was before the
@@ -321,13 +450,24 @@ static int rm_at(const char *path, int dfd, const char *base, int force)
 		return EXIT_ERROR;
 	}
 	/* Validating first means rm never deletes a file that is no queue. */
-	r = tool_open_as(base, path, SHMQ_OPEN_RDONLY, &q);
-	if (r)
-		return r;
-	r = queue_in_use(path, q, force, &busy);
-	shmq_close(q);
-	if (r)
-		return r;
+	r = tool_try_open(base, path, SHMQ_OPEN_RDONLY, &q);
+	if (r == -ENOENT) {
+		tool_msg("%s: no such queue", path);
+		return EXIT_ERROR;
+	}
+	if (r < 0) {
+		int damaged;
+
+		/* --force on a damaged queue goes on to the removal. */
+		r = rm_unopenable(path, r, force, &damaged);
+		if (!damaged)
+			return r;
+	} else {
+		r = queue_in_use(path, q, force, &busy);
+		shmq_close(q);
+		if (r)
+			return r;
+	}
 	if (busy && !force)
 		return EXIT_BUSY;
 	if (fstatat(dfd, base, &after, AT_SYMLINK_NOFOLLOW) < 0 ||
@@ -347,6 +487,7 @@ int cmd_rm(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "force", no_argument, NULL, 'f' },
+		TOOL_OPT_ANY_OWNER,
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -355,6 +496,8 @@ int cmd_rm(int argc, char **argv)
 	int c, r, dfd, force = 0;
 
 	while ((c = getopt_long(argc, argv, ":fh", longopts, NULL)) != -1) {
+		if (c == 0)	/* a flag option: --any-owner */
+			continue;
 		if (c == 'h')
 			return fputs(rm_usage, stdout), EXIT_OK;
 		if (c == 'V')
@@ -377,16 +520,17 @@ int cmd_rm(int argc, char **argv)
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
+	unsigned int traits;	/* TOOL_NEEDS_*, TOOL_TAKES_CREATE */
 } commands[] = {
-	{ "create", cmd_create },
-	{ "put", cmd_put },
-	{ "get", cmd_get },
-	{ "stat", cmd_stat },
-	{ "policy", cmd_policy },
-	{ "drop", cmd_drop },
-	{ "sync", cmd_sync },
-	{ "rm", cmd_rm },
-	{ "ls", cmd_ls },
+	{ "create", cmd_create, 0 },
+	{ "put", cmd_put, TOOL_NEEDS_STDIN | TOOL_TAKES_CREATE },
+	{ "get", cmd_get, TOOL_NEEDS_STDOUT | TOOL_TAKES_CREATE },
+	{ "stat", cmd_stat, TOOL_NEEDS_STDOUT },
+	{ "policy", cmd_policy, 0 },
+	{ "drop", cmd_drop, 0 },
+	{ "sync", cmd_sync, 0 },
+	{ "rm", cmd_rm, 0 },
+	{ "ls", cmd_ls, TOOL_NEEDS_STDOUT },
 };
 
 int cmd_version(void)
@@ -413,9 +557,11 @@ int main(int argc, char **argv)
 			continue;
 		snprintf(name, sizeof(name), "shmq %s", commands[i].name);
 		tool_init(name);
+		tool_traits(commands[i].traits);
 		/* Subcommands parse argv[1..] as their own command line. */
 		r = commands[i].fn(argc - 1, argv + 1);
-		if (fflush(stdout) == EOF && r == EXIT_OK) {
+		/* ferror: a write that failed earlier emptied the buffer. */
+		if ((fflush(stdout) == EOF || ferror(stdout)) && r == EXIT_OK) {
 			if (errno == EPIPE)
 				return EXIT_PIPE;
 			tool_msg("write error: %s", strerror(errno));

@@ -718,6 +718,7 @@ int cmd_stat(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "prometheus", no_argument, NULL, 'p' },
 		{ "watch", required_argument, NULL, 'w' },
+		TOOL_OPT_ANY_OWNER,	/* accepted; stat reads any owner's */
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -730,6 +731,8 @@ int cmd_stat(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		if (c == 'h')
 			return fputs(stat_usage, stdout), EXIT_OK;
+		if (c == 0)	/* a flag option: --any-owner */
+			continue;
 		if (c == 'V')
 			return cmd_version();
 		if (c == 'j' || c == 'p') {

@@ -1,7 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # Every ```sh block of docs/tools.md runs, in a fresh directory, with the
-# built tools first in PATH, and succeeds.
+# built tools first in PATH, and succeeds, and leaves no consumer in any
+# queue it made: a named consumer or group left behind holds the next
+# run's producer once the ring is full (issue 10 item 4).
 . "$(dirname "$0")/lib.sh"
 
 doc=$1
@@ -23,6 +25,14 @@ for ex in "$T"/example*.sh; do
 		cat "$ex.out" >&2
 		fail "example $(basename "$ex") from $doc: status $st"
 	fi
+	for f in "$d"/*; do
+		# Queue files only: others would wait out the header check.
+		[ -f "$f" ] && [ "$(head -c 4 "$f")" = SHMQ ] || continue
+		"$SHMQ" stat "$f" --json | grep -q '"consumers":\[\]' && continue
+		cat "$ex" >&2
+		"$SHMQ" stat "$f" >&2
+		fail "example $(basename "$ex") from $doc leaves a consumer in $(basename "$f")"
+	done
 done
 note "$count examples ran"
 exit 0

@@ -63,7 +63,9 @@ for ex in "$T"/example*.c; do
 	} >"$d/main.c"
 	# A sanitizer build of the library needs its runtime linked in first.
 	san=
-	if nm -D "$libso" 2>/dev/null | grep -q __asan_; then
+	# grep reads all of nm's output: -q would end the pipe early, and with
+	# pipefail nm's SIGPIPE would make the test false.
+	if nm -D "$libso" 2>/dev/null | grep __asan_ >/dev/null; then
 		san="-fsanitize=address,undefined"
 	fi
 	${CC:-cc} -std=c11 -D_GNU_SOURCE -Wall -Werror -Wno-unused-result $san \

@@ -73,8 +73,9 @@ expect_one_line err "stat of a missing hostile path"
 expect_clean err "error naming a hostile path"
 grep -qF 'no\x1b]0;x\x07such' err || fail "path not escaped: $(cat err)"
 $BOUNDED "$SHMQ" drop n $'a\033[2J\xffb' 2>err
-expect_status 1 $? "drop of a hostile name"
+expect_status 2 $? "drop of a hostile name"	# not a valid name: usage
 expect_clean err "drop of a hostile name"
+grep -qF 'a\x1b[2J\xffb' err || fail "name not escaped: $(cat err)"
 
 # A student record's name is printed escaped as well.
 $BOUNDED "$PRODUCER" r --create --count 1 --interval 0 --name $'\033[31mred\xff' >/dev/null

@@ -3,7 +3,7 @@
 # put --wait: several writers on one queue take turns as producer; each
 # delivers its stream whole, one session after another, and one
 # get --follow --count reads them all. Without --wait the writers that
-# find the role taken exit 8.
+# find the role taken exit 8; --timeout bounds the wait (status 4).
 . "$(dirname "$0")/lib.sh"
 
 N=3
@@ -43,6 +43,12 @@ track $p
 wait_producer w.q
 echo x | $BOUNDED "$SHMQ" put w.q -l 2>busy.err
 expect_status 8 $? "put without --wait while the role is taken"
+# --timeout bounds the wait: status 4, and one line that says why.
+echo x | $BOUNDED "$SHMQ" put w.q -l --wait --timeout 0.3 2>timeout.err
+expect_status 4 $? "put --wait --timeout while the role is taken"
+expect_one_line timeout.err "put --wait --timeout"
+grep -q 'no producer role within 0.3 seconds: queue already has a producer (pid [0-9]*)' timeout.err ||
+	fail "put --wait --timeout: $(cat timeout.err)"
 # With --wait it waits, and goes once the holder closes.
 echo late | $BOUNDED "$SHMQ" put w.q --wait -l 2>wait.err 3>&- &
 w=$!
