@@ -44,13 +44,13 @@ $BOUNDED "$SHMQ" put p.q --create -0 --progress <slow 2>slow.err 3>&- &
 p=$!
 track $p
 printf 'a\0b\0c\0' >&3
-sleep 1.3
+sleep 2
 exec 3>&-
 wait $p
 expect_status 0 $? "put -0 --progress"
 n=$(grep -cE "$PROGRESS" slow.err)
-[ "$n" -ge 2 ] || fail "put --progress over 1.3 s: $n lines: $(cat slow.err)"
-[ "$n" -le 6 ] || fail "put --progress: $n lines in 1.3 s: more than a few a second"
+[ "$n" -ge 2 ] || fail "put --progress over 2 s: $n lines: $(cat slow.err)"
+[ "$n" -le 6 ] || fail "put --progress: $n lines in 2 s: more than a few a second"
 grep -q ', 0 B/s$' slow.err || fail "an idle interval should show 0 B/s: $(cat slow.err)"
 tail -n 1 slow.err | grep -q ', 3 messages,' || fail "final line: $(tail -n 1 slow.err)"
 $BOUNDED "$SHMQ" get p.q -0 --stats >items 2>items.err
