@@ -59,8 +59,12 @@ static void *progress_thread(void *arg)
 	struct timespec until;
 
 	pthread_mutex_lock(&p->mu);
-	clock_gettime(CLOCK_MONOTONIC, &until);
 	while (!p->stop) {
+		/*
+		 * From now, not from the last deadline: a late wake-up never
+		 * makes a burst of lines to catch up.
+		 */
+		clock_gettime(CLOCK_MONOTONIC, &until);
 		until.tv_nsec += PROGRESS_INTERVAL_NS % 1000000000;
 		until.tv_sec += PROGRESS_INTERVAL_NS / 1000000000 +
 				until.tv_nsec / 1000000000;
