@@ -102,6 +102,9 @@ struct shmq_producer {
 	uint64_t disk_tail;	/* tail_pos our last header msync carried */
 	uint32_t inc;		/* our incarnation, in every record we seal */
 	uint32_t framing_bits;	/* SHMQ_REC_F_FRAMING of our data records */
+	uint32_t owed_next;	/* END records owed for sessions before ours: */
+	uint32_t owed_n;	/* from owed_next, this many ... */
+	uint32_t owed_last_kind;	/* ... the last one's SHMQ_END_* */
 	uint64_t cut_bytes;	/* recovery cut this much at open */
 	uint64_t cut_msgs;	/* ... at most this many messages */
 	uint64_t cut_durable;	/* ... of which durable bytes */

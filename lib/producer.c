@@ -14,6 +14,7 @@
 
 static void end_previous(struct shmq_producer *p, uint32_t prev_inc,
 			 uint32_t prev_state);
+static int flush_owed(struct shmq_producer *p, int64_t timeout_ns);
 
 int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 		       struct shmq_producer **out)
@@ -577,6 +578,11 @@ int shmq_reserve(struct shmq_producer *p, size_t len, void **buf,
 		if (ret < 0)
 			return ret;
 	}
+	if (unlikely(p->owed_n)) {
+		ret = flush_owed(p, timeout_ns);
+		if (ret < 0)
+			return ret;
+	}
 	ret = make_room(p, shmqi_rec_size(len), timeout_ns);
 	if (ret < 0)
 		return ret;
@@ -653,20 +659,20 @@ ssize_t shmq_send_batch(struct shmq_producer *p, const struct iovec *msgs,
 }
 
 /*
- * Append the END record of incarnation INC's session, if it fits now
- * (never waits: a consumer that is behind learns of the end from
- * prod_state, and the next producer writes the record). Published at
- * once; end_inc is stored after the publish, so a new producer that
- * reads it also sees the record in the ring.
+ * Append the END record of incarnation INC's session, waiting for room
+ * as a send does for TIMEOUT_NS. Published at once; end_inc is stored
+ * after the publish, so a new producer that reads it also sees the
+ * record in the ring.
  */
-static int write_end(struct shmq_producer *p, uint32_t kind, uint32_t inc)
+static int write_end(struct shmq_producer *p, uint32_t kind, uint32_t inc,
+		     int64_t timeout_ns)
 {
 	struct shmq *q = p->q;
 	struct shmq_end e = { .kind = kind, .inc = inc };
 	struct shmq_rec *rec;
 	int ret;
 
-	ret = make_room(p, shmqi_rec_size(sizeof(e)), SHMQ_NOWAIT);
+	ret = make_room(p, shmqi_rec_size(sizeof(e)), timeout_ns);
 	if (ret < 0)
 		return ret;
 	rec = (struct shmq_rec *)(q->data + (p->pos & q->g.mask));
@@ -680,6 +686,29 @@ static int write_end(struct shmq_producer *p, uint32_t kind, uint32_t inc)
 	return ret;
 }
 
+/*
+ * The END records still owed for sessions before ours (their producers
+ * died, in their open too, or found no room), in order, before any
+ * record of ours: at open without waiting, else before our first
+ * message, waiting for room as that message would.
+ */
+static int flush_owed(struct shmq_producer *p, int64_t timeout_ns)
+{
+	while (p->owed_n) {
+		uint32_t inc = p->owed_next;
+		uint32_t kind = p->owed_n == 1 ? p->owed_last_kind : SHMQ_END_DIED;
+		int ret = write_end(p, kind, inc, timeout_ns);
+
+		if (ret < 0 && load_acquire(&p->q->hdr->end_inc) != inc)
+			return ret;	/* not written: still owed */
+		p->owed_next++;
+		p->owed_n--;
+		if (ret < 0)
+			return ret;	/* written; its sync failed */
+	}
+	return 0;
+}
+
 /* The end of our session: its END record, then the state (S1). */
 static int end_session(struct shmq_producer *p, uint32_t kind, uint32_t state)
 {
@@ -688,7 +717,14 @@ static int end_session(struct shmq_producer *p, uint32_t kind, uint32_t state)
 
 	p->reserved = NULL;	/* an uncommitted reservation is dropped */
 	ret = shmq_publish(p);
-	eret = p->epipe ? 0 : write_end(p, kind, p->inc);
+	/*
+	 * Never waits: a consumer that is behind learns of the end from
+	 * prod_state, and the next producer writes what is still owed (the
+	 * ends before ours first, so they stay in order).
+	 */
+	eret = p->epipe ? 0 : flush_owed(p, SHMQ_NOWAIT);
+	if (!p->epipe && !p->owed_n)
+		eret = write_end(p, kind, p->inc, SHMQ_NOWAIT);
 	/* batch: what is still pending becomes durable before we go. */
 	if (ret == 0 && p->sync_pending)
 		ret = shmqi_sync_producer(p);
@@ -724,22 +760,33 @@ int shmq_producer_abort(struct shmq_producer *p)
 }
 
 /*
- * At open, after recovery: the session before ours ended without its END
- * record in the ring (its producer died, or had no room, or a recovery
- * cut it): write it now, as the prod_state it left says (died when
- * recovery cut anything: part of that session may be gone).
+ * At open, after recovery: the sessions since the last END record in the
+ * ring ended without theirs (their producer died, in its open too, or
+ * had no room, or a recovery cut it): they are owed, in order, the last
+ * as the prod_state it left says (died when recovery cut anything: part
+ * of that session may be gone), the others died. At most 64: a longer
+ * run of producers that died before writing anything keeps the latest.
  */
 static void end_previous(struct shmq_producer *p, uint32_t prev_inc,
 			 uint32_t prev_state)
 {
-	uint32_t kind = SHMQ_END_DIED;
+	uint32_t end = load_acquire(&p->q->hdr->end_inc), n;
 
-	if (!prev_inc ||
-	    (!p->cut_bytes && load_acquire(&p->q->hdr->end_inc) == prev_inc))
+	if (!prev_inc)
 		return;
+	if (p->cut_bytes && !inc_before(end, prev_inc))
+		end = prev_inc - 1;	/* its END may be what was cut */
+	n = prev_inc - end;
+	if (!inc_before(end, prev_inc) || n == 0)
+		return;
+	if (n > 64)
+		n = 64;
+	p->owed_next = prev_inc - n + 1;
+	p->owed_n = n;
+	p->owed_last_kind = SHMQ_END_DIED;
 	if (!p->cut_bytes && prev_state == SHMQ_PSTATE_CLOSED)
-		kind = SHMQ_END_CLOSED;
+		p->owed_last_kind = SHMQ_END_CLOSED;
 	else if (!p->cut_bytes && prev_state == SHMQ_PSTATE_ABORTED)
-		kind = SHMQ_END_ABORTED;
-	(void)write_end(p, kind, prev_inc);
+		p->owed_last_kind = SHMQ_END_ABORTED;
+	(void)flush_owed(p, SHMQ_NOWAIT);
 }

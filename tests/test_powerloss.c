@@ -572,6 +572,26 @@ static struct shmq_stat *stat_of(struct shmq *q)
 	return st;
 }
 
+/*
+ * Did the ring grow from W0 to W1 by END records alone (sessions whose
+ * close found no room: an open writes what is owed, at most a few here),
+ * padded to the ring's start where one did not fit before the end?
+ */
+static bool late_ends_only(uint64_t w0, uint64_t w1)
+{
+	const uint64_t end_rec = (SHMQ_REC_HDR + sizeof(struct shmq_end) + 7) & ~7ull;
+	uint64_t w = w0;
+
+	for (int k = 0; k <= 4; k++) {
+		uint64_t room = CAP - (w & (CAP - 1));
+
+		if (w == w1)
+			return true;
+		w += room < end_rec ? room + end_rec : end_rec;
+	}
+	return false;
+}
+
 static void recover_copy(const uint8_t *img, struct outcome *o, bool read)
 {
 	struct shmq_consumer_opts co = { .name = "c" };
@@ -685,14 +705,8 @@ static bool check_image(const uint8_t *img, struct outcome *o, bool twice)
 		 * one's session ended (after its END record; one more END if
 		 * that close found no room for it).
 		 */
-		uint64_t end_rec = (SHMQ_REC_HDR + sizeof(struct shmq_end) + 7) & ~7ull;
-		uint64_t room = CAP - (o->w & (CAP - 1));
-		/* ... padded to the ring's start if it does not fit before the end. */
-		uint64_t late_end = room < end_rec ? room + end_rec : end_rec;
-
 		recover_copy(img, &b, false);
-		if ((b.w_open != o->w && b.w_open - o->w != late_end) ||
-		    b.next_seq != o->next_seq)
+		if (!late_ends_only(o->w, b.w_open) || b.next_seq != o->next_seq)
 			failf(img, "recovery is not idempotent: write_pos %" PRIu64 " -> %" PRIu64
 			      ", next seq %" PRIu64 " -> %" PRIu64, o->w, b.w_open,
 			      o->next_seq, b.next_seq);
@@ -1310,14 +1324,8 @@ static int op_restart(void)
 	 * the close found no room for it (a full ring): the open writes it,
 	 * padded to the ring's start if it does not fit before the end.
 	 */
-	{
-		uint64_t end_rec = (SHMQ_REC_HDR + sizeof(struct shmq_end) + 7) & ~7ull;
-		uint64_t room = CAP - (w0 & (CAP - 1));
-		uint64_t late_end = room < end_rec ? room + end_rec : end_rec;
-
-		if (st->write_pos - w0 == late_end)
-			w0 = st->write_pos;
-	}
+	if (late_ends_only(w0, st->write_pos))
+		w0 = st->write_pos;
 	if (st->write_pos != w0 || st->next_seq != S.next)
 		failf(NULL, "reopen after a clean close moved write_pos %" PRIu64 " -> %" PRIu64
 		      ", next seq %" PRIu64 " -> %" PRIu64, w0, st->write_pos, S.next,
