@@ -151,25 +151,78 @@ static void observer_seq(struct shmq_consumer *c)
 	}
 }
 
-/* The sequence of the record at the consumer's position, if one is there. */
 static int producer_gone(struct shmq_consumer *c);
 
-static void learn_seq(struct shmq_consumer *c)
+enum learn { LEARNED, EMPTY, LAPPED, BAD };
+
+/*
+ * The sequence of the record at the consumer's position, if one is there.
+ * A holder published its position (F1) before this, so its record is
+ * intact. An observer holds nothing: the producer may overwrite the record
+ * while we read it, and a sequence taken from another record's bytes makes
+ * the first message fail with a false -EBADMSG or carry a wrong lost count
+ * (issue 11, defect 2). So an observer applies L1, as stream_next does:
+ * its reads of the record, then fence_acquire, then tail_pos; if the tail
+ * has passed its position it starts again at the tail (LAPPED). That is
+ * not a loss: shmq_consumer_open has not returned, the observer simply
+ * attaches a moment later.
+ */
+static enum learn learn_seq(struct shmq_consumer *c)
 {
-	uint64_t w = load_acquire(&c->q->hdr->write_pos);
-	uint64_t pos = c->pos;
+	uint64_t w = load_acquire(&c->q->hdr->write_pos);	/* A1 */
+	uint64_t pos = c->pos, seq = 0;
+	enum learn r = BAD;
 	struct shmqi_rec_view v;
 
+	KILL_POINT("consumer:learn-seq");
+	if (pos == w)
+		return EMPTY;
 	for (int i = 0; i < 2 && pos != w; i++) {
 		if (shmqi_rec_view(c->q, pos, w, &v) < 0)
-			return;
+			break;
 		if (v.type == SHMQ_REC_DATA) {
-			c->seq = v.seq;
-			c->seq_known = true;
-			return;
+			seq = v.seq;
+			r = LEARNED;
+			break;
 		}
 		pos = v.next;
 	}
+	if (c->kind == SHMQ_KIND_OBSERVER) {
+		fence_acquire();				/* L1 */
+		if (pos_before(c->pos, load_relaxed(&c->q->hdr->tail_pos))) {
+			c->pos = load_acquire(&c->q->hdr->tail_pos);
+			c->wpos_cache = c->pos;
+			return LAPPED;
+		}
+	}
+	if (r == LEARNED) {
+		c->seq = seq;
+		c->seq_known = true;
+	} else if (pos == w) {
+		r = EMPTY;	/* only padding so far */
+	}
+	return r;	/* BAD: stream_next reports it */
+}
+
+/*
+ * An observer's start: the sequence at its position, from the record there
+ * (checked against a lap) or, with nothing there yet, from the header.
+ * Bounded: a producer that laps us a thousand times in a row leaves the
+ * sequence unknown, and the first message then counts no loss.
+ */
+static void observer_start(struct shmq_consumer *c)
+{
+	for (int i = 0; i < 1000 && !c->seq_known; i++) {
+		enum learn r = learn_seq(c);
+
+		if (r == LAPPED)
+			continue;
+		if (r != EMPTY)
+			break;
+		observer_seq(c);	/* or records arrived: learn again */
+	}
+	/* For stat only (relaxed): the position we really start at. */
+	store_relaxed(&c->slot->position, c->pos);
 }
 
 int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
@@ -244,13 +297,10 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 	 */
 	if (c->kind == SHMQ_KIND_MEMBER && c->pos != c->attach_w)
 		c->seen_inc = c->attach_inc;
-	if (c->kind != SHMQ_KIND_MEMBER)
-		learn_seq(c);
-	if (c->kind == SHMQ_KIND_OBSERVER && !c->seq_known) {
-		observer_seq(c);
-		if (!c->seq_known)
-			learn_seq(c);
-	}
+	if (c->kind == SHMQ_KIND_OBSERVER)
+		observer_start(c);
+	else if (c->kind != SHMQ_KIND_MEMBER)
+		(void)learn_seq(c);
 	q->nhandles++;
 	*out = c;
 	return 0;
@@ -739,17 +789,19 @@ static int stream_next(struct shmq_consumer *c, int64_t timeout_ns)
 }
 
 /*
- * Group member: adopt a dead member's claim, if there is one. Returns 0
+ * Group member: adopt a dead member's claim, if there is one (WAIT: for
+ * the attach lock, bounded, as before reporting an end). Returns 0
  * (c->view is the adopted record, flagged as redelivered), 1 (one was
  * found but dropped: nothing to redeliver), 2 (none) or -errno.
  */
-static int member_adopt(struct shmq_consumer *c)
+static int member_adopt(struct shmq_consumer *c, bool wait)
 {
 	int ret;
 
 	c->rescue_ns = shmqi_now_ns();
-	if (!shmqi_member_rescue(c))
-		return 2;
+	ret = shmqi_member_rescue(c, wait);
+	if (ret <= 0)
+		return ret < 0 ? ret : 2;
 	ret = shmqi_member_take_adopted(c);
 	if (ret == 0)
 		c->redelivered = true;
@@ -761,19 +813,24 @@ static int member_adopt(struct shmq_consumer *c)
  * dead member's claim is looked for when there is nothing new to claim,
  * and, however busy the group is, once every RESCUE_NS: its message is
  * older than any we could claim, and the group's position (so the
- * producer) waits on it. The clock read per claim is a vDSO call.
+ * producer) waits on it. The clock read per claim is a vDSO call. Before
+ * reporting a session's end it looks once more, waiting (bounded) for the
+ * attach lock rather than trying it: a consumer attaching at that moment
+ * must not make the group lose a claimed message for good (issue 11,
+ * defect 5); what it adopts then comes first, and the end after it.
  */
 static int member_next(struct shmq_consumer *c, int64_t timeout_ns)
 {
 	int64_t deadline = 0;
+	uint32_t ended;
 	bool looked;
-	int ret;
+	int ret, end;
 
 	c->slept_out = false;	/* a new call spins first again */
 	for (;;) {
 		looked = shmqi_now_ns() - c->rescue_ns >= RESCUE_NS;
 		if (looked) {
-			ret = member_adopt(c);
+			ret = member_adopt(c, false);
 			if (ret <= 0)
 				return ret;
 		}
@@ -783,15 +840,26 @@ static int member_next(struct shmq_consumer *c, int64_t timeout_ns)
 			return ret;
 		}
 		if (!looked) {
-			ret = member_adopt(c);
+			ret = member_adopt(c, false);
 			if (ret <= 0)
 				return ret;
 			if (ret == 1)
 				continue;	/* never won, or passed: look again */
 		}
-		ret = wait_data(c, timeout_ns, &deadline);
-		if (ret < 0)
-			return ret;
+		ended = c->ended_inc;
+		end = wait_data(c, timeout_ns, &deadline);
+		if (end == SHMQ_EOF || end == SHMQ_EDIED || end == SHMQ_EABORTED) {
+			ret = member_adopt(c, true);
+			if (ret == 2)
+				return end;
+			/* Adopted, or dropped: the end comes after what is left. */
+			c->ended_inc = ended;
+			if (ret <= 0)
+				return ret;
+			continue;
+		}
+		if (end < 0)
+			return end;
 		if (evicted(c))
 			return evicted_error();
 	}
@@ -844,6 +912,9 @@ static int bad_checksum(struct shmq_consumer *c)
 	c->pending = false;
 	if (c->kind == SHMQ_KIND_MEMBER)
 		shmqi_member_release(c);
+	/* E1: overwritten under an evicted consumer is the eviction. */
+	if (c->kind != SHMQ_KIND_OBSERVER && evicted(c))
+		return evicted_error();
 	return shmqi_fail(-EBADMSG, "record at %llu: bad checksum",
 			  (unsigned long long)pos);
 }

@@ -242,7 +242,8 @@ int shmqi_attach_fd(struct shmq *q, const char *what);
 
 /* group.c */
 void shmqi_group_advance(struct shmq *q, uint32_t gidx);
-int shmqi_member_rescue(struct shmq_consumer *c);
+void shmqi_groups_advance(struct shmq *q);
+int shmqi_member_rescue(struct shmq_consumer *c, bool wait);
 int shmqi_member_claim(struct shmq_consumer *c);
 int shmqi_member_take_adopted(struct shmq_consumer *c);
 void shmqi_member_release(struct shmq_consumer *c);

@@ -3,9 +3,12 @@
  * White-box kill points for the crash tests (meson -Dkill_points=true, or
  * the tests' own copy of the library). SHMQ_KILL_AT=NAME[:NTH] makes the
  * NTH (default: first) pass through KILL_POINT(NAME) raise SIGKILL, so a
- * test can stop a process at an exact step of send, commit, sync or
- * recovery and check what the next process finds. shmqi_kill_hook, when a
- * test sets it, is called at every kill point first: the power-loss
+ * test can stop a process at an exact step of send, commit, sync, recovery
+ * or the group protocol and check what the next process finds.
+ * SHMQ_STOP_AT=NAME[:NTH] raises SIGSTOP there instead: the test lets the
+ * others run into the window, then sends SIGCONT (and may have the same
+ * process killed at a later point with SHMQ_KILL_AT). shmqi_kill_hook,
+ * when a test sets it, is called at every kill point first: the power-loss
  * simulator (tests/test_powerloss.c) snapshots the file's pages there and
  * builds crash images between two stores of a send, publish or recovery.
  */
@@ -16,22 +19,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char kill_name[64];
-static unsigned long kill_nth;
-static unsigned long kill_seen;
-static int kill_state;	/* 0 unread, 1 armed, 2 disarmed */
+struct kill_spec {
+	const char *env;
+	int sig;
+	char name[64];
+	unsigned long nth;
+	unsigned long seen;
+	int state;	/* 0 unread, 1 armed, 2 disarmed */
+};
 
 /* Test-only; declared here, not in internal.h: only these builds have it. */
 extern void (*shmqi_kill_hook)(const char *name);
 void (*shmqi_kill_hook)(const char *name);
 
-static void kill_init(void)
+static struct kill_spec specs[] = {
+	{ .env = "SHMQ_KILL_AT", .sig = SIGKILL },
+	{ .env = "SHMQ_STOP_AT", .sig = SIGSTOP },
+};
+
+static void kill_init(struct kill_spec *k)
 {
-	const char *env = getenv("SHMQ_KILL_AT");
+	const char *env = getenv(k->env);
 	const char *colon;
 	size_t n;
 
-	kill_state = 2;
+	k->state = 2;
 	if (!env || !*env)
 		return;
 	/* Names contain colons ("send:after-payload"): NTH follows the last. */
@@ -39,30 +51,34 @@ static void kill_init(void)
 	if (colon && (!colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1)))
 		colon = NULL;
 	n = colon ? (size_t)(colon - env) : strlen(env);
-	if (n >= sizeof(kill_name))
+	if (n >= sizeof(k->name))
 		return;
-	memcpy(kill_name, env, n);
-	kill_name[n] = '\0';
-	kill_nth = colon ? strtoul(colon + 1, NULL, 10) : 1;
-	if (kill_nth == 0)
-		kill_nth = 1;
-	kill_state = 1;
+	memcpy(k->name, env, n);
+	k->name[n] = '\0';
+	k->nth = colon ? strtoul(colon + 1, NULL, 10) : 1;
+	if (k->nth == 0)
+		k->nth = 1;
+	k->state = 1;
 }
 
 /*
  * Not thread-safe on purpose: the kill-point builds are test-only, and the
- * crash tests drive one producer thread per process.
+ * crash tests drive one thread per process.
  */
 void shmqi_kill_point(const char *name)
 {
 	if (shmqi_kill_hook)
 		shmqi_kill_hook(name);
-	if (kill_state == 0)
-		kill_init();
-	if (kill_state != 1 || strcmp(name, kill_name) != 0)
-		return;
-	if (++kill_seen == kill_nth)
-		raise(SIGKILL);
+	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+		struct kill_spec *k = &specs[i];
+
+		if (k->state == 0)
+			kill_init(k);
+		if (k->state != 1 || strcmp(name, k->name) != 0)
+			continue;
+		if (++k->seen == k->nth)
+			raise(k->sig);
+	}
 }
 #else
 /* Built without kill points: KILL_POINT() expands to nothing. */

@@ -81,11 +81,17 @@ void shmqi_free_slot_locked(struct shmq *q, uint32_t i)
  * gone, so they no longer hold the producer (F5, F17: the PID is never
  * looked at). FD is the caller's own open file description. Best effort:
  * if someone is attaching right now, the next call does it.
+ *
+ * The producer calls this before it sleeps for space, so it is also where
+ * it advances groups whose frontier lags (D1, shmqi_groups_advance): a
+ * member that died between its release and its advance must not hold the
+ * producer for ever. That needs no lock.
  */
 int shmqi_reclaim_dead(struct shmq *q, int fd)
 {
 	int n = 0;
 
+	shmqi_groups_advance(q);			/* D1 */
 	if (shmqi_lock_try(fd, SHMQ_LOCK_ATTACH) < 0)
 		return 0;
 	for (uint32_t i = 0; i < q->g.nslots; i++) {

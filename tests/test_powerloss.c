@@ -574,7 +574,8 @@ static struct shmq_stat *stat_of(struct shmq *q)
 
 /*
  * Did the ring grow from W0 to W1 by END records alone (sessions whose
- * close found no room: an open writes what is owed, at most a few here),
+ * close found no room, or that died in their open: an open writes what
+ * is owed, at most 64),
  * padded to the ring's start where one did not fit before the end?
  */
 static bool late_ends_only(uint64_t w0, uint64_t w1)
@@ -582,7 +583,7 @@ static bool late_ends_only(uint64_t w0, uint64_t w1)
 	const uint64_t end_rec = (SHMQ_REC_HDR + sizeof(struct shmq_end) + 7) & ~7ull;
 	uint64_t w = w0;
 
-	for (int k = 0; k <= 4; k++) {
+	for (int k = 0; k <= 64; k++) {
 		uint64_t room = CAP - (w & (CAP - 1));
 
 		if (w == w1)

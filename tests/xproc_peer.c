@@ -338,7 +338,17 @@ static int consume(int argc, char **argv)
 
 	if (!buf)
 		return EXIT_ERR;
-	say("ready pid=%d", (int)getpid());
+	{
+		/* "ended=1": no live producer when we attached (sessions). */
+		struct shmq_stat *st;
+		int ended = 0;
+
+		if (shmq_stat_get(q, &st) == 0) {
+			ended = st->producer_state != SHMQ_PRODUCER_OPEN;
+			shmq_stat_free(st);
+		}
+		say("ready pid=%d ended=%d", (int)getpid(), ended);
+	}
 
 	for (;;) {
 		struct shmq_msg m;

@@ -595,6 +595,9 @@ static int closed_stream(const char *shown)
 	return 0;
 }
 
+/* The CFG of tool_open_cfg(), for the tool_try_open() it calls. */
+static const struct shmq_config *open_cfg;
+
 int tool_try_open(const char *path, const char *shown, int flags,
 		  struct shmq **q)
 {
@@ -610,7 +613,7 @@ int tool_try_open(const char *path, const char *shown, int flags,
 	if (tool_queue_fd >= 0)
 		r = shmq_open_fd(tool_queue_fd, flags & ~SHMQ_OPEN_CREATE, q);
 	else
-		r = shmq_open(path, flags, NULL, q);
+		r = shmq_open(path, flags, open_cfg, q);
 	if (r == 0) {
 		shmq_map_range(*q, &addr, &len);
 		map_start = (uintptr_t)addr;
@@ -645,6 +648,17 @@ int tool_open_as(const char *path, const char *shown, int flags,
 int tool_open(const char *path, int flags, struct shmq **q)
 {
 	return tool_open_as(path, path, flags, q);
+}
+
+int tool_open_cfg(const char *path, int flags, const struct shmq_config *cfg,
+		  struct shmq **q)
+{
+	int r;
+
+	open_cfg = cfg;
+	r = tool_open_as(path, path, flags, q);
+	open_cfg = NULL;
+	return r;
 }
 
 int tool_create(const char *path, const struct shmq_config *cfg)

@@ -144,6 +144,10 @@ char *tool_holder_text(const char *path, struct shmq *q, char *buf,
 
 struct shmq_config;
 
+/* tool_open() with shmq_open()'s CFG for SHMQ_OPEN_CREATE (NULL: defaults). */
+int tool_open_cfg(const char *path, int flags, const struct shmq_config *cfg,
+		  struct shmq **q);
+
 /*
  * shmq_create() PATH with CFG, marked as attaching for the SIGBUS handler.
  * Returns 0, or the exit status after reporting the failure.

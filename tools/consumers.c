@@ -64,6 +64,7 @@ int cmd_policy(int argc, char **argv)
 		{ "evict-after", required_argument, NULL, 'e' },
 		TOOL_OPT_ANY_OWNER,
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *path;
@@ -71,11 +72,13 @@ int cmd_policy(int argc, char **argv)
 	uint32_t ms = 0;
 	int c, r, set = 0;
 
-	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		if (c == 0)	/* a flag option: --any-owner */
 			continue;
 		if (c == 'h')
 			return fputs(policy_usage, stdout), EXIT_OK;
+		if (c == 'V')
+			return cmd_version();
 		if (c != 'e')
 			return tool_getopt_error(c, argv);
 		if (parse_evict_after("--evict-after", optarg, &ms))
@@ -111,17 +114,20 @@ int cmd_drop(int argc, char **argv)
 	static const struct option longopts[] = {
 		TOOL_OPT_ANY_OWNER,
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *path, *name;
 	struct shmq *q;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		if (c == 0)	/* a flag option: --any-owner */
 			continue;
 		if (c == 'h')
 			return fputs(drop_usage, stdout), EXIT_OK;
+		if (c == 'V')
+			return cmd_version();
 		return tool_getopt_error(c, argv);
 	}
 	if (argc - optind < 2)

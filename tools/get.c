@@ -17,6 +17,7 @@
 
 #include "cmds.h"
 #include "common.h"
+#include "progress.h"
 
 struct get {
 	const char *path;
@@ -36,12 +37,14 @@ struct get {
 	size_t cap;
 	struct shmq *q;
 	struct shmq_consumer *c;
+	struct progress prog;	/* --progress, --stats */
 };
 
 static const char get_usage[] =
 "Usage: shmq get PATH|--fd N [--create] [--name NAME | --group NAME | --observe]\n"
 "                     [--from oldest|latest] [--lines | --null] [--count N]\n"
 "                     [--timeout SECONDS] [--durable] [--follow]\n"
+"                     [--progress] [--stats]\n"
 "Copy messages from the queue PATH to stdout until the end of the producer's\n"
 "session (its close, death or abort), or with --follow across sessions.\n"
 "\n"
@@ -60,6 +63,8 @@ static const char get_usage[] =
 "  --durable        read only messages already synced to disk\n"
 "  -f, --follow     read on across session ends (until --count, --timeout\n"
 "                   or a signal), as tail -f\n"
+"  --progress       bytes, messages and rate on stderr while it runs\n"
+"  --stats          one line on stderr at the end: messages, bytes, time\n"
 "\n"
 "A reader that starts after a session ended and was read waits for the\n"
 "next producer, as a FIFO reader waits for a writer.\n"
@@ -107,6 +112,12 @@ static int parse_get_opt(int c, struct get *g, int *kinds, int *framings)
 	case 'd':
 		g->flags |= SHMQ_CONSUMER_DURABLE;
 		return 0;
+	case 'P':
+		g->prog.show = 1;
+		return 0;
+	case 'S':
+		g->prog.stats = 1;
+		return 0;
 	case 'Q':
 		return tool_parse_fd("--fd", optarg, &g->path);
 	case 't':
@@ -131,9 +142,12 @@ static int parse_get_opts(int argc, char **argv, struct get *g)
 		{ "count", required_argument, NULL, 'n' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "durable", no_argument, NULL, 'd' },
+		{ "progress", no_argument, NULL, 'P' },
+		{ "stats", no_argument, NULL, 'S' },
 		TOOL_OPT_ANY_OWNER,
 		{ "fd", required_argument, NULL, 'Q' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	int c, r, kinds = 0, framings = 0;
@@ -143,6 +157,8 @@ static int parse_get_opts(int argc, char **argv, struct get *g)
 			continue;
 		if (c == 'h')
 			return fputs(get_usage, stdout), -1;
+		if (c == 'V')
+			return cmd_version(), -1;
 		if (c == '?' || c == ':')
 			return tool_getopt_error(c, argv);
 		r = parse_get_opt(c, g, &kinds, &framings);
@@ -192,7 +208,9 @@ static int get_end(struct get *g, int r)
 static void note_lost(struct get *g, const struct shmq_msg *m)
 {
 	g->lost += m->lost;
-	tool_msg("%s: overrun: %" PRIu64 " message%s lost before seq %" PRIu64,
+	tool_msg("%s: observer overrun: %" PRIu64 " message%s lost before seq "
+		 "%" PRIu64 " (observers never hold the producer back; use a "
+		 "named consumer to keep every message)",
 		 g->path, m->lost, m->lost == 1 ? "" : "s", m->seq);
 }
 
@@ -250,6 +268,7 @@ static int get_write(struct get *g, const struct shmq_msg *m)
 		tool_msg("%s: writing stdout: %s", g->path, strerror(-r));
 		return EXIT_ERROR;
 	}
+	progress_add(&g->prog, 1, m->len + (d >= 0));
 	if (g->buf)		/* a copy: already released */
 		return 0;
 	r = shmq_release(g->c);
@@ -305,6 +324,7 @@ static int get_batch(struct get *g, uint64_t room, int *status)
 	static struct shmq_msg ms[GET_BATCH];
 	static struct iovec iov[2 * GET_BATCH];
 	static const char delims[2] = { '\n', '\0' };
+	uint64_t out = 0;	/* bytes for stdout: --progress, --stats */
 	ssize_t n, i;
 	int r, k = 0, bad = 0;
 
@@ -330,6 +350,7 @@ static int get_batch(struct get *g, uint64_t room, int *status)
 		}
 		iov[k].iov_base = (void *)ms[i].data;
 		iov[k++].iov_len = ms[i].len;
+		out += ms[i].len + (d >= 0);
 		if (d >= 0) {
 			iov[k].iov_base = (void *)&delims[d == '\n' ? 0 : 1];
 			iov[k++].iov_len = 1;
@@ -349,6 +370,7 @@ static int get_batch(struct get *g, uint64_t room, int *status)
 	r = bad ? (i ? shmq_release_n(g->c, (size_t)i) : 0) : shmq_release(g->c);
 	if (r < 0)
 		return *status = tool_fail(g->path, "release failed", r), -1;
+	progress_add(&g->prog, i, out);
 	if (bad)
 		return *status = EXIT_ERROR, -1;
 	return (int)n;
@@ -406,8 +428,11 @@ int cmd_get(int argc, char **argv)
 	if (!r)
 		r = tool_consumer_open(g.q, g.path, g.kind, g.name, g.start,
 				       g.flags, &g.c);
-	if (!r)
+	if (!r) {
+		progress_start(&g.prog);
 		r = get_loop(&g);
+		progress_end(&g.prog);
+	}
 	/* Closing frees an anonymous slot: the producer may see EPIPE. */
 	shmq_consumer_close(g.c);
 	shmq_close(g.q);

@@ -11,12 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <shmq.h>
 
 #include "cmds.h"
 #include "common.h"
+#include "progress.h"
 
 /* Messages handed to shmq_send_batch() at once in --lines / --null mode. */
 #define PUT_BATCH		256
@@ -40,19 +42,25 @@ struct put {
 	const char *timeout_arg;
 	int64_t wait_start;	/* when the current send began; 0: none */
 	int told;		/* the holder was named on stderr */
+	int wait;		/* --wait: queue for the producer role */
+	int geometry;		/* create options were given (need --create) */
+	struct shmq_config cfg;	/* --create's geometry */
+	struct progress prog;	/* --progress, --stats */
 };
 
 static const char put_usage[] =
-"Usage: shmq put PATH|--fd N [--create] [--lines | --null]\n"
-"                [--sync none|batch|every] [--accept-loss] [--timeout SECONDS]\n"
-"                [--any-owner]\n"
+"Usage: shmq put PATH|--fd N [--create [GEOMETRY]] [-l | -0] [--sync none|batch|every]\n"
+"                [--accept-loss] [--timeout SECONDS] [--any-owner] [--wait]\n"
+"                [--progress] [--stats]\n"
 "Copy stdin into the queue PATH until EOF, then close the producer.\n"
 "\n"
 "  --fd N           the queue is open as descriptor N (3 or above), handed\n"
 "                   down by the parent (a queue without a path)\n"
-"  --create         create PATH with the default geometry if it is missing\n"
-"  --lines          one message per line (the newline is not sent)\n"
-"  --null           one message per NUL-terminated item\n"
+"  --create         create PATH if it is missing, with the default geometry\n"
+"                   or create's options: --size, --max-message, --slots,\n"
+"                   --mode, --when-full, --evict-after, --checksum\n"
+"  -l, --lines      one message per line (the newline is not sent)\n"
+"  -0, --null       one message per NUL-terminated item\n"
 "  --sync MODE      none (default); batch: every 1024 messages or 100 ms;\n"
 "                   every: each message is durable before the next\n"
 "  --accept-loss    let recovery cut messages that a sync acknowledged as\n"
@@ -60,6 +68,11 @@ static const char put_usage[] =
 "                   put refuses to start and says how much would go\n"
 "  --timeout SECS   give up (status 4) when the ring stayed full for SECS\n"
 "  --any-owner      accept a queue file that another user owns\n"
+"  --wait           wait for the producer role while another put holds it\n"
+"                   (instead of status 8; --timeout bounds the wait): each\n"
+"                   stream goes in whole, one after the other\n"
+"  --progress       bytes, messages and rate on stderr while it runs\n"
+"  --stats          one line on stderr at the end: messages, bytes, time\n"
 "\n"
 "Without --lines/--null the bytes are forwarded unchanged, in messages of\n"
 "at most the queue's max message size. When every consumer that attached\n"
@@ -153,6 +166,7 @@ static int send_msgs(struct put *pt, struct iovec *iov, size_t n)
 		}
 		if (r < 0)
 			return send_failed(pt, r);
+		progress_add(&pt->prog, r, 0);
 		iov += r;
 		n -= r;
 		pt->wait_start = 0;
@@ -284,6 +298,7 @@ static int put_stream(struct put *pt)
 		if (r < 0)
 			return tool_fail(pt->path, "commit failed", r);
 		unpub += n;
+		progress_add(&pt->prog, 1, n);
 		if (unpub >= PUT_PUBLISH_BYTES ||
 		    ((size_t)n < chunk || stdin_would_block())) {
 			r = publish(pt, &unpub);
@@ -316,6 +331,7 @@ static int send_unterminated(struct put *pt, const char *item, size_t len)
 	r = shmq_commit(pt->p, SHMQ_COMMIT_UNTERMINATED);
 	if (r < 0)
 		return tool_fail(pt->path, "commit failed", r);
+	progress_add(&pt->prog, 1, 0);
 	return 0;
 }
 
@@ -389,6 +405,7 @@ static int put_items(struct put *pt)
 		r = read_some(pt, buf + have, cap - have, &n);
 		if (r)
 			break;
+		progress_add(&pt->prog, 0, n);
 		have += n;
 		r = send_items(pt, buf, have, n == 0, &used);
 		if (r)
@@ -411,13 +428,24 @@ static int parse_put_opts(int argc, char **argv, struct put *pt, int *create)
 		{ "accept-loss", no_argument, NULL, 'A' },
 		{ "timeout", required_argument, NULL, 't' },
 		TOOL_OPT_ANY_OWNER,
+		{ "wait", no_argument, NULL, 'W' },
+		{ "progress", no_argument, NULL, 'P' },
+		{ "stats", no_argument, NULL, 'S' },
+		CREATE_LONGOPTS,
 		{ "fd", required_argument, NULL, 'Q' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	int c, framings = 0;
 
-	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":l0h", longopts, NULL)) != -1) {
+		if (c >= CREATE_OPT) {
+			if (parse_create_opt(c - CREATE_OPT, &pt->cfg))
+				return EXIT_USAGE;
+			pt->geometry = 1;
+			continue;
+		}
 		switch (c) {
 		case 0:		/* a flag option: --any-owner */
 			break;
@@ -429,6 +457,18 @@ static int parse_put_opts(int argc, char **argv, struct put *pt, int *create)
 		case 'h':
 			fputs(put_usage, stdout);
 			return -1;
+		case 'V':
+			cmd_version();
+			return -1;
+		case 'W':
+			pt->wait = 1;
+			break;
+		case 'P':
+			pt->prog.show = 1;
+			break;
+		case 'S':
+			pt->prog.stats = 1;
+			break;
 		case 'c':
 			*create = 1;
 			break;
@@ -462,10 +502,46 @@ static int parse_put_opts(int argc, char **argv, struct put *pt, int *create)
 	}
 	if (framings > 1)
 		return tool_usage_error("--lines and --null exclude each other");
+	if (pt->geometry && !*create)
+		return tool_usage_error("--size, --max-message, --slots, --mode, "
+					"--when-full, --evict-after and "
+					"--checksum need --create");
 	if (tool_queue_fd >= 0)
 		return tool_fd_only(argc, argv, optind, *create);
 	pt->path = one_path(argc, argv, optind);
 	return pt->path ? 0 : EXIT_USAGE;
+}
+
+/*
+ * shmq_producer_open(), and with --wait again every PUT_WAIT_NS while
+ * another live producer holds the role (-EBUSY), for at most --timeout
+ * (status 4). The role is a kernel lock that the library only tries;
+ * polling it is cheap (an open, a failed F_OFD_SETLK and a close) and
+ * leaves no trace in the file. The waiters are not ordered: whichever
+ * tries first after the holder closes gets the role. stdin is not read
+ * before, so each stream goes in whole, as one session.
+ */
+#define PUT_WAIT_NS	20000000L
+static int producer_open(struct put *pt,
+			 const struct shmq_producer_opts *popts)
+{
+	struct timespec ts = { 0, PUT_WAIT_NS };
+	int64_t start = now_mono_ns();
+	int r;
+
+	while ((r = shmq_producer_open(pt->q, popts, &pt->p)) == -EBUSY &&
+	       pt->wait) {
+		if (pt->timeout_ns >= 0 &&
+		    now_mono_ns() - start >= pt->timeout_ns) {
+			tool_msg("%s: no producer role within %s seconds: %s",
+				 pt->path, pt->timeout_arg, shmq_errdetail());
+			return -ETIMEDOUT;
+		}
+		nanosleep(&ts, NULL);
+	}
+	if (r < 0)
+		r = tool_fail(pt->path, "cannot become the producer", r);
+	return r;
 }
 
 static int put_attach(struct put *pt, int create)
@@ -481,9 +557,13 @@ static int put_attach(struct put *pt, int create)
 	struct shmq_stat *st;
 	int r;
 
-	r = tool_open(pt->path, create ? SHMQ_OPEN_CREATE : 0, &pt->q);
+	r = tool_open_cfg(pt->path, create ? SHMQ_OPEN_CREATE : 0,
+			  pt->geometry ? &pt->cfg : NULL, &pt->q);
 	if (r)
 		return r;
+	/* The queue existed, unlike the options: used as it is (shmq_open). */
+	if (pt->geometry && *shmq_errdetail())
+		tool_msg("%s: %s", pt->path, shmq_errdetail());
 	r = shmq_stat_get(pt->q, &st);
 	if (r < 0)
 		return tool_fail(pt->path, "cannot read queue geometry", r);
@@ -492,10 +572,10 @@ static int put_attach(struct put *pt, int create)
 	if (pt->max_message == 0)
 		return tool_msg("%s: queue has a max message size of 0",
 				pt->path), EXIT_ERROR;
-	r = shmq_producer_open(pt->q, &popts, &pt->p);
-	if (r < 0)
-		return tool_fail(pt->path, "cannot become the producer", r);
-	return 0;
+	r = producer_open(pt, &popts);
+	if (r == -ETIMEDOUT)
+		return EXIT_TIMEOUT;
+	return r;
 }
 
 int cmd_put(int argc, char **argv)
@@ -509,6 +589,8 @@ int cmd_put(int argc, char **argv)
 		return r < 0 ? EXIT_OK : r;
 	r = put_attach(&pt, create);
 	if (!r)
+		progress_start(&pt.prog);
+	if (!r)
 		r = pt.delim < 0 ? put_stream(&pt) : put_items(&pt);
 	if (!r)
 		r = final_sync(&pt);
@@ -520,6 +602,8 @@ int cmd_put(int argc, char **argv)
 	rc = pt.abort ? shmq_producer_abort(pt.p) : shmq_producer_close(pt.p);
 	if (rc < 0 && !r && pt.p)
 		r = tool_fail(pt.path, "close failed", rc);
+	if (pt.p)
+		progress_end(&pt.prog);
 	shmq_close(pt.q);
 	return r;
 }

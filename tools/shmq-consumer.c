@@ -73,7 +73,7 @@ static int parse_args(int argc, char **argv, struct consumer_args *a)
 	};
 	int c, r, kinds = 0;
 
-	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		if (c == 0)	/* a flag option: --any-owner */
 			continue;
 		if (c == 'h')

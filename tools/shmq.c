@@ -27,12 +27,13 @@ static const char usage_text[] =
 "  create PATH [--size BYTES] [--max-message BYTES] [--slots N]\n"
 "              [--mode OCTAL] [--when-full block|overwrite]\n"
 "              [--evict-after SECONDS|never] [--checksum full|header]\n"
-"  put PATH [--create] [--lines | --null] [--sync none|batch|every]\n"
-"           [--timeout SECONDS]\n"
+"  put PATH [--create [GEOMETRY]] [-l | -0] [--sync none|batch|every]\n"
+"           [--timeout SECONDS] [--wait] [--progress] [--stats]\n"
 "  get PATH [--create] [--name NAME | --group NAME | --observe]\n"
-"           [--from oldest|latest] [--lines | --null] [--count N]\n"
-"           [--timeout SECONDS] [--durable]\n"
-"  stat PATH [--json] [--watch SECONDS]\n"
+"           [--from oldest|latest] [-l | -0] [-n N] [-f]\n"
+"           [--timeout SECONDS] [--durable] [--progress] [--stats]\n"
+"  stat PATH [--json | --prometheus] [--watch SECONDS]\n"
+"  ls [DIR]\n"
 "  policy PATH [--evict-after SECONDS|never]\n"
 "  drop PATH NAME\n"
 "  sync PATH\n"
@@ -40,8 +41,8 @@ static const char usage_text[] =
 "\n"
 "Every command that attaches takes --any-owner: accept a queue file that\n"
 "another user owns (shared through its group; trust that user first).\n"
-"Sizes accept K, M and G (powers of 1024). 'shmq COMMAND --help' shows\n"
-"one command. Exit statuses: 0 ok, 1 error, 2 usage, 3 producer died,\n"
+"Sizes accept K, M and G (powers of 1024). 'shmq COMMAND --help' (-h)\n"
+"shows one command. Exit statuses: 0 ok, 1 error, 2 usage, 3 producer died,\n"
 "4 timeout, 5 overrun, 6 evicted, 7 queue file truncated,\n"
 "8 busy, 9 producer aborted, 141 the other end is gone.\n";
 
@@ -93,7 +94,7 @@ static int parse_mode(const char *s, uint32_t *mode)
 	return 0;
 }
 
-static int parse_create_opt(int c, struct shmq_config *cfg)
+int parse_create_opt(int c, struct shmq_config *cfg)
 {
 	uint64_t v;
 
@@ -227,6 +228,7 @@ int cmd_create(int argc, char **argv)
 		{ "evict-after", required_argument, NULL, 'e' },
 		{ "checksum", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct shmq_config cfg = { 0 };
@@ -234,9 +236,11 @@ int cmd_create(int argc, char **argv)
 	struct stat st;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		if (c == 'h')
 			return fputs(create_usage, stdout), EXIT_OK;
+		if (c == 'V')
+			return cmd_version();
 		if (c == '?' || c == ':')
 			return tool_getopt_error(c, argv);
 		if (parse_create_opt(c, &cfg))
@@ -265,17 +269,20 @@ int cmd_sync(int argc, char **argv)
 	static const struct option longopts[] = {
 		TOOL_OPT_ANY_OWNER,
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct shmq *q;
 	const char *path;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		if (c == 0)	/* a flag option: --any-owner */
 			continue;
 		if (c == 'h')
 			return fputs(sync_usage, stdout), EXIT_OK;
+		if (c == 'V')
+			return cmd_version();
 		return tool_getopt_error(c, argv);
 	}
 	path = one_path(argc, argv, optind);
@@ -482,16 +489,19 @@ int cmd_rm(int argc, char **argv)
 		{ "force", no_argument, NULL, 'f' },
 		TOOL_OPT_ANY_OWNER,
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *path, *base;
 	int c, r, dfd, force = 0;
 
-	while ((c = getopt_long(argc, argv, ":f", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":fh", longopts, NULL)) != -1) {
 		if (c == 0)	/* a flag option: --any-owner */
 			continue;
 		if (c == 'h')
 			return fputs(rm_usage, stdout), EXIT_OK;
+		if (c == 'V')
+			return cmd_version();
 		if (c != 'f')
 			return tool_getopt_error(c, argv);
 		force = 1;
@@ -520,7 +530,14 @@ static const struct {
 	{ "drop", cmd_drop, 0 },
 	{ "sync", cmd_sync, 0 },
 	{ "rm", cmd_rm, 0 },
+	{ "ls", cmd_ls, TOOL_NEEDS_STDOUT },
 };
+
+int cmd_version(void)
+{
+	printf("shmq %s\n", SHMQ_VERSION_STRING);
+	return EXIT_OK;
+}
 
 int main(int argc, char **argv)
 {
@@ -532,7 +549,7 @@ int main(int argc, char **argv)
 		return tool_usage_error("missing COMMAND");
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
 		return fputs(usage_text, stdout) == EOF ? EXIT_ERROR : EXIT_OK;
-	if (!strcmp(argv[1], "--version"))
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))
 		return printf("shmq %s\n", SHMQ_VERSION_STRING) < 0 ?
 		       EXIT_ERROR : EXIT_OK;
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {

@@ -22,6 +22,9 @@
  * process has crashed, for the whole system to be stuck (spin's timeout),
  * which stands for the 100 ms slice; without a crash no wait may need
  * the slice (a stuck system is an invalid end state): no lost wake-up.
+ * In the group configurations the slice is the ticker's, which wakes
+ * every sleeper at once and counts slices that changed nothing: a crash
+ * may cost a slice, never progress for good (liveness, not only safety).
  * Processes that do not run the futex protocol in a configuration wait
  * on the condition that would wake them (abstract wake-up).
  *
@@ -39,10 +42,28 @@
  *  -DGROUPS the producer (sleeps with F3) and a group of two members
  *           (both sleep with F2): claim (C1 and the CAS), release (C4),
  *           the frontier (C2, C3), adoption of a dead member's claim and
- *           its flagged redelivery. -DOLD_CLAIM: the claim code before
- *           the stale-claim fix (d167bc0). -DOLD_ADOPT: adoption before
+ *           its flagged redelivery, and D1: idle members, rescuers and
+ *           the producer about to sleep advance a lagging frontier. A
+ *           slice after which nothing moved, three times running, is a
+ *           group stuck for good and fails the run.
+ *           -DOLD_CLAIM: the claim code before the stale-claim fix
+ *           (d167bc0). -DOLD_ADOPT: adoption before
  *           shmqi_member_take_adopted, which took a claim the dead member
  *           never won and could copy a record being overwritten.
+ *           -DOLD_ADVANCE: the advance before issue 11 (only a member
+ *           that released, or cleared a stale claim, advanced), which a
+ *           member killed between C4 and its advance stops for good.
+ *  -DEVICT  with -DGROUPS: the producer, instead of sleeping, may evict
+ *           the group (E1: slot state EVICTED, the floor raised); a
+ *           member delayed anywhere must end with SHMQ_EVICTED, never a
+ *           false -EBADMSG, and never deliver an overwritten record.
+ *           -DOLD_EVICT: the claim before issue 11, which called a claim
+ *           word more than a ring behind write_pos corrupt.
+ *  -DOBSERVER an overwrite-policy producer that never waits and one
+ *           observer attaching while it laps the ring: the sequence it
+ *           learns must be the one at the position it starts at (L1 in
+ *           learn_seq), and every message must carry the exact number
+ *           lost before it. -DOLD_LEARN: learn_seq before issue 11.
  */
 
 #ifndef C
@@ -60,17 +81,20 @@
 
 #define FREE	0	/* slot states */
 #define ACTIVE	1
+#define EVICTED	2
 
 #define OPEN	1	/* prod_state */
 #define CLOSED	2
 
 #define EOF	1	/* producer_gone() */
 #define EDIED	2
+#define GEVICT	3	/* a member's SHMQ_EVICTED */
 
 /* Lock owners (0 = free): the producer, and consumer or member k. */
 #define PID_PROD 1
 #define PID_C(k) (2 + (k))
 
+#ifndef OBSERVER
 #ifdef GROUPS
 #define NS 1		/* slot 0 is the group slot, the only holder */
 #define NC 2		/* members */
@@ -101,11 +125,34 @@ byte gclaim;
 byte mstate[NC], mclaim[NC], mlock[NC];
 byte delivered[N];	/* deliveries of each message */
 byte wend;		/* the highest write_pos a member stopped at */
+byte nprog;		/* deliveries and member slots freed, for PROGRESS */
 #endif
 
 bool kill[NPROC];
 byte crashes;
 byte ndone;		/* processes that finished or died */
+
+#ifdef GROUPS
+/*
+ * The 100 ms slice, after a crash or an eviction: when the whole system
+ * is stuck the ticker ends every sleeper's slice at once, by moving both
+ * futex words (a spurious wake-up of everyone). PROGRESS only grows, and
+ * moves with every step that matters to liveness (a record written, the
+ * frontier or the claim word moved, a delivery, a slot freed, an
+ * eviction, a process done).
+ */
+byte stuck, last_prog;
+#define PROGRESS	(write_pos + slot_pos[0] + gclaim + nprog + ndone + \
+			 slot_state[0] + prod_state)
+#ifdef EVICT
+#define SLICE_OK	(crashes > 0 || slot_state[0] == EVICTED)
+#else
+#define SLICE_OK	(crashes > 0)
+#endif
+#define SLICE_OVER	false	/* the ticker moves the futex words */
+#else
+#define SLICE_OVER	(timeout && crashes > 0)
+#endif
 
 /* Locks the kernel drops when process ME dies (inside an atomic). */
 inline drop_locks(me)
@@ -147,6 +194,34 @@ inline wake_producer()
 #endif
 }
 
+#ifdef GROUPS
+/* A member's claim, if held and below f (one acquire load). */
+#define ADV_CLAIM(k)	if :: mstate[k] == ACTIVE && mclaim[k] != NONE && \
+			      mclaim[k] < f -> f = mclaim[k] \
+			   :: else -> skip fi
+
+/*
+ * shmqi_group_advance: C2 (the claim word), every other member's claim
+ * (an advancing member's own claim is clear; the producer, ME = NC, reads
+ * both), the C3 CAS-max of the frontier, then the producer's wake-up.
+ */
+inline group_advance()
+{
+	atomic { f = gclaim };				/* C2 */
+	if
+	:: me < NC -> atomic { k = 1 - me; ADV_CLAIM(k); k = 0 }
+	:: else ->	/* the producer: one member, then the other */
+		atomic { ADV_CLAIM(0) };
+		atomic { ADV_CLAIM(1) }
+	fi;
+	atomic {
+		if :: slot_pos[0] < f -> slot_pos[0] = f :: else -> skip fi;	/* C3 */
+		f = 0
+	};
+	wake_producer()
+}
+#endif
+
 /* A2 on slot J: its state and position, into m (minimum) and n. */
 inline scan_slot(j)
 {
@@ -187,7 +262,12 @@ inline refresh_limit()
 		if :: pos < m -> m = pos :: else -> skip fi;
 		t = tail;
 		if :: t < m -> t = m :: else -> skip fi;
-		if :: t == tail -> lim = (n > 0 && m < t -> m : t); m = 0; n = 0; t = 0
+		/*
+		 * t stays set until the test below: clearing it here made a
+		 * refresh that moved nothing "publish" tail_pos = 0 (a model
+		 * bug that only bounds past one lap could reach).
+		 */
+		if :: t == tail -> lim = (n > 0 && m < t -> m : t); m = 0; n = 0
 		   :: else -> skip fi
 	};
 	if
@@ -197,7 +277,7 @@ inline refresh_limit()
 			lim = (n > 0 && m < t -> m : t);
 			m = 0; n = 0; t = 0
 		}
-	:: else -> skip
+	:: else -> t = 0
 	fi
 }
 
@@ -240,6 +320,9 @@ inline reclaim_dead()
 active proctype producer()
 {
 	byte pos, tail, lim, m, n, t, i, j, k;
+#ifdef GROUPS
+	byte f, me = NC;	/* group_advance() as the producer */
+#endif
 
 	{
 		do
@@ -252,8 +335,34 @@ active proctype producer()
 				refresh_limit();
 				if
 				:: FITS -> break
+#ifdef EVICT
+				/* Nobody holds: it waits for a consumer to come. */
+				:: slot_state[0] == EVICTED -> goto parked
+#endif
 				:: else ->
 #ifdef GROUPS
+#ifndef OLD_ADVANCE
+					/*
+					 * shmqi_reclaim_dead -> shmqi_groups_advance:
+					 * D1, the frontier of a group that lags.
+					 */
+					if
+					:: slot_state[0] == ACTIVE && slot_pos[0] < gclaim ->
+						group_advance()
+					:: else -> skip
+					fi;
+#endif
+#ifdef EVICT
+					/* evict_stalled, as if evict_ms had passed */
+					if
+					:: atomic { slot_state[0] == ACTIVE ->
+						slot_state[0] = EVICTED;	/* E1 */
+						if :: floor_pos < pos -> floor_pos = pos
+						   :: else -> skip fi };
+						goto evicted
+					:: true -> skip
+					fi;
+#endif
 					atomic {	/* v = space_futex; F3 */
 						space_moved = false;
 						prod_waiting = true
@@ -263,9 +372,12 @@ active proctype producer()
 					:: FITS -> skip
 					:: else ->
 						/* FUTEX_WAIT(space_futex, v), one slice */
-						(space_moved || (timeout && crashes > 0))
+						(space_moved || SLICE_OVER)
 					fi;
-					prod_waiting = false
+					prod_waiting = false;
+#ifdef EVICT
+evicted:				skip
+#endif
 #else
 					reclaim_dead();
 					/* asleep until F3 would wake it, or one slice */
@@ -286,7 +398,12 @@ active proctype producer()
 			fi
 		od;
 		atomic { prod_state = CLOSED; bump_data() };	/* S1, wake all */
-		atomic { prod_lock = 0; ndone++ }
+		atomic { prod_lock = 0; ndone++ };
+#ifdef EVICT
+		goto out;
+parked:		ndone++;	/* alive, holding its lock, waiting for ever */
+out:		skip
+#endif
 	} unless {
 		atomic { kill[0] ->
 			kill[0] = false; drop_locks(PID_PROD); ndone++ }
@@ -319,7 +436,7 @@ inline wait_data(me, P)
 	:: atomic { GONE_DIED(P) -> gone = EDIED }
 	:: else ->
 		/* FUTEX_WAIT(data_futex, v), one slice */
-		atomic { (data_moved[me] || (timeout && crashes > 0)) -> gone = 0 }
+		atomic { (data_moved[me] || SLICE_OVER) -> gone = 0 }
 	fi
 }
 
@@ -438,70 +555,109 @@ init {
 #else /* GROUPS */
 
 /*
- * shmqi_group_advance: C2 (the claim word), every member's claim, the C3
- * CAS-max of the frontier, then the producer's wake-up.
+ * The E1 check after a claim word or record that makes no sense
+ * (claim_failed in group.c): only an evicted group can be lapped while a
+ * member holds its claim word; anything else would be a false -EBADMSG.
  */
-inline group_advance()
+inline claim_failed()
 {
-	atomic { f = gclaim };				/* C2 */
-	/* The other member's claim (ours is clear whenever we advance). */
-	atomic {
-		k = 1 - me;
-		if
-		:: mstate[k] == ACTIVE && mclaim[k] != NONE && mclaim[k] < f ->
-			f = mclaim[k]
-		:: else -> skip
-		fi
-	};
-	atomic {
-		k = 0;
-		if :: slot_pos[0] < f -> slot_pos[0] = f :: else -> skip fi;	/* C3 */
-		f = 0
-	};
-	wake_producer()
+#ifdef OLD_EVICT
+	assert(false)	/* -EBADMSG "group claim word ... outside the ring" */
+#else
+	atomic { assert(slot_state[0] == EVICTED); gone = GEVICT }	/* E1 */
+#endif
 }
 
 /*
  * The payload copy of the record at cl (d: its header copy) and the C4
  * clear of the claim in slot S, one step (as for R1 above). FLAGGED:
- * delivered with SHMQ_MSG_REDELIVERED.
+ * delivered with SHMQ_MSG_REDELIVERED. With eviction the copy is followed
+ * by the E1 check (shmq_recv): folded into the same step, the copy is
+ * read at the later instant, which catches any overwrite the earlier
+ * read would have, and an evicted member delivers nothing.
  */
 inline deliver_release(flagged, S)
 {
 	atomic {
+#ifdef EVICT
+		if
+		:: slot_state[0] == EVICTED -> gone = GEVICT
+		:: else ->
+#endif
 		assert(d != BUSY && ring[cl % C] != BUSY);	/* committed */
 		assert(d == cl && ring[cl % C] == cl);		/* not overwritten */
 		assert(cl < write_pos);
 		assert(flagged || delivered[cl] == 0);	/* no unflagged duplicate */
 		delivered[cl]++;
+		nprog++;
 		d = 0;
 		mclaim[S] = NONE			/* C4 */
+#ifdef EVICT
+		fi
+#endif
 	}
 }
 
 proctype member(byte me)
 {
 	byte cl, d, gone, f, i, k, a;
-	bool stale, ok;
+	bool stale, ok, freed;
 
 	{
 		do
-		:: /* member_next: shmqi_member_claim */
-		   do
+		:: /* member_next */
+#ifdef EVICT
+		   if	/* next_record: E1 before each read */
+		   :: atomic { slot_state[0] == EVICTED -> gone = GEVICT }; break
+		   :: else -> skip
+		   fi;
+#endif
+		   /* shmqi_member_claim */
+claim:		   do
 		   :: atomic { cl = gclaim };
 		      if
-		      :: cl == write_pos ->			/* A1 */
-#ifndef OLD_CLAIM
+		      :: write_pos - cl > C ->			/* A1: outside the ring */
+			if
+			:: atomic { gclaim != cl -> cl = 0 }	/* the others moved on */
+			:: else -> claim_failed(); break
+			fi
+		      :: cl == write_pos ->			/* A1: nothing to claim */
+#if defined(OLD_CLAIM)
+			skip;
+#elif defined(OLD_ADVANCE)
 			if
 			:: stale || mclaim[me] != NONE ->
 				mclaim[me] = NONE;	/* fenced */
 				group_advance()
 			:: else -> skip
 			fi;
+#else
+			if
+			:: stale || mclaim[me] != NONE ->
+				mclaim[me] = NONE	/* fenced */
+			:: else -> skip
+			fi;
+			/* D1: the frontier lags the claim word: advance it */
+			if
+			:: slot_pos[0] < cl -> group_advance()
+			:: else -> skip
+			fi;
 #endif
 			atomic { ok = false; stale = false; break }
 		      :: else ->
 			atomic { d = ring[cl % C] };	/* shmqi_rec_view */
+			/*
+			 * Not the record cl (torn, or from a later lap): the
+			 * header may not parse, or (another lap's) may.
+			 */
+			if
+			:: d != cl ->
+				if
+				:: atomic { gclaim != cl -> d = 0 }; goto claim
+				:: else -> claim_failed(); break
+				fi
+			:: true -> skip
+			fi;
 			mclaim[me] = cl;		/* C1: the claim, then the CAS */
 			atomic {
 				ok = (gclaim == cl);
@@ -515,14 +671,20 @@ proctype member(byte me)
 		      fi
 		   od;
 		   if
+		   :: gone == GEVICT -> break
 		   :: ok ->
 			/* shmq_recv of the claimed record, then the release */
 			atomic { deliver_release(false, me); cl = 0; ok = false };
-			group_advance()
+			if
+			:: gone == GEVICT -> break
+			:: else -> group_advance()
+			fi
 		   :: else ->
 			/*
 			 * shmqi_member_rescue: one step, all under the attach
 			 * lock, and a dead member's claim no longer moves.
+			 * (The lock is never seen held here: waiting for it at
+			 * the end of the stream, D5, is the C tests' business.)
 			 */
 			atomic {
 				a = NONE;
@@ -536,7 +698,10 @@ proctype member(byte me)
 							:: mclaim[k] != NONE ->
 								a = k; mlock[k] = PID_C(me);
 								cl = mclaim[k]
-							:: else -> mstate[k] = FREE
+							:: else ->
+								mstate[k] = FREE;
+								freed = true;
+								nprog++
 							fi
 						:: else -> skip
 						fi
@@ -545,16 +710,30 @@ proctype member(byte me)
 				:: else -> skip		/* the lock try failed */
 				fi
 			};
+#ifndef OLD_ADVANCE
+			/* D1: a freed member may have died before its advance */
+			if
+			:: freed -> freed = false; group_advance()
+			:: else -> skip
+			fi;
+#else
+			freed = false;
+#endif
 			if
 			:: a != NONE ->
 #ifndef OLD_ADOPT
 				/*
 				 * shmqi_member_take_adopted (group.c): a claim the
 				 * claim word never passed was never won: drop it, a
-				 * CAS will hand the record out once.
+				 * CAS will hand the record out once. One the
+				 * frontier passed was won by someone else (a won
+				 * claim holds the frontier): drop it too.
 				 */
 				if
-				:: atomic { gclaim == cl -> d = 0 }
+				:: gclaim == cl -> skip
+				:: else ->
+				if
+				:: slot_pos[0] > cl -> skip
 				:: else ->
 #endif
 				/* shmqi_member_take_adopted: rec_view, copy */
@@ -580,11 +759,13 @@ proctype member(byte me)
 #endif
 				fi;
 #ifndef OLD_ADOPT
+				fi
 				fi;
 #endif
 				mclaim[a] = NONE;		/* C4 (again if delivered) */
 				/* free the dead slot under the attach lock */
-				atomic { attach_lock == 0 -> mstate[a] = FREE; mlock[a] = 0 };
+				atomic { attach_lock == 0 ->
+					mstate[a] = FREE; mlock[a] = 0; nprog++ };
 				atomic { a = NONE; cl = 0 };
 				group_advance()
 			:: else ->
@@ -599,6 +780,13 @@ proctype member(byte me)
 					:: else -> skip
 					fi
 				}
+#ifdef EVICT
+				;
+				if	/* member_next: E1 after each wait */
+				:: atomic { slot_state[0] == EVICTED -> gone = GEVICT }; break
+				:: else -> skip
+				fi
+#endif
 			fi
 		   fi
 		od;
@@ -619,6 +807,30 @@ active proctype killer()
 	od
 }
 
+/*
+ * The 100 ms slices. Allowed once a process crashed (or the group was
+ * evicted): without that, a stuck system is an invalid end state (a lost
+ * wake-up). A slice wakes every sleeper; three slices running with no
+ * PROGRESS mean every process looked again and none could move: the
+ * group is stuck for good (issue 11, defect 1).
+ */
+active proctype ticker()
+{
+	byte i;
+
+	do
+	:: atomic { timeout && SLICE_OK && ndone < NPROC ->
+		if
+		:: PROGRESS == last_prog -> stuck++
+		:: else -> stuck = 0; last_prog = PROGRESS
+		fi;
+		assert(stuck < 3);	/* stuck for good */
+		bump_data();
+		space_moved = true }
+	:: ndone == NPROC -> break
+	od
+}
+
 init {
 	byte j;
 
@@ -629,6 +841,7 @@ init {
 		run member(0);
 		run member(1)
 	};
+#ifndef EVICT
 	/*
 	 * No loss: once everyone is done, every message committed before a
 	 * member stopped was delivered, or is still claimed by a dead member
@@ -642,5 +855,111 @@ init {
 			       (mstate[1] == ACTIVE && mclaim[1] == j))
 		}
 	}
+#endif
+}
+#endif
+
+#else /* OBSERVER */
+
+/*
+ * An observer attaching to an overwrite-policy queue while the producer
+ * laps it. The producer never waits: before it overwrites anything it
+ * moves tail_pos past it (W2, fenced). The observer holds nothing: it
+ * starts at the tail, learns the sequence there (learn_seq, with L1 since
+ * issue 11) and reads with L1 after each copy (stream_next). Records are
+ * units whose sequence is their position, so the truth is at hand: the
+ * sequence learnt must be its start position's, and each message must
+ * carry exactly the number lost since the previous one (or the start).
+ */
+byte ring[C];
+byte write_pos, tail_pos;
+byte prod_state = OPEN;
+
+active proctype producer()
+{
+	byte pos;
+
+	do
+	:: pos == N -> break
+	:: pos < N ->
+		/* refresh_limit, nobody holding: the tail first (W2) */
+		if
+		:: pos + 1 - tail_pos > C -> tail_pos = pos + 1 - C
+		:: else -> skip
+		fi;
+		ring[pos % C] = BUSY;		/* the payload ... */
+		atomic {
+			ring[pos % C] = pos;	/* ... seal() ... */
+			pos++;
+			write_pos = pos		/* ... W1 */
+		}
+	od;
+	prod_state = CLOSED			/* S1 */
+}
+
+active proctype observer()
+{
+	byte pos, seq, d, w, lost, expect;
+	bool known, resynced;
+
+	/* attach_locked: the oldest intact record */
+	atomic { pos = tail_pos };
+	/* observer_start: learn_seq, or the header when nothing is there */
+	do
+	:: known -> break
+	:: else ->
+		atomic { w = write_pos };		/* A1 */
+		if
+		:: pos == w ->
+			/*
+			 * observer_seq: write_pos, pub_seq, next_seq,
+			 * write_pos agree only while nothing is written at pos.
+			 */
+			atomic {
+				if :: write_pos == pos -> seq = pos; known = true
+				   :: else -> skip fi
+			}
+		:: else ->
+			atomic { d = ring[pos % C] };	/* the header copy */
+#ifndef OLD_LEARN
+			/* L1: fence_acquire, then tail_pos */
+			if
+			:: atomic { tail_pos > pos -> pos = tail_pos }	/* lapped */
+			:: else -> assert(d == pos); seq = d; known = true
+			fi
+#else
+			if
+			:: d != BUSY -> seq = d; known = true
+			:: else -> break	/* rec_view failed: unknown */
+			fi
+#endif
+		fi
+	od;
+	/* What it learnt is the sequence at its start. */
+	assert(!known || seq == pos);
+	expect = pos;
+	do
+	:: pos < write_pos ->				/* A1 */
+		atomic { d = ring[pos % C] };		/* the copy */
+		if
+		:: atomic { tail_pos > pos -> pos = tail_pos; resynced = true }	/* L1 */
+		:: else ->
+			assert(d == pos);		/* not overwritten */
+			lost = 0;
+			if
+			:: known && d != seq ->
+				/* else -EBADMSG "sequence S, expected E" */
+				assert(resynced && d > seq);
+				lost = d - seq
+			:: else -> skip
+			fi;
+			assert(d == expect + lost);	/* the loss is exact */
+			atomic {
+				expect = d + 1; seq = d + 1; known = true;
+				resynced = false; pos++; lost = 0; d = 0
+			}
+		fi
+	:: atomic { pos == write_pos && prod_state == CLOSED -> break }	/* EOF */
+	od
 }
 #endif
