@@ -54,7 +54,7 @@ expect "batch " shmq put q --sync b
 expect "--wait --when-full " shmq put q --w
 expect "--prometheus " shmq stat q --pr
 expect "--progress " shmq get q --pr
-expect "--follow --from " shmq get q --f
+expect "--fd --follow --from " shmq get q --f
 expect "oldest " shmq get q --from o
 expect "--version " shmq-producer --v
 expect "--group " shmq-consumer q --g
