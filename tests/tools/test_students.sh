@@ -51,7 +51,10 @@ wait_consumers s4 1
 $BOUNDED "$PRODUCER" s4 --interval 50 &
 p4=$!
 track $p4
-sleep 0.5
+# Signal it once it is open: its open syncs the ring, which a loaded disk
+# can stretch past timeout(1)'s 5 s grace after the TERM.
+wait_producer s4
+sleep 0.3
 kill -TERM $p4
 wait $p4
 expect_status 0 $? "shmq-producer after SIGTERM"
