@@ -564,6 +564,7 @@ enum shmq_producer_state {
 	SHMQ_PRODUCER_OPEN = 1,		/* attached and alive */
 	SHMQ_PRODUCER_CLOSED = 2,	/* closed the stream */
 	SHMQ_PRODUCER_DIED = 3,		/* died without closing */
+	SHMQ_PRODUCER_ABORTED = 4,	/* shmq_producer_abort() */
 };
 
 struct shmq_consumer_stat {

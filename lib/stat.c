@@ -121,7 +121,9 @@ int shmq_stat_get(struct shmq *q, struct shmq_stat **out)
 	st->created_ns = load_relaxed(&h->created_ns);
 	st->file_size = q->g.file_size;
 	st->producer_state = load_acquire(&h->prod_state);
-	if (st->producer_state > SHMQ_PSTATE_CLOSED)
+	if (st->producer_state == SHMQ_PSTATE_ABORTED)
+		st->producer_state = SHMQ_PRODUCER_ABORTED;
+	else if (st->producer_state > SHMQ_PSTATE_CLOSED)
 		st->producer_state = SHMQ_PRODUCER_NONE;
 	st->producer_pid = load_relaxed(&h->prod_pid);
 	if (st->producer_state == SHMQ_PSTATE_OPEN &&

@@ -74,9 +74,10 @@ static int is_ready_queue(int dfd, const char *name)
 
 static const char *producer_state_name(uint32_t s)
 {
-	static const char *const names[] = { "none", "open", "closed", "died" };
+	static const char *const names[] = { "none", "open", "closed", "died",
+					     "aborted" };
 
-	return s < 4 ? names[s] : "unknown";
+	return s < 5 ? names[s] : "unknown";
 }
 
 static void print_row(const char *name, const struct shmq_stat *st)

@@ -58,9 +58,10 @@ static const char stat_usage[] =
 
 static const char *producer_state_name(uint32_t s)
 {
-	static const char *const names[] = { "none", "open", "closed", "died" };
+	static const char *const names[] = { "none", "open", "closed", "died",
+					     "aborted" };
 
-	return s < 4 ? names[s] : "unknown";
+	return s < 5 ? names[s] : "unknown";
 }
 
 static const char *kind_name(uint32_t k)
@@ -454,8 +455,8 @@ static void print_prometheus(const struct view *v)
 	prom_u64(v, "shmq_durability_failed", "gauge",
 		 "1 once an msync of the queue failed.", v->sync_error != 0);
 	prom_family("shmq_producer_state", "gauge",
-		    "1 for the producer's state (none, open, closed, died).");
-	for (uint32_t i = 0; i < 4; i++) {
+		    "1 for the producer's state (none, open, closed, died, aborted).");
+	for (uint32_t i = 0; i < 5; i++) {
 		printf("shmq_producer_state{queue=\"");
 		prom_label_value(v->path);
 		printf("\",state=\"%s\"} %d\n", producer_state_name(i),
