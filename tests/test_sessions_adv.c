@@ -1,0 +1,444 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Adversarial tests of producer sessions (issue 10 item 1; the rules in
+ * docs/decisions.md, "Sessions: ends, reruns, late readers"): each
+ * consumer gets each session's end exactly once, in order, and only for
+ * sessions it saw.
+ *
+ * The producers here run one after another in this process or in fork()ed
+ * children (the producer role is an OFD lock: a child's exit frees it as
+ * a death would). Every wait is bounded (a recv timeout, or the child's
+ * alarm()), so a defect fails the test instead of hanging it.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shmq.h"
+#include "harness.h"
+
+#define WAIT_NS		(500 * 1000000LL)	/* a recv that must not block */
+
+static char qpath[4096];
+
+static void setup(void)
+{
+	h_setup();
+	snprintf(qpath, sizeof(qpath), "%s", h_path("q"));
+}
+
+TestSuite(sessions_adv, .init = setup, .fini = h_teardown, .timeout = 60);
+
+/*
+ * Created in a child: shmq_create() passes a kill point, and a kill point
+ * passed in this process would disarm the SHMQ_KILL_AT of its children.
+ */
+static void mkq(uint64_t cap, uint32_t max)
+{
+	struct shmq_config cfg = { .capacity = cap, .max_message = max };
+	pid_t pid;
+	int st;
+
+	fflush(NULL);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		_exit(shmq_create(qpath, &cfg) == 0 ? 0 : 1);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "create failed");
+}
+
+static struct shmq *openq(void)
+{
+	struct shmq *q;
+	int err = shmq_open(qpath, 0, NULL, &q);
+
+	cr_assert_eq(err, 0, "open: %s (%s)", shmq_strerror(err),
+		     shmq_errdetail());
+	return q;
+}
+
+static struct shmq_producer *prod(struct shmq *q)
+{
+	struct shmq_producer *p;
+	int err = shmq_producer_open(q, NULL, &p);
+
+	cr_assert_eq(err, 0, "producer open: %s (%s)", shmq_strerror(err),
+		     shmq_errdetail());
+	return p;
+}
+
+static struct shmq_consumer *named(struct shmq *q, const char *name)
+{
+	struct shmq_consumer_opts o = { .name = name };
+	struct shmq_consumer *c;
+	int err = shmq_consumer_open(q, &o, &c);
+
+	cr_assert_eq(err, 0, "consumer open: %s (%s)", shmq_strerror(err),
+		     shmq_errdetail());
+	return c;
+}
+
+/*
+ * Fill the ring to the last byte: messages of LEN bytes while they fit,
+ * then smaller ones down to 0 bytes, so that not even an END record fits.
+ * Returns the number of messages sent.
+ */
+static int fill(struct shmq_producer *p, size_t len)
+{
+	char buf[4096] = { 0 };
+	int n = 0;
+
+	for (;;) {
+		int err = shmq_send(p, buf, len, SHMQ_NOWAIT);
+
+		if (err == 0) {
+			n++;
+			continue;
+		}
+		cr_assert_eq(err, -EAGAIN, "send: %s", shmq_strerror(err));
+		if (len == 0)
+			return n;
+		len = len > 8 ? len - 8 : 0;
+	}
+}
+
+/*
+ * DEFECT: a session's end is lost when its close found the ring full and
+ * the next producer opened before the reader made room.
+ *
+ * write_end() never waits; the close that found no room leaves the END to
+ * the next producer's open (end_previous), which does not wait either: on
+ * a ring that is still full its END(1) is dropped for good (end_inc stays
+ * behind, and the producer after it only writes END(2)). A reader that is
+ * behind then reads session 1's data and, with no END record and the
+ * header now describing session 2, never gets session 1's end: it waits
+ * (here: times out), or, once session 2 sends, reads session 2's data as
+ * if it were session 1's. `get` concatenates two runs; a named consumer
+ * that was away does not "read each session and each end in order".
+ *
+ * Happens in the rerun loop of issue 10 with a reader slower than put:
+ * put 1 ends on a full ring, put 2 starts at once.
+ *
+ * Suggested fix: the new producer keeps the debt (in the header, e.g.
+ * "END of prev_inc owed", with its kind) and writes that END record
+ * before its own first record, waiting for room as a send does; or a
+ * reader that meets a data record of a newer incarnation than the
+ * session it was reading, with no END in between, reports that session's
+ * end first (kind from a header field the next open records).
+ */
+Test(sessions_adv, end_lost_when_next_producer_opens_on_full_ring)
+{
+	struct shmq_consumer *c;
+	struct shmq_producer *p;
+	struct shmq *q;
+	char buf[4096];
+	struct shmq_msg m;
+	ssize_t r;
+	int n, got = 0;
+
+	mkq(4096, 256);
+	q = openq();
+	c = named(q, "slow");	/* holds position 0 while away */
+	shmq_consumer_close(c);
+
+	p = prod(q);		/* session 1: fills the ring, no room for END */
+	n = fill(p, 100);
+	cr_assert_eq(shmq_producer_close(p), 0);
+	p = prod(q);		/* session 2: opens on the full ring */
+
+	c = named(q, "slow");
+	for (;;) {
+		r = shmq_recv(c, buf, sizeof(buf), &m, WAIT_NS);
+		if (r < 0)
+			break;
+		got++;
+	}
+	cr_expect_eq(got, n, "read %d of session 1's %d messages", got, n);
+	cr_expect_eq(r, SHMQ_EOF,
+		     "after session 1's data: %zd (%s), expected SHMQ_EOF "
+		     "(session 1's end was lost)", r, shmq_strerror((int)r));
+
+	/* Session 2 sends: its data must not run into session 1's. */
+	cr_assert_eq(shmq_send(p, "s2", 2, WAIT_NS), 0);
+	r = shmq_recv(c, buf, sizeof(buf), &m, WAIT_NS);
+	cr_expect_eq(r, 2, "then session 2's message: %zd (%s)", r,
+		     shmq_strerror((int)r));
+	cr_assert_eq(shmq_producer_close(p), 0);
+	r = shmq_recv(c, buf, sizeof(buf), &m, WAIT_NS);
+	cr_expect_eq(r, SHMQ_EOF, "then session 2's end: %zd", r);
+	shmq_consumer_close(c);
+	shmq_close(q);
+}
+
+/*
+ * DEFECT: a group member misses a session's end when the next session
+ * opened before the member looked at the producer's state.
+ *
+ * Members never read END records (the group shares one claim word;
+ * docs/decisions.md: "a session's end reaches each member from the
+ * producer's state"). The state says only how the *current* session
+ * ended: once the next producer has opened, the end of the session
+ * before is gone, although its END record is in the ring. A member that
+ * is busy (or simply slower than the rerun) claims session 2's records
+ * right after session 1's: `get --group g` (without --follow), which
+ * stops at the first end, prints both runs; a `--follow` member never
+ * reports session 1's end.
+ *
+ * Suggested fix: the claim path sees END records (it has to step over
+ * them anyway): record in the group slot the last END the claim word
+ * passed (incarnation and kind, or a small per-group end counter) and
+ * have each member report every end it has not reported, before it
+ * returns a record past it; or a member that claims a record of a newer
+ * incarnation than its seen_inc reports that session's end first.
+ */
+Test(sessions_adv, member_misses_end_of_session_followed_by_another)
+{
+	struct shmq_consumer_opts o = { .kind = SHMQ_CONSUMER_GROUP, .name = "g" };
+	struct shmq_consumer *c;
+	struct shmq_producer *p;
+	struct shmq *q;
+	char buf[64];
+	ssize_t r[6];
+
+	mkq(65536, 256);
+	q = openq();
+	cr_assert_eq(shmq_consumer_open(q, &o, &c), 0);
+	for (int s = 1; s <= 2; s++) {
+		p = prod(q);
+		cr_assert_eq(shmq_send(p, "a", 1, WAIT_NS), 0);
+		cr_assert_eq(shmq_send(p, "b", 1, WAIT_NS), 0);
+		cr_assert_eq(shmq_producer_close(p), 0);
+	}
+	for (int i = 0; i < 6; i++)
+		r[i] = shmq_recv(c, buf, sizeof(buf), NULL, WAIT_NS);
+	cr_expect(r[0] == 1 && r[1] == 1 && r[2] == SHMQ_EOF &&
+		  r[3] == 1 && r[4] == 1 && r[5] == SHMQ_EOF,
+		  "member got %zd %zd %zd %zd %zd %zd; expected 1 1 EOF(%d) 1 1 EOF",
+		  r[0], r[1], r[2], r[3], r[4], r[5], SHMQ_EOF);
+	shmq_consumer_close(c);
+	shmq_close(q);
+}
+
+/*
+ * The same with a broadcast consumer (reads END records): holds.
+ */
+Test(sessions_adv, broadcast_gets_both_ends_of_back_to_back_sessions)
+{
+	struct shmq_consumer *c;
+	struct shmq_producer *p;
+	struct shmq *q;
+	char buf[64];
+	ssize_t r[6];
+
+	mkq(65536, 256);
+	q = openq();
+	cr_assert_eq(shmq_consumer_open(q, NULL, &c), 0);
+	for (int s = 1; s <= 2; s++) {
+		p = prod(q);
+		cr_assert_eq(shmq_send(p, "a", 1, WAIT_NS), 0);
+		cr_assert_eq(shmq_send(p, "b", 1, WAIT_NS), 0);
+		cr_assert_eq(shmq_producer_close(p), 0);
+	}
+	for (int i = 0; i < 6; i++)
+		r[i] = shmq_recv(c, buf, sizeof(buf), NULL, WAIT_NS);
+	cr_expect(r[0] == 1 && r[1] == 1 && r[2] == SHMQ_EOF &&
+		  r[3] == 1 && r[4] == 1 && r[5] == SHMQ_EOF,
+		  "consumer got %zd %zd %zd %zd %zd %zd", r[0], r[1], r[2],
+		  r[3], r[4], r[5]);
+	shmq_consumer_close(c);
+	shmq_close(q);
+}
+
+/* ---- producers SIGKILLed at kill points (the kill-point library copy) -- */
+
+/*
+ * A child producer: SHMQ_KILL_AT=POINT (NULL: none), open, send N
+ * one-byte messages, then close (how 0) or abort (how 1). Exit 0 when it
+ * finished, else 128 + signal. The parent never opens a producer in these
+ * tests: a kill point passed in the parent would disarm its children's.
+ */
+static int run_producer(const char *point, int n, int how)
+{
+	pid_t parent = getpid(), pid;
+	int st;
+
+	fflush(NULL);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct shmq_producer *p;
+		struct shmq *q;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		alarm(20);
+		if (point)
+			setenv("SHMQ_KILL_AT", point, 1);
+		else
+			unsetenv("SHMQ_KILL_AT");
+		if (shmq_open(qpath, 0, NULL, &q) < 0 ||
+		    shmq_producer_open(q, NULL, &p) < 0)
+			_exit(10);
+		for (int i = 0; i < n; i++)
+			if (shmq_send(p, "m", 1, 2000000000LL) < 0)
+				_exit(11);
+		if ((how ? shmq_producer_abort(p) : shmq_producer_close(p)) < 0)
+			_exit(12);
+		shmq_close(q);
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static bool is_end(ssize_t r)
+{
+	return r == SHMQ_EOF || r == SHMQ_EDIED || r == SHMQ_EABORTED;
+}
+
+/*
+ * What C reads until it has seen NENDS ends (or a timeout/error): data as
+ * 'd', an end as 'E', anything else as '?'. Written to OUT.
+ */
+static void read_ends(struct shmq_consumer *c, int nends, char *out, size_t cap)
+{
+	char buf[64];
+	size_t k = 0;
+
+	while (nends > 0 && k + 1 < cap) {
+		ssize_t r = shmq_recv(c, buf, sizeof(buf), NULL, 2000000000LL);
+
+		if (r >= 0) {
+			out[k++] = 'd';
+		} else if (is_end(r)) {
+			out[k++] = 'E';
+			nends--;
+		} else {
+			out[k++] = '?';
+			break;
+		}
+	}
+	out[k] = '\0';
+}
+
+/* "ddd" when N is 3. */
+static const char *ds(int n)
+{
+	static char b[4][64];
+	static int i;
+	char *s = b[i++ & 3];
+
+	memset(s, 'd', (size_t)n);
+	s[n] = '\0';
+	return s;
+}
+
+/*
+ * DEFECT (same family as end_lost_when_next_producer_opens_on_full_ring):
+ * a producer that dies in its open after it stored its new incarnation
+ * and before it published the END record of the session before ours
+ * (end_previous) drops that END for good: the next producer only writes
+ * the END of the session that died in its open. A named consumer that
+ * was away then reads session 1's data and no end of session 1.
+ *
+ * Session 1 sends 3 messages and dies (killed at its 4th publish, the
+ * close's END); session 2 is killed at its first publish (its END(1),
+ * published from its open); session 3 sends one message and closes.
+ * The away reader must read: ddd E (1 died) E (2 died) d E (3 closed).
+ *
+ * Suggested fix: as for the full ring, keep "END of inc N owed" in the
+ * header until an END record for N is published; the next open writes
+ * every END still owed, not only its predecessor's.
+ */
+Test(sessions_adv, end_lost_when_next_producer_dies_in_open)
+{
+	struct shmq_consumer *c;
+	struct shmq *q;
+	char got[64];
+	int st;
+
+	mkq(65536, 256);
+	q = openq();
+	c = named(q, "away");
+	shmq_consumer_close(c);
+	st = run_producer("publish:before:4", 3, 0);
+	cr_assert_eq(st, 128 + SIGKILL, "session 1: status %d", st);
+	st = run_producer("publish:before:1", 0, 0);
+	cr_assert_eq(st, 128 + SIGKILL, "session 2: status %d", st);
+	cr_assert_eq(run_producer(NULL, 1, 0), 0);
+	c = named(q, "away");
+	read_ends(c, 3, got, sizeof(got));
+	cr_expect_str_eq(got, "dddEEdE", "the away reader read %s", got);
+	shmq_consumer_close(c);
+	shmq_close(q);
+}
+
+/*
+ * Every kill point of session 1 (3 sends, then close or abort), then a
+ * clean session 2 (one message): a broadcast reader attached all along
+ * reads what session 1 published, its end once, session 2's message and
+ * its end; a named reader that was away reads the same; a reader that
+ * attached (at the latest position) after session 1 ended gets nothing
+ * of session 1 (not the died END the next open writes for it).
+ */
+Test(sessions_adv, kill_points_of_a_session_then_the_next)
+{
+	static const char *const pts[] = { "publish:before", "publish:after",
+					   "commit:before-seal",
+					   "send:after-payload" };
+	const struct shmq_consumer_opts latest = { .start = SHMQ_START_LATEST };
+	char pt[64], got[64], want[64];
+	int kills = 0;
+
+	for (unsigned i = 0; i < sizeof(pts) / sizeof(pts[0]); i++) {
+		for (int nth = 1; nth <= 5; nth++) {
+			for (int how = 0; how < 2; how++) {
+				struct shmq_consumer *live, *late, *away;
+				struct shmq *q;
+				int st, sent;
+
+				unlink(qpath);
+				mkq(65536, 256);
+				q = openq();
+				away = named(q, "away");
+				shmq_consumer_close(away);
+				cr_assert_eq(shmq_consumer_open(q, NULL, &live), 0);
+				snprintf(pt, sizeof(pt), "%s:%d", pts[i], nth);
+				st = run_producer(pt, 3, how);
+				cr_assert(st == 0 || st == 128 + SIGKILL);
+				kills += st != 0;
+				read_ends(live, 1, got, sizeof(got));
+				sent = (int)strlen(got) - 1;
+				cr_expect(sent >= 0 && sent <= 3 && got[sent] == 'E',
+					  "%s %s: live read %s", pt,
+					  how ? "abort" : "close", got);
+				/* LATEST: "away" holds session 1 for OLDEST. */
+				cr_assert_eq(shmq_consumer_open(q, &latest, &late), 0);
+				cr_assert_eq(run_producer(NULL, 1, 0), 0);
+				read_ends(live, 1, got, sizeof(got));
+				cr_expect_str_eq(got, "dE", "%s %s: live, session 2: %s",
+						 pt, how ? "abort" : "close", got);
+				read_ends(late, 1, got, sizeof(got));
+				cr_expect_str_eq(got, "dE", "%s %s: late reader: %s",
+						 pt, how ? "abort" : "close", got);
+				away = named(q, "away");
+				read_ends(away, 2, got, sizeof(got));
+				snprintf(want, sizeof(want), "%sEdE", ds(sent));
+				cr_expect_str_eq(got, want, "%s %s: away reader: %s",
+						 pt, how ? "abort" : "close", got);
+				shmq_consumer_close(away);
+				shmq_consumer_close(late);
+				shmq_consumer_close(live);
+				shmq_close(q);
+			}
+		}
+	}
+	cr_expect_gt(kills, 20, "only %d producers were killed", kills);
+}
