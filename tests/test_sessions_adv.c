@@ -442,3 +442,136 @@ Test(sessions_adv, kill_points_of_a_session_then_the_next)
 	}
 	cr_expect_gt(kills, 20, "only %d producers were killed", kills);
 }
+
+/* A child producer that sends 60 messages of 60000 bytes and dies. */
+static int run_producer_big(void)
+{
+	pid_t pid;
+	int st;
+
+	fflush(NULL);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		static char big[60000];
+		struct shmq_producer *p;
+		struct shmq *q;
+
+		alarm(20);
+		unsetenv("SHMQ_KILL_AT");
+		if (shmq_open(qpath, 0, NULL, &q) < 0 ||
+		    shmq_producer_open(q, NULL, &p) < 0)
+			_exit(10);
+		for (int i = 0; i < 60; i++)
+			if (shmq_send(p, big, sizeof(big), SHMQ_NOWAIT) < 0)
+				_exit(11);
+		_exit(0);	/* no close: the session dies */
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int reap_child(pid_t pid)
+{
+	int st;
+
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* ---- a reader attaching while the next producer opens ------------------ */
+
+static void spin_ns(uint64_t ns)
+{
+	uint64_t t = h_now_ns() + ns;
+
+	while (h_now_ns() < t)
+		;
+}
+
+/*
+ * DEFECT: a reader that attaches after a producer died, while the next
+ * producer is inside shmq_producer_open(), gets SHMQ_EDIED for the dead
+ * session, which ended before it came (docs/decisions.md: "the END record
+ * a new producer writes for a session that died before the consumer came
+ * is skipped"). `get` then exits 3 with no output, the FIFO rerun's
+ * failure again, for a reader that starts as a killed run is replaced.
+ *
+ * Why: the new producer holds the producer lock from the start of its
+ * open, through recovery and the open's msync of the whole ring (ms on a
+ * disk file), while prod_state still says OPEN for the dead session (it
+ * stores NONE only after the sync). The attaching reader's
+ * producer_gone() sees OPEN with the lock held, takes the dead session
+ * for a live one (seen_inc = its incarnation), and so takes the END(died)
+ * record the open then writes as its own. A second, narrower window:
+ * attach_w is read after the start position, so an END published in
+ * between counts as "already in the ring when the consumer attached".
+ *
+ * Suggested fix: the new producer stores a state that is not OPEN (NONE,
+ * or a new "opening") as soon as it holds the lock, before recovery and
+ * sync; a reader that sees OPEN with the lock held credits the session as
+ * seen only if the incarnation and state are unchanged when it looks
+ * again after the lock probe (or only once it reads one of its records);
+ * and read attach_inc/attach_w before the start position is computed.
+ *
+ * The dead producer leaves 3.5 MiB of dirty pages so that the next open's
+ * msync is long on a disk file; on tmpfs the window is narrower and the
+ * loop runs longer (bounded by LOOP_NS).
+ */
+#define LOOP_NS	(15ull * 1000000000u)
+Test(sessions_adv, reader_attaching_during_next_open_gets_dead_sessions_end,
+     .timeout = 90)
+{
+	const struct shmq_consumer_opts latest = { .start = SHMQ_START_LATEST };
+	uint64_t t0 = h_now_ns();
+	struct shmq *q;
+	char buf[64];
+	int bad = 0, it;
+
+	mkq(4u << 20, 65536);
+	q = openq();
+	for (it = 0; bad == 0 && h_now_ns() - t0 < LOOP_NS && it < 3000; it++) {
+		uint64_t delay = (uint64_t)(rand() % 3000) * 1000u;
+		struct shmq_consumer *c;
+		pid_t next;
+		int fd[2];
+		ssize_t r;
+
+		/* A producer that dies with dirty pages and no END. */
+		cr_assert_eq(run_producer_big(), 0);
+		cr_assert_eq(pipe(fd), 0);
+		fflush(NULL);
+		next = fork();
+		cr_assert_geq(next, 0);
+		if (next == 0) {
+			struct shmq_producer *p;
+			struct shmq *q2;
+			char ch;
+
+			alarm(20);
+			if (read(fd[0], &ch, 1) != 1)
+				_exit(9);
+			spin_ns(delay);
+			if (shmq_open(qpath, 0, NULL, &q2) < 0 ||
+			    shmq_producer_open(q2, NULL, &p) < 0 ||
+			    shmq_send(p, "x", 1, SHMQ_FOREVER) < 0 ||
+			    shmq_producer_close(p) < 0)
+				_exit(10);
+			_exit(0);
+		}
+		cr_assert_eq(write(fd[1], "g", 1), 1);
+		spin_ns(1500000);
+		/* Attached after the death: the dead session is not ours. */
+		cr_assert_eq(shmq_consumer_open(q, &latest, &c), 0);
+		r = shmq_recv(c, buf, sizeof(buf), NULL, 200000000LL);
+		if (r == SHMQ_EDIED)
+			bad++;
+		shmq_consumer_close(c);
+		cr_assert_eq(reap_child(next), 0);
+		close(fd[0]);
+		close(fd[1]);
+	}
+	cr_expect_eq(bad, 0, "iteration %d: a reader that attached after the "
+		     "producer died got SHMQ_EDIED for its session", it);
+	shmq_close(q);
+}
