@@ -575,3 +575,143 @@ Test(sessions_adv, reader_attaching_during_next_open_gets_dead_sessions_end,
 		     "producer died got SHMQ_EDIED for its session", it);
 	shmq_close(q);
 }
+
+/* ---- hostile END records ----------------------------------------------- */
+
+#include "internal.h"	/* shmqi_rec_crc, struct shmq_rec, SHMQ_REC_HDR */
+
+/*
+ * Scribble the END record at ring position POS of the file: its kind and
+ * incarnation, and, when FIX_CRC, a checksum recomputed with the file's
+ * salt (a hostile writer that knows the format).
+ */
+static void scribble_end(uint64_t pos, uint32_t kind, uint32_t inc, bool fix_crc)
+{
+	struct shmq_hdr h;
+	struct shmq_rec r;
+	struct shmq_end e = { .kind = kind, .inc = inc };
+	off_t off;
+
+	cr_assert_eq(h_peek_file(qpath, 0, &h, sizeof(h)), 0);
+	off = (off_t)(h.data_off + (pos & (h.capacity - 1)));
+	cr_assert_eq(h_peek_file(qpath, off, &r, sizeof(r)), 0);
+	cr_assert_eq(r.type & SHMQ_REC_TYPE_MASK, SHMQ_REC_END, "no END at %llu",
+		     (unsigned long long)pos);
+	if (fix_crc) {
+		r.crc = 0;
+		r.crc = shmqi_rec_crc(h.salt, &r, &e, sizeof(e));
+	}
+	cr_assert_eq(h_poke(qpath, off, &r, sizeof(r)), 0);
+	cr_assert_eq(h_poke(qpath, off + (off_t)sizeof(r), &e, sizeof(e)), 0);
+}
+
+/*
+ * Held up: an END record with a scribbled kind or incarnation (huge,
+ * half the space ahead, the current one, zero), with or without a
+ * recomputed checksum, gives a clean error (-EBADMSG) or an end, never a
+ * crash, a hang or garbage; the next producer recovers and its session
+ * is read whole, with its end.
+ */
+Test(sessions_adv, scribbled_end_records)
+{
+	static const struct { uint32_t kind, inc; } cases[] = {
+		{ 0, 1 }, { 99, 1 }, { SHMQ_END_CLOSED, 0xffffffffu },
+		{ SHMQ_END_CLOSED, 0x80000001u }, { SHMQ_END_DIED, 2 },
+		{ SHMQ_END_ABORTED, 0 }, { 0xffffffffu, 0x7fffffffu },
+	};
+
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		for (int fix = 0; fix < 2; fix++) {
+			struct shmq_consumer *c;
+			struct shmq *q;
+			char buf[64], seq[64];
+			size_t k = 0;
+			ssize_t r;
+			int st;
+
+			unlink(qpath);
+			mkq(65536, 256);
+			q = openq();
+			c = named(q, "r");
+			shmq_consumer_close(c);
+			cr_assert_eq(run_producer(NULL, 1, 0), 0);
+			/* "m": a 40-byte record at 0, the END at 40. */
+			scribble_end(40, cases[i].kind, cases[i].inc, fix);
+			c = named(q, "r");
+			for (int n = 0; n < 4 && k + 1 < sizeof(seq); n++) {
+				r = shmq_recv(c, buf, sizeof(buf), NULL, 300000000LL);
+				seq[k++] = r >= 0 ? 'd' : is_end(r) ? 'E' :
+					   r == -EBADMSG ? 'B' :
+					   r == -ETIMEDOUT ? 'T' : '?';
+				if (r < 0 && !is_end(r))
+					break;
+			}
+			seq[k] = '\0';
+			cr_expect(seq[0] == 'd' && !strchr(seq, '?'),
+				  "case %u crc %d: read %s", i, fix, seq);
+			shmq_consumer_close(c);
+			/* The next producer recovers; its session is read whole. */
+			st = run_producer(NULL, 1, 0);
+			cr_expect_eq(st, 0, "case %u crc %d: next producer: %d", i, fix, st);
+			c = named(q, "r");
+			k = 0;
+			for (int n = 0; n < 6 && k + 1 < sizeof(seq); n++) {
+				r = shmq_recv(c, buf, sizeof(buf), NULL, 300000000LL);
+				seq[k++] = r >= 0 ? 'd' : is_end(r) ? 'E' :
+					   r == -EBADMSG ? 'B' :
+					   r == -ETIMEDOUT ? 'T' : '?';
+				if (r < 0 && !is_end(r))
+					break;
+			}
+			seq[k] = '\0';
+			cr_expect(strstr(seq, "dE") != NULL && !strchr(seq, '?'),
+				  "case %u crc %d: after the next session: %s",
+				  i, fix, seq);
+			shmq_consumer_close(c);
+			shmq_close(q);
+		}
+	}
+}
+
+/* ---- durable readers across sessions ----------------------------------- */
+
+/*
+ * DEFECT (a regression of the sessions): a durable reader that attaches
+ * after a producer with sync mode "none" (put's default) closed waits for
+ * ever, although docs/tools.md says "a durable reader of a closed queue
+ * syncs the rest itself". `put q; get q --durable` hangs: the issue's
+ * producer-first rerun with --durable; and a named --durable reader away
+ * for sessions never gets the last one.
+ *
+ * Why: wait_data() syncs for a durable reader only on its way to
+ * report an end (check_end), and only when end_owed(): the reader must
+ * have seen the session, i.e. read one of its records, which it cannot
+ * while they are not durable, nor reach its END record, which is not
+ * durable either. Nothing else will ever sync (the producer is gone).
+ *
+ * Suggested fix: the "sync the rest" decision must not depend on whose
+ * end it is: whenever the producer is gone (closed, aborted or died) and
+ * something between the reader's position and write_pos is not durable,
+ * sync once, then look again (the records, or the END record, decide).
+ */
+Test(sessions_adv, durable_reader_after_close_hangs)
+{
+	const struct shmq_consumer_opts dur = { .flags = SHMQ_CONSUMER_DURABLE };
+	struct shmq_consumer *c;
+	struct shmq *q;
+	char buf[64];
+	ssize_t r1, r2;
+
+	mkq(65536, 256);
+	q = openq();
+	cr_assert_eq(run_producer(NULL, 1, 0), 0);	/* sync mode none */
+	cr_assert_eq(shmq_consumer_open(q, &dur, &c), 0);
+	r1 = shmq_recv(c, buf, sizeof(buf), NULL, 1000000000LL);
+	r2 = shmq_recv(c, buf, sizeof(buf), NULL, 1000000000LL);
+	cr_expect(r1 == 1 && r2 == SHMQ_EOF,
+		  "durable reader after the close: %zd (%s), then %zd; "
+		  "expected the message, then SHMQ_EOF", r1,
+		  shmq_strerror((int)r1), r2);
+	shmq_consumer_close(c);
+	shmq_close(q);
+}
