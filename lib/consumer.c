@@ -44,6 +44,7 @@ static int resume_named(struct shmq_consumer *c, int idx, const char *name)
 		ret = shmqi_check_resume(q, c->pos = load_acquire(&c->slot->position));
 	if (ret < 0)
 		shmqi_unlock(c->lock_fd, SHMQ_LOCK_SLOT0 + c->idx);
+	c->resumed = ret == 0;	/* it was away: every end ahead is its own */
 	return ret;
 }
 
@@ -286,8 +287,16 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 	c->wpos_cache = c->pos;
 	c->bytes = load_relaxed(&c->slot->bytes);
 	/* A live session is ours (seen_inc); see read_end_record(). */
+	/*
+	 * A session live when we attach is ours (seen_inc); later ones are
+	 * ours by attach_inc. Only here: a probe in the wait loop could take
+	 * a new producer, inside its open and holding the role before it
+	 * stores "none" (S2), for the dead session's producer.
+	 */
 	c->attach_inc = load_acquire(&q->hdr->incarnation);
-	(void)producer_gone(c);
+	c->live_inc = 0;
+	if (producer_gone(c) == 0 && c->live_inc == c->attach_inc)
+		c->seen_inc = c->live_inc;
 	c->attach_w = load_acquire(&q->hdr->write_pos);
 	/*
 	 * A member does not read END records (the group shares one claim
@@ -407,9 +416,14 @@ static int producer_gone(struct shmq_consumer *c)
 		return SHMQ_EABORTED;
 	if (st != SHMQ_PSTATE_OPEN)
 		return 0;
-	if (shmqi_lock_held(c->q->fd, SHMQ_LOCK_PRODUCER) == 0)
+	/*
+	 * The session's own lock byte (format.h), not the role's: a new
+	 * producer inside its open holds the role, never the byte of the
+	 * session before it, so a dead session never looks live.
+	 */
+	if (shmqi_lock_held(c->q->fd, SHMQ_LOCK_SESSION0 + (inc & 1)) == 0)
 		return SHMQ_EDIED;
-	c->seen_inc = inc;	/* a live session: its end is ours to report */
+	c->live_inc = inc;
 	return 0;
 }
 
@@ -463,6 +477,45 @@ static uint64_t read_end(struct shmq_consumer *c)
 	if (pos_before(d, c->pos))
 		return c->pos;	/* mode none leaves it behind: nothing yet */
 	return pos_before(w, d) ? w : d;
+}
+
+/*
+ * Nothing left to read, and the session we saw is not the queue's any
+ * more: a new producer opened. Its END record, if not in the ring yet
+ * (the close found no room; the new producer writes it before its first
+ * message, once there is room), is owed all the same: return the end
+ * now, as the new producer recorded it (prev_end_kind; died for a
+ * session further back), and skip the record when it comes. Returns the
+ * status, or 0.
+ */
+static int superseded_end(struct shmq_consumer *c)
+{
+	struct shmq_hdr *h = c->q->hdr;
+	uint32_t cur = load_acquire(&h->incarnation);
+	uint32_t e = c->seen_inc, kind;
+
+	if (!e || cur == e || !inc_before(e, cur) || read_end(c) != c->pos)
+		return 0;
+	kind = cur == e + 1 ? load_relaxed(&h->prev_end_kind) : SHMQ_END_DIED;
+	return session_end(c, e, kind == SHMQ_END_CLOSED ? SHMQ_EOF :
+			   kind == SHMQ_END_ABORTED ? SHMQ_EABORTED : SHMQ_EDIED);
+}
+
+/* See wait_data(): 1 when it synced, 0 when not due, or -errno. */
+static int durable_closed_sync(struct shmq_consumer *c)
+{
+	struct shmq_hdr *h = c->q->hdr;
+	uint32_t st = load_acquire(&h->prod_state);
+	uint64_t w = load_acquire(&h->write_pos);
+	int ret;
+
+	if ((st != SHMQ_PSTATE_CLOSED && st != SHMQ_PSTATE_ABORTED) ||
+	    w == c->closed_sync_w || !pos_before(c->pos, w) ||
+	    !pos_before(load_acquire(&h->durable_pos), w))
+		return 0;
+	c->closed_sync_w = w;
+	ret = shmq_sync(c->q);
+	return ret < 0 ? ret : 1;
 }
 
 /*
@@ -535,6 +588,16 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	 * messages past the watermark syncs them itself (any process may).
 	 */
 	if (c->durable && (ret = durable_batch_due(c, &slice)) != 0)
+		return ret < 0 ? ret : 0;
+	if (unlikely(c->seen_inc != c->ended_inc) &&
+	    (ret = superseded_end(c)) != 0)
+		return ret;
+	/*
+	 * A durable reader of a closed queue syncs the rest itself, once,
+	 * whoever's end it is: nothing else would make it durable (a
+	 * session it never saw, put's default sync mode).
+	 */
+	if (c->durable && (ret = durable_closed_sync(c)) != 0)
 		return ret < 0 ? ret : 0;
 	if (c->kind != SHMQ_KIND_MEMBER &&
 	    load_relaxed(&c->slot->position) != c->pos)
@@ -727,7 +790,7 @@ static int read_end_record(struct shmq_consumer *c)
 	 * next session, as a FIFO reader does.
 	 */
 	if (e.inc == c->ended_inc ||
-	    (!saw(c, e.inc) &&
+	    (!c->resumed && !saw(c, e.inc) &&
 	     (c->view.inc != e.inc || !pos_before(c->view.pos, c->attach_w))))
 		return 1;
 	return session_end(c, e.inc, e.kind == SHMQ_END_CLOSED ? SHMQ_EOF :

@@ -115,6 +115,14 @@ struct shmq_end {
  */
 #define SHMQ_LOCK_ATTACH	0ull	/* slot table mutations, briefly */
 #define SHMQ_LOCK_PRODUCER	1ull	/* the producer role */
+/*
+ * The producer's session: SESSION0 + (incarnation & 1), taken once the
+ * incarnation is stored and before the state says OPEN. A consumer that
+ * finds the state OPEN probes this byte for the incarnation it read: a
+ * new producer inside its open holds the role byte, never the byte of the
+ * session before it, so a dead session is never taken for a live one.
+ */
+#define SHMQ_LOCK_SESSION0	2ull
 #define SHMQ_LOCK_SLOT0		4096ull	/* slot i: SHMQ_LOCK_SLOT0 + i */
 
 struct shmq_hdr {
@@ -180,7 +188,9 @@ struct shmq_hdr {
 	 * sync it themselves, so the bound holds while the producer idles.
 	 */
 	uint32_t batch_ms;	/* 168 */
-	uint8_t pad2[20];	/* 172 */
+	/* prev_end_kind: how the session before this one ended (SHMQ_END_*) */
+	uint32_t prev_end_kind;	/* 172 set at producer open */
+	uint8_t pad2[16];	/* 176 */
 
 	/* Line 3: producer, cold. Written by the producer only. */
 	uint64_t next_seq;	/* 192 sequence of the next record */

@@ -162,8 +162,11 @@ struct shmq_consumer {
 	uint64_t attach_w;	/* write_pos when we attached */
 	uint32_t attach_inc;	/* the incarnation then: later ones are ours */
 	uint32_t gone_inc;	/* the session producer_gone() looked at */
+	uint32_t live_inc;	/* ... when it found it live */
 	int64_t dwait_ns;	/* durable: waiting since, for data past ... */
 	uint64_t dwait_pos;	/* ... the watermark at this position */
+	bool resumed;		/* a named consumer that was away */
+	uint64_t closed_sync_w;	/* durable: write_pos of its closed-queue sync */
 	struct shmqi_rec_view view;
 };
 

@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct kill_spec {
 	const char *env;
@@ -26,6 +27,7 @@ struct kill_spec {
 	unsigned long nth;
 	unsigned long seen;
 	int state;	/* 0 unread, 1 armed, 2 disarmed */
+	pid_t pid;	/* read in this process: a forked child reads again */
 };
 
 /* Test-only; declared here, not in internal.h: only these builds have it. */
@@ -44,6 +46,8 @@ static void kill_init(struct kill_spec *k)
 	size_t n;
 
 	k->state = 2;
+	k->pid = getpid();
+	k->seen = 0;
 	if (!env || !*env)
 		return;
 	/* Names contain colons ("send:after-payload"): NTH follows the last. */
@@ -72,7 +76,7 @@ void shmqi_kill_point(const char *name)
 	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
 		struct kill_spec *k = &specs[i];
 
-		if (k->state == 0)
+		if (k->state == 0 || k->pid != getpid())
 			kill_init(k);
 		if (k->state != 1 || strcmp(name, k->name) != 0)
 			continue;

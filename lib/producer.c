@@ -58,24 +58,26 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	}
 	if (ret < 0)
 		goto fail_close;
+	/*
+	 * S2: no state of the last session survives into ours: "none" at
+	 * once, as soon as we hold the role (a consumer that probed the role
+	 * looks at the state again), before the new incarnation (stored with
+	 * release below), until "open" at the end. Put back if the open
+	 * fails, so that a refused recovery (SHMQ_ELOSS) leaves the file as
+	 * it was.
+	 */
+	prev_state = load_acquire(&h->prod_state);
+	store_release(&h->prod_state, SHMQ_PSTATE_NONE);
 
 	/*
 	 * We hold the role: nobody else writes the producer's fields now.
 	 * Validate what the last producer left and cut a torn tail.
 	 */
 	ret = shmqi_recover(p, &t, &w);
-	if (ret < 0)
+	if (ret < 0) {
+		store_release(&h->prod_state, prev_state);
 		goto fail_unlock;	/* SHMQ_ELOSS: the file as it was */
-	/*
-	 * S2: no state of the last session survives into ours: "none" as
-	 * soon as recovery accepted the file (before the syncs below, and
-	 * before the new incarnation, stored with release), until "open" at
-	 * the end. A consumer reads the incarnation, then the state, and
-	 * only then probes the role, so the role we hold is not taken for
-	 * the last session's producer for longer than this window.
-	 */
-	prev_state = load_acquire(&h->prod_state);
-	store_release(&h->prod_state, SHMQ_PSTATE_NONE);
+	}
 	/* attach_fd() maps the ring read-only; only the producer writes it. */
 	if (mprotect(q->data, q->g.capacity, PROT_READ | PROT_WRITE) < 0) {
 		ret = shmqi_fail(-errno, "mprotect of the ring: %m");
@@ -114,6 +116,15 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 		ret = shmqi_sync_anyway(q);	/* durability failed before */
 	prev_inc = load_relaxed(&h->incarnation);
 	p->inc = prev_inc + 1 ? prev_inc + 1 : 1;	/* 0: never opened */
+	/*
+	 * How the last session ended, for consumers that learn it from us
+	 * before its END record is in the ring (superseded_end()): stored
+	 * before the incarnation (release) that tells them it ended.
+	 */
+	store_relaxed(&h->prev_end_kind,
+		      !p->cut_bytes && prev_state == SHMQ_PSTATE_CLOSED ? SHMQ_END_CLOSED :
+		      !p->cut_bytes && prev_state == SHMQ_PSTATE_ABORTED ? SHMQ_END_ABORTED :
+		      SHMQ_END_DIED);
 	store_relaxed(&h->inc_pos, w);
 	store_release(&h->incarnation, p->inc);
 	rmw_add(&h->prod_epoch, 1);
@@ -151,6 +162,18 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	store_relaxed(&h->framing, p->framing_bits >> SHMQ_REC_FRAMING_SHIFT);
 	store_relaxed(&h->batch_ms, p->sync_mode == SHMQ_SYNC_BATCH ?
 		      (uint32_t)(p->sync_ns / 1000000) : 0u);
+	/*
+	 * Our session's lock byte (format.h), before OPEN: a consumer that
+	 * reads OPEN and our incarnation finds it held while we live. The
+	 * last holder of this parity was two sessions ago, and is gone.
+	 */
+	ret = shmqi_lock_wait(p->lock_fd, SHMQ_LOCK_SESSION0 + (p->inc & 1),
+			      SHMQ_ATTACH_LOCK_NS);
+	if (ret < 0) {
+		ret = shmqi_fail(ret, "taking the session lock: %s",
+				 shmq_strerror(ret));
+		goto fail_unlock;
+	}
 	/* Consumers that see OPEN also see the fields above. */
 	store_release(&h->prod_state, SHMQ_PSTATE_OPEN);
 	q->nhandles++;
@@ -744,6 +767,7 @@ static int end_session(struct shmq_producer *p, uint32_t kind, uint32_t state)
 	fence_full();
 	rmw_add(&h->data_futex, 1);
 	shmqi_futex_wake(&h->data_futex);
+	shmqi_unlock(p->lock_fd, SHMQ_LOCK_SESSION0 + (p->inc & 1));
 	shmqi_unlock(p->lock_fd, SHMQ_LOCK_PRODUCER);
 	shmqi_role_untrack(&p->role);
 	close(p->lock_fd);
