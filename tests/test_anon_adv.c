@@ -33,7 +33,7 @@
 #include "harness.h"
 
 #define WATCHDOG_S	15	/* no process of ours outlives this */
-#define RACE_NS		4000000000ll	/* bound on each fork race */
+#define RACE_NS		3500000000ll	/* bound on each fork race */
 
 TestSuite(anon_adv, .init = h_setup, .fini = h_teardown, .timeout = 60);
 
