@@ -262,12 +262,10 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 	c->adopt_idx = -1;
 	c->asym = shmqi_membarrier_register() == 0;
 	c->durable = o.flags & SHMQ_CONSUMER_DURABLE;
-	c->lock_fd = shmqi_reopen(q, O_RDWR);
-	if (c->lock_fd < 0) {
-		ret = c->lock_fd;
+	/* Closed in a fork() child (liveness.c): opened and listed at once. */
+	ret = shmqi_role_open(q, &c->role, &c->lock_fd);
+	if (ret < 0)
 		goto fail_free;
-	}
-	shmqi_role_track(&c->role, &c->lock_fd);	/* closed in a fork() child */
 	ret = shmqi_lock_wait(c->lock_fd, SHMQ_LOCK_ATTACH, SHMQ_ATTACH_LOCK_NS);
 	if (ret < 0) {
 		ret = shmqi_fail(ret, "waiting for the slot table lock: %s",
@@ -314,8 +312,7 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 	*out = c;
 	return 0;
 fail_close:
-	shmqi_role_untrack(&c->role);
-	close(c->lock_fd);
+	shmqi_role_close(&c->role);
 fail_free:
 	free(c);
 	return ret;
@@ -386,8 +383,7 @@ void shmq_consumer_close(struct shmq_consumer *c)
 	if (c->kind == SHMQ_KIND_MEMBER && !c->peeked && !c->pending)
 		shmqi_group_advance(q, c->gidx);
 	/* Without the table lock the slot stays; a dead-slot reclaim frees it. */
-	shmqi_role_untrack(&c->role);
-	close(c->lock_fd);
+	shmqi_role_close(&c->role);
 free_only:
 	q->nhandles--;
 	free(c->adopt_buf);

@@ -189,6 +189,8 @@ int shmqi_reopen(struct shmq *q, int flags);	/* a fresh OFD */
 int shmqi_fd_above_std(int fd);	/* FD moved to >= 3, or -errno */
 void shmqi_role_track(struct shmqi_role *r, int *fd);
 void shmqi_role_untrack(struct shmqi_role *r);
+int shmqi_role_open(struct shmq *q, struct shmqi_role *r, int *fd);
+void shmqi_role_close(struct shmqi_role *r);
 int shmqi_fail_inherited(void);		/* -EBADFD, with the detail */
 
 /*

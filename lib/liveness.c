@@ -211,6 +211,53 @@ void shmqi_role_untrack(struct shmqi_role *r)
 	pthread_mutex_unlock(&roles_lock);
 }
 
+/*
+ * A role's own description (shmqi_reopen) into *FD, opened and put on
+ * the list in one step as fork() sees it: under the list's lock, which
+ * the prepare handler takes. Opened first and listed after, a fork()
+ * in between would give the child a descriptor (and, once locked, a
+ * role) that its handler does not know about and keeps alive.
+ */
+int shmqi_role_open(struct shmq *q, struct shmqi_role *r, int *fd)
+{
+	int nfd;
+
+	pthread_once(&roles_once, roles_init);
+	r->fd = fd;
+	r->prev = r->next = NULL;
+	if (roles_atfork_err) {
+		nfd = shmqi_reopen(q, O_RDWR);
+		*fd = nfd;
+		return nfd < 0 ? nfd : 0;
+	}
+	pthread_mutex_lock(&roles_lock);
+	nfd = shmqi_reopen(q, O_RDWR);
+	*fd = nfd;
+	if (nfd >= 0) {
+		r->next = &roles;
+		r->prev = roles.prev;
+		roles.prev->next = r;
+		roles.prev = r;
+	}
+	pthread_mutex_unlock(&roles_lock);
+	return nfd < 0 ? nfd : 0;
+}
+
+/* Off the list and closed in one step, for the same reason. */
+void shmqi_role_close(struct shmqi_role *r)
+{
+	pthread_mutex_lock(&roles_lock);
+	if (r->next) {
+		r->prev->next = r->next;
+		r->next->prev = r->prev;
+		r->prev = r->next = NULL;
+	}
+	if (*r->fd >= 0)
+		close(*r->fd);
+	*r->fd = -1;
+	pthread_mutex_unlock(&roles_lock);
+}
+
 int shmqi_fail_inherited(void)
 {
 	return shmqi_fail(-EBADFD, "this producer or consumer handle was made before fork(): in the child it is closed; attach afresh there (shmq_open_fd(shmq_fd(q), ...))");

@@ -44,12 +44,10 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 		ret = shmqi_fail(-EINVAL, "unknown sync mode %u", p->sync_mode);
 		goto fail_free;
 	}
-	p->lock_fd = shmqi_reopen(q, O_RDWR);
-	if (p->lock_fd < 0) {
-		ret = p->lock_fd;
+	/* Closed in a fork() child (liveness.c): opened and listed at once. */
+	ret = shmqi_role_open(q, &p->role, &p->lock_fd);
+	if (ret < 0)
 		goto fail_free;
-	}
-	shmqi_role_track(&p->role, &p->lock_fd);	/* closed in a fork() child */
 	ret = shmqi_lock_try(p->lock_fd, SHMQ_LOCK_PRODUCER);
 	if (ret == -EAGAIN) {
 		ret = shmqi_fail(-EBUSY, "queue already has a producer (pid %u)",
@@ -182,8 +180,7 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 fail_unlock:
 	shmqi_unlock(p->lock_fd, SHMQ_LOCK_PRODUCER);
 fail_close:
-	shmqi_role_untrack(&p->role);
-	close(p->lock_fd);
+	shmqi_role_close(&p->role);
 fail_free:
 	free(p);
 	return ret;
@@ -769,8 +766,7 @@ static int end_session(struct shmq_producer *p, uint32_t kind, uint32_t state)
 	shmqi_futex_wake(&h->data_futex);
 	shmqi_unlock(p->lock_fd, SHMQ_LOCK_SESSION0 + (p->inc & 1));
 	shmqi_unlock(p->lock_fd, SHMQ_LOCK_PRODUCER);
-	shmqi_role_untrack(&p->role);
-	close(p->lock_fd);
+	shmqi_role_close(&p->role);
 	/* Read-only again: this handle's consumers never write the ring. */
 	(void)mprotect(p->q->data, p->q->g.capacity, PROT_READ);
 	p->q->nhandles--;

@@ -285,11 +285,10 @@ int shmq_consumer_remove(struct shmq *q, const char *name)
 		return shmqi_fail(-EINVAL, "bad consumer name");
 	if (q->rdonly)
 		return shmqi_fail(-EROFS, "queue opened read-only");
-	fd = shmqi_reopen(q, O_RDWR);
-	if (fd < 0)
-		return fd;
 	/* A fork() in another thread meanwhile: the child closes it. */
-	shmqi_role_track(&role, &fd);
+	ret = shmqi_role_open(q, &role, &fd);
+	if (ret < 0)
+		return ret;
 	ret = shmqi_lock_wait(fd, SHMQ_LOCK_ATTACH, SHMQ_ATTACH_LOCK_NS);
 	if (ret < 0)
 		goto out;
@@ -307,8 +306,7 @@ int shmq_consumer_remove(struct shmq *q, const char *name)
 	}
 	shmqi_unlock(fd, SHMQ_LOCK_ATTACH);
 out:
-	shmqi_role_untrack(&role);
-	close(fd);	/* drops the slot lock too */
+	shmqi_role_close(&role);	/* drops the slot lock too */
 	return ret;
 }
 
