@@ -80,13 +80,14 @@ wait_consumers() {
 }
 
 # Wait up to 10 s for a process to exit; its status in WAITED_STATUS.
+# wait_pid PID WHAT [SECONDS]: wait up to SECONDS (default 10) for PID.
 wait_pid() {
-	local pid=$1 what=$2 i
-	for i in $(seq 1 200); do
+	local pid=$1 what=$2 secs=${3:-10} i
+	for i in $(seq 1 $((secs * 20))); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.05
 	done
-	kill -0 "$pid" 2>/dev/null && fail "$what: still running after 10 s"
+	kill -0 "$pid" 2>/dev/null && fail "$what: still running after $secs s"
 	wait "$pid"
 	WAITED_STATUS=$?
 }
