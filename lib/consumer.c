@@ -85,6 +85,7 @@ static int attach_locked(struct shmq_consumer *c,
 {
 	struct shmq *q = c->q;
 	int idx, gidx = -1;
+	bool created = false;
 
 	if (c->kind == SHMQ_KIND_NAMED) {
 		idx = shmqi_find_named(q, o->name, SHMQ_KIND_NAMED);
@@ -92,13 +93,20 @@ static int attach_locked(struct shmq_consumer *c,
 			return resume_named(c, idx, o->name);
 	}
 	if (c->kind == SHMQ_KIND_MEMBER) {
-		gidx = group_slot(c, o->name, o->start);
-		if (gidx < 0)
-			return gidx;
+		gidx = shmqi_find_named(q, o->name, SHMQ_KIND_GROUP) >= 0 ? -1 : -2;
+		idx = group_slot(c, o->name, o->start);
+		if (idx < 0)
+			return idx;
+		created = gidx == -2;
+		gidx = idx;
 	}
 	idx = shmqi_claim_slot(q, c->lock_fd);
-	if (idx < 0)
+	if (idx < 0) {
+		/* No slot for the member: a group made just now goes too. */
+		if (created)
+			shmqi_free_slot_locked(q, (uint32_t)gidx);
 		return idx;
+	}
 	c->idx = (uint32_t)idx;
 	c->slot = &q->slots[idx];
 	shmqi_init_slot(c->slot, c->kind, o->name);

@@ -750,9 +750,17 @@ static int end_session(struct shmq_producer *p, uint32_t kind, uint32_t state)
 	 * prod_state, and the next producer writes what is still owed (the
 	 * ends before ours first, so they stay in order).
 	 */
-	eret = p->epipe ? 0 : flush_owed(p, SHMQ_NOWAIT);
-	if (!p->epipe && !p->owed_n)
+	eret = flush_owed(p, SHMQ_NOWAIT);
+	if (!p->owed_n)
 		eret = write_end(p, kind, p->inc, SHMQ_NOWAIT);
+	/*
+	 * FIFO mode, every reader gone (EPIPE): as a FIFO discards what its
+	 * last reader left, the rest of this session is dropped for later
+	 * readers: the floor (where a consumer with no holder ahead starts)
+	 * moves past it. A named consumer that was away keeps its position.
+	 */
+	if (p->epipe && pos_before(load_acquire(&h->floor_pos), p->pub_pos))
+		store_release(&h->floor_pos, p->pub_pos);
 	/* batch: what is still pending becomes durable before we go. */
 	if (ret == 0 && p->sync_pending)
 		ret = shmqi_sync_producer(p);

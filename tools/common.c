@@ -474,7 +474,9 @@ int parse_seconds(const char *opt, const char *s, int64_t *ns_out)
 	double v;
 	char *end;
 
-	if (!*s || !(isdigit((unsigned char)*s) || *s == '.'))
+	/* Decimals only: strtod would also take hex ("0x10" is 16 s). */
+	if (!*s || !(isdigit((unsigned char)*s) || *s == '.') ||
+	    strpbrk(s, "xXpPeEnN"))
 		return bad_value(opt, s, "not a number of seconds");
 	errno = 0;
 	v = strtod(s, &end);
@@ -555,7 +557,9 @@ int tool_parse_fd(const char *opt, const char *s, const char **shown)
 
 	if (parse_u32(opt, s, &n))
 		return EXIT_USAGE;
-	if (n < 3 || n > INT32_MAX)
+	if (n > INT32_MAX)
+		return tool_usage_error("%s %s: not a descriptor number", opt, s);
+	if (n < 3)
 		return tool_usage_error("%s %s: 0, 1 and 2 are stdin, stdout and "
 					"stderr; pass the queue as descriptor 3 "
 					"or above", opt, s);
@@ -743,7 +747,11 @@ static int slots_full(struct shmq *q, const char *path)
 			continue;
 		if (!gone++)
 			first = c->name;
-		if (n < sizeof(list))
+		if (n < sizeof(list) && c->kind == SHMQ_CONSUMER_GROUP)
+			n += snprintf(list + n, sizeof(list) - n, "%s%s %s (%s)",
+				      n ? ", " : "", kind_word(c->kind), c->name,
+				      c->evicted ? "evicted" : "no live member");
+		else if (n < sizeof(list))
 			n += snprintf(list + n, sizeof(list) - n,
 				      "%s%s %s (pid %" PRIu32 ", %s)",
 				      n ? ", " : "", kind_word(c->kind),
@@ -840,10 +848,16 @@ char *tool_holder_text(const char *path, struct shmq *q, char *buf,
 			 path, h->name);
 	else
 		snprintf(how, sizeof(how), "its slot is freed at the next check");
-	snprintf(buf, cap, "held by %s (slot %" PRIu32 ", pid %" PRIu32 ", %s), "
-		 "%" PRIu64 " messages (%" PRIu64 " bytes) behind; %s", who,
-		 h->slot, h->pid, h->alive ? "alive" : "dead", h->lag_messages,
-		 h->lag_bytes, how);
+	if (h->kind == SHMQ_CONSUMER_GROUP)	/* a group has no pid */
+		snprintf(buf, cap, "held by %s (slot %" PRIu32 ", %s), "
+			 "%" PRIu64 " messages (%" PRIu64 " bytes) behind; %s", who,
+			 h->slot, h->alive ? "a live member" : "no live member",
+			 h->lag_messages, h->lag_bytes, how);
+	else
+		snprintf(buf, cap, "held by %s (slot %" PRIu32 ", pid %" PRIu32 ", %s), "
+			 "%" PRIu64 " messages (%" PRIu64 " bytes) behind; %s", who,
+			 h->slot, h->pid, h->alive ? "alive" : "dead", h->lag_messages,
+			 h->lag_bytes, how);
 	shmq_stat_free(st);
 	return buf;
 }
@@ -886,4 +900,19 @@ int tool_peek(struct shmq_consumer *c, struct shmq_msg *m, int64_t timeout_ns)
 		return r;
 	again = shmq_peek(c, m, SHMQ_NOWAIT);
 	return again == SHMQ_EVICTED || again == 0 ? again : r;
+}
+
+/*
+ * At exit: a write to stdout that failed (now, or earlier: ferror) turns
+ * a success R into a write error (EPIPE: the quiet 141); other R stay.
+ */
+int tool_flush_stdout(int r)
+{
+	if ((fflush(stdout) == EOF || ferror(stdout)) && r == EXIT_OK) {
+		if (errno == EPIPE)
+			return EXIT_PIPE;
+		tool_msg("write error: %s", strerror(errno ? errno : EIO));
+		return EXIT_ERROR;
+	}
+	return r;
 }

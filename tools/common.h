@@ -210,4 +210,7 @@ int64_t now_real_ns(void);
 extern volatile sig_atomic_t tool_stop;
 void tool_catch_stop_signals(void);
 
+/* Flush stdout at exit; a failed write turns success into status 1. */
+int tool_flush_stdout(int r);
+
 #endif /* SHMQ_TOOLS_COMMON_H */

@@ -184,6 +184,19 @@ static bool session_end(ssize_t r)
 	return r == SHMQ_EOF || r == SHMQ_EDIED || r == SHMQ_EABORTED;
 }
 
+/*
+ * --follow reads on across session ends; one that cut its stream (the
+ * producer died or aborted) is said on stderr, so that the reader knows
+ * the data before it may be incomplete.
+ */
+static void follow_note(struct get *g, int r)
+{
+	if (r == SHMQ_EDIED)
+		tool_msg("%s: a session ended without its close (the producer died); reading on", g->path);
+	else if (r == SHMQ_EABORTED)
+		tool_msg("%s: a session ended aborted by its producer; reading on", g->path);
+}
+
 /* The end of the stream, or why it could not be read; an exit status. */
 static int get_end(struct get *g, int r)
 {
@@ -337,8 +350,10 @@ static int get_batch(struct get *g, uint64_t room, int *status)
 		if (shmq_peek(g->c, &m, SHMQ_NOWAIT) == SHMQ_EVICTED)
 			n = SHMQ_EVICTED;
 	}
-	if (n == -EINTR || (g->follow && session_end(n)))
+	if (n == -EINTR)
 		return 0;
+	if (g->follow && session_end(n))
+		return follow_note(g, (int)n), 0;
 	if (n < 0)
 		return *status = get_end(g, (int)n), -1;
 	for (i = 0; i < n; i++) {
@@ -393,8 +408,12 @@ static int get_loop(struct get *g)
 	}
 	while (!g->has_count || got < g->count) {
 		r = get_next(g, &m);
-		if (r == -EINTR || (g->follow && session_end(r)))
+		if (r == -EINTR)
 			continue;
+		if (g->follow && session_end(r)) {
+			follow_note(g, r);
+			continue;
+		}
 		if (r < 0)
 			return get_end(g, r);
 		if (m.lost)

@@ -5,6 +5,7 @@
  * message per line or per NUL-terminated item with --lines / --null.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
@@ -173,15 +174,29 @@ static int send_msgs(struct put *pt, struct iovec *iov, size_t n)
 		if (!n)
 			break;
 		/*
-		 * Part of the batch: each message may wait T, so the next one
-		 * waited T for room, in vain, and that wait goes on.
+		 * Part of the batch: the next call's own result decides (a
+		 * full ring waits again and is told after T; the last reader
+		 * gone is EPIPE, quiet). Nothing is assumed about the wait.
 		 */
-		pt->wait_start = now_mono_ns() - (t > 0 ? t : 0);
-		r = put_blocked(pt);
-		if (r)
-			return r;
 	}
 	return 0;
+}
+
+/*
+ * A stdin left O_NONBLOCK by whoever shares it (EAGAIN): wait until it
+ * has data or hangs up, then read again, as on a blocking descriptor.
+ * True when it is worth reading again.
+ */
+static bool stdin_wait(void)
+{
+	struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
+
+	if (errno != EAGAIN && errno != EWOULDBLOCK)
+		return false;
+	while (poll(&pfd, 1, -1) < 0)
+		if (errno != EINTR)
+			return false;
+	return true;
 }
 
 static int read_some(struct put *pt, char *buf, size_t cap, size_t *got)
@@ -190,7 +205,7 @@ static int read_some(struct put *pt, char *buf, size_t cap, size_t *got)
 
 	do {
 		n = read(STDIN_FILENO, buf, cap);
-	} while (n < 0 && errno == EINTR);
+	} while (n < 0 && (errno == EINTR || stdin_wait()));
 	if (n < 0) {
 		tool_msg("%s: reading stdin: %s", pt->path, strerror(errno));
 		pt->abort = 1;	/* the consumers must know it was cut */
@@ -248,7 +263,7 @@ static ssize_t read_into(struct put *pt, void *dst, size_t cap)
 
 	do {
 		n = read(STDIN_FILENO, dst, cap);
-	} while (n < 0 && errno == EINTR);
+	} while (n < 0 && (errno == EINTR || stdin_wait()));
 	if (n >= 0)
 		return n;
 	/* The kernel reports a vanished destination page as EFAULT. */

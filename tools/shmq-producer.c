@@ -150,7 +150,7 @@ int main(int argc, char **argv)
 	tool_traits(TOOL_TAKES_CREATE);
 	r = parse_args(argc, argv, &a);
 	if (r)
-		return r < 0 ? EXIT_OK : r;
+		return r < 0 ? tool_flush_stdout(EXIT_OK) : r;
 	tool_catch_stop_signals();
 	r = tool_open(a.path, a.create ? SHMQ_OPEN_CREATE : 0, &q);
 	if (r)

@@ -78,6 +78,8 @@ static const char create_usage[] =
 "ring was rounded up or the file takes 1 GiB or more, create says on\n"
 "stderr what it allocated.\n";
 
+#define SHMQ_MAX_RING	(1ull << 40)	/* lib/format.h SHMQ_MAX_CAPACITY */
+
 static int parse_mode(const char *s, uint32_t *mode)
 {
 	char *end;
@@ -85,7 +87,8 @@ static int parse_mode(const char *s, uint32_t *mode)
 
 	errno = 0;
 	v = strtoul(s, &end, 8);
-	if (!*s || *end || errno || v > 07777) {
+	/* 0 would silently mean the default 0600 (issue 10, as --size 0). */
+	if (!*s || *s < '0' || *s > '7' || *end || errno || v > 07777 || v == 0) {
 		tool_usage_error("--mode: invalid value '%s': not an octal mode",
 				 s);
 		return -EINVAL;
@@ -106,6 +109,10 @@ int parse_create_opt(int c, struct shmq_config *cfg)
 		if (cfg->capacity == 0)
 			return tool_usage_error("--size: invalid value '%s': "
 						"not a positive size", optarg),
+			       -EINVAL;
+		if (cfg->capacity > SHMQ_MAX_RING)
+			return tool_usage_error("--size: invalid value '%s': "
+						"at most 1T", optarg),
 			       -EINVAL;
 		return 0;
 	case 'm':
@@ -548,10 +555,11 @@ int main(int argc, char **argv)
 	if (argc < 2)
 		return tool_usage_error("missing COMMAND");
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
-		return fputs(usage_text, stdout) == EOF ? EXIT_ERROR : EXIT_OK;
+		return tool_flush_stdout(fputs(usage_text, stdout) == EOF ?
+					 EXIT_ERROR : EXIT_OK);
 	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))
-		return printf("shmq %s\n", SHMQ_VERSION_STRING) < 0 ?
-		       EXIT_ERROR : EXIT_OK;
+		return tool_flush_stdout(printf("shmq %s\n", SHMQ_VERSION_STRING) < 0 ?
+					 EXIT_ERROR : EXIT_OK);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		if (strcmp(argv[1], commands[i].name))
 			continue;
@@ -560,14 +568,7 @@ int main(int argc, char **argv)
 		tool_traits(commands[i].traits);
 		/* Subcommands parse argv[1..] as their own command line. */
 		r = commands[i].fn(argc - 1, argv + 1);
-		/* ferror: a write that failed earlier emptied the buffer. */
-		if ((fflush(stdout) == EOF || ferror(stdout)) && r == EXIT_OK) {
-			if (errno == EPIPE)
-				return EXIT_PIPE;
-			tool_msg("write error: %s", strerror(errno));
-			return EXIT_ERROR;
-		}
-		return r;
+		return tool_flush_stdout(r);
 	}
 	return tool_usage_error("unknown command '%s'", argv[1]);
 }
