@@ -35,7 +35,8 @@ extern "C" {
  * The structs a caller allocates (struct shmq_config, shmq_producer_opts,
  * shmq_consumer_opts, shmq_msg) carry reserved space for later fields:
  * zero-initialise them (= { 0 } or designated initialisers) and a later
- * library reads zero, the default, in fields this program never knew.
+ * library reads zero, the default, in fields this program never knew;
+ * reserved space that is not zero is refused with -EINVAL.
  * Structs the library allocates (shmq_stat) only grow at the end;
  * shmq_info() takes the caller's size. docs/decisions.md, "ABI".
  */

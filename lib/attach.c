@@ -86,6 +86,10 @@ static int resolve_config(const struct shmq_config *in, struct shmq_config *c)
 	uint64_t cap;
 
 	*c = in ? *in : (struct shmq_config){ 0 };
+	/* Reserved space must be zero: a later field's default (ABI). */
+	if (c->reserved0 || c->reserved[0] || c->reserved[1] || c->reserved[2] ||
+	    c->reserved[3] || c->reserved[4])
+		return shmqi_fail(-EINVAL, "struct shmq_config: reserved fields must be zero (zero-initialise it)");
 	cap = c->capacity ? c->capacity : SHMQ_DEFAULT_CAPACITY;
 	if (cap < SHMQ_MIN_CAPACITY)
 		cap = SHMQ_MIN_CAPACITY;

@@ -27,6 +27,9 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 
 	shmqi_clear_error();
 	*out = NULL;
+	for (size_t i = 0; opts && i < sizeof(opts->reserved) / sizeof(opts->reserved[0]); i++)
+		if (opts->reserved[i])
+			return shmqi_fail(-EINVAL, "struct shmq_producer_opts: reserved fields must be zero (zero-initialise it)");
 	if (opts && (opts->flags & ~(SHMQ_PRODUCER_FIFO | SHMQ_PRODUCER_ACCEPT_LOSS |
 				     SHMQ_PRODUCER_FRAMING_MASK)))
 		return shmqi_fail(-EINVAL, "unknown producer flags %#x", opts->flags);

@@ -835,3 +835,25 @@ Test(abi, reserved_consumer_options_must_be_zero_and_messages_come_back_zeroed)
 	shmq_producer_close(p);
 	shmq_close(q);
 }
+
+/* Issue 17 #8: reserved space in caller-allocated structs is checked. */
+Test(info, reserved_fields_of_the_option_structs_must_be_zero, .init = h_setup,
+     .fini = h_teardown)
+{
+	struct shmq_config cfg = { 0 };
+	struct shmq_producer_opts po = { 0 };
+	struct shmq_producer *p;
+	struct shmq *q;
+
+	cfg.reserved[2] = 1;
+	cr_assert_eq(shmq_create(h_path("r.q"), &cfg), -EINVAL);
+	cfg.reserved[2] = 0;
+	cr_assert_eq(shmq_create(h_path("r.q"), &cfg), 0);
+	cr_assert_eq(shmq_open(h_path("r.q"), 0, NULL, &q), 0);
+	po.reserved[11] = 7;
+	cr_assert_eq(shmq_producer_open(q, &po, &p), -EINVAL);
+	po.reserved[11] = 0;
+	cr_assert_eq(shmq_producer_open(q, &po, &p), 0);
+	shmq_producer_close(p);
+	shmq_close(q);
+}
