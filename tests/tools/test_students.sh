@@ -48,7 +48,9 @@ $BOUNDED "$CONSUMER" s4 --create >c4 &
 c4=$!
 track $c4
 wait_consumers s4 1
-$BOUNDED "$PRODUCER" s4 --interval 50 &
+# A longer grace after the TERM than $BOUNDED's 5 s: the close runs in
+# an ASan build on a loaded machine.
+timeout -k 60 120 "$PRODUCER" s4 --interval 50 &
 p4=$!
 track $p4
 # Signal it once it is open: its open syncs the ring, which a loaded disk
