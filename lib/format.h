@@ -152,13 +152,7 @@ struct shmq_hdr {
 	 */
 	uint32_t incarnation;	/*  84 of the current (or last) producer */
 	uint64_t inc_pos;	/*  88 its first write position */
-	/*
-	 * durable_claim: what a syncer is about to make durable, stored
-	 * before the header msync that carries it (durable_pos, read by
-	 * durable consumers, is raised only after that msync succeeded).
-	 * durable_seq: an upper bound of the sequence at durable_claim.
-	 */
-	uint64_t durable_claim;	/*  96 */
+	uint64_t reserved96;	/*  96 zero */
 	/* The last recovery that cut records (producer_open). */
 	uint64_t cut_bytes;	/* 104 */
 	uint64_t cut_msgs;	/* 112 at most this many messages */
@@ -190,7 +184,16 @@ struct shmq_hdr {
 	uint32_t batch_ms;	/* 168 */
 	/* prev_end_kind: how the session before this one ended (SHMQ_END_*) */
 	uint32_t prev_end_kind;	/* 172 set at producer open */
-	uint8_t pad2[16];	/* 176 */
+	/*
+	 * durable_claim: what a syncer is about to make durable, stored
+	 * before the header msync that carries it (durable_pos, read by
+	 * durable consumers, is raised only after that msync succeeded).
+	 * In this line with write_pos and tail_pos: a header page that
+	 * reaches the disk in pieces cannot pair a new claim with an old
+	 * tail, whose records that very sync may have overwritten.
+	 */
+	uint64_t durable_claim;	/* 176 */
+	uint8_t pad2[8];	/* 184 */
 
 	/* Line 3: producer, cold. Written by the producer only. */
 	uint64_t next_seq;	/* 192 sequence of the next record */
@@ -288,7 +291,7 @@ _Static_assert(offsetof(struct shmq_hdr, initial_pos) == 72, "initial_pos");
 _Static_assert(offsetof(struct shmq_hdr, evict_ms) == 80, "evict_ms");
 _Static_assert(offsetof(struct shmq_hdr, incarnation) == 84, "incarnation");
 _Static_assert(offsetof(struct shmq_hdr, inc_pos) == 88, "inc_pos");
-_Static_assert(offsetof(struct shmq_hdr, durable_claim) == 96, "claim");
+_Static_assert(offsetof(struct shmq_hdr, durable_claim) == 176, "claim");
 _Static_assert(offsetof(struct shmq_hdr, cut_bytes) == 104, "cut_bytes");
 _Static_assert(offsetof(struct shmq_hdr, cut_time) == 124, "cut_time");
 _Static_assert(offsetof(struct shmq_hdr, write_pos) == 128, "write_pos");
