@@ -10,6 +10,14 @@ shmq_install_deps
 passed=0
 failed=0
 
+# Every test's temporary files go under one directory of our own, removed
+# at exit whatever happens: a test killed by its timeout (or one that
+# swaps directories on purpose) cannot leave anything in /tmp.
+run_tmp=$(mktemp -d "${TMPDIR:-/tmp}/shmq-ci.XXXXXX")
+chmod 0711 "$run_tmp"	# other users in the sharing tests traverse it
+trap 'rm -rf "$run_tmp"' EXIT
+export TMPDIR=$run_tmp
+
 # run_suites BUILD_DIR [meson setup options...]
 run_suites() {
 	local dir=$1 log ok fail

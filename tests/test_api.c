@@ -837,8 +837,7 @@ Test(abi, reserved_consumer_options_must_be_zero_and_messages_come_back_zeroed)
 }
 
 /* Issue 17 #8: reserved space in caller-allocated structs is checked. */
-Test(info, reserved_fields_of_the_option_structs_must_be_zero, .init = h_setup,
-     .fini = h_teardown)
+Test(info, reserved_fields_of_the_option_structs_must_be_zero)
 {
 	struct shmq_config cfg = { 0 };
 	struct shmq_producer_opts po = { 0 };
