@@ -12,8 +12,7 @@
 
 #include "internal.h"
 
-static void end_previous(struct shmq_producer *p, uint32_t prev_inc,
-			 uint32_t prev_state);
+static void end_previous(struct shmq_producer *p, uint32_t prev_inc);
 static int flush_owed(struct shmq_producer *p, int64_t timeout_ns);
 
 int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
@@ -122,10 +121,11 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	 * before its END record is in the ring (superseded_end()): stored
 	 * before the incarnation (release) that tells them it ended.
 	 */
-	store_relaxed(&h->prev_end_kind,
-		      !p->cut_bytes && prev_state == SHMQ_PSTATE_CLOSED ? SHMQ_END_CLOSED :
-		      !p->cut_bytes && prev_state == SHMQ_PSTATE_ABORTED ? SHMQ_END_ABORTED :
-		      SHMQ_END_DIED);
+	p->owed_last_kind =
+		!p->cut_bytes && prev_state == SHMQ_PSTATE_CLOSED ? SHMQ_END_CLOSED :
+		!p->cut_bytes && prev_state == SHMQ_PSTATE_ABORTED ? SHMQ_END_ABORTED :
+		SHMQ_END_DIED;	/* a cut may have taken part of that session */
+	store_relaxed(&h->prev_end_kind, p->owed_last_kind);
 	store_relaxed(&h->inc_pos, w);
 	store_release(&h->incarnation, p->inc);
 	rmw_add(&h->prod_epoch, 1);
@@ -159,7 +159,7 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	p->disk_tail = ret == 0 ? t : w - q->g.capacity;
 	p->sync_pending = 0;
 	/* Sessions: the one before ours gets its END, ours its framing. */
-	end_previous(p, prev_inc, prev_state);
+	end_previous(p, prev_inc);
 	store_relaxed(&h->framing, p->framing_bits >> SHMQ_REC_FRAMING_SHIFT);
 	store_relaxed(&h->batch_ms, p->sync_mode == SHMQ_SYNC_BATCH ?
 		      (uint32_t)(p->sync_ns / 1000000) : 0u);
@@ -818,12 +818,10 @@ int shmq_producer_abort(struct shmq_producer *p)
  * At open, after recovery: the sessions since the last END record in the
  * ring ended without theirs (their producer died, in its open too, or
  * had no room, or a recovery cut it): they are owed, in order, the last
- * as the prod_state it left says (died when recovery cut anything: part
- * of that session may be gone), the others died. At most 64: a longer
+ * as owed_last_kind says, the others died. At most 64: a longer
  * run of producers that died before writing anything keeps the latest.
  */
-static void end_previous(struct shmq_producer *p, uint32_t prev_inc,
-			 uint32_t prev_state)
+static void end_previous(struct shmq_producer *p, uint32_t prev_inc)
 {
 	uint32_t end = load_acquire(&p->q->hdr->end_inc), n;
 
@@ -837,11 +835,6 @@ static void end_previous(struct shmq_producer *p, uint32_t prev_inc,
 	if (n > 64)
 		n = 64;
 	p->owed_next = prev_inc - n + 1;
-	p->owed_n = n;
-	p->owed_last_kind = SHMQ_END_DIED;
-	if (!p->cut_bytes && prev_state == SHMQ_PSTATE_CLOSED)
-		p->owed_last_kind = SHMQ_END_CLOSED;
-	else if (!p->cut_bytes && prev_state == SHMQ_PSTATE_ABORTED)
-		p->owed_last_kind = SHMQ_END_ABORTED;
+	p->owed_n = n;		/* the last one's kind: owed_last_kind (open) */
 	(void)flush_owed(p, SHMQ_NOWAIT);
 }

@@ -19,6 +19,7 @@
 
 #include "cmds.h"
 #include "common.h"
+#include "progress.h"
 
 #define STAT_JSON_SCHEMA 1
 
@@ -491,22 +492,6 @@ static void print_prometheus(const struct view *v)
 
 /* ---- table ----------------------------------------------------------- */
 
-static const char *human_bytes(double b, char *buf, size_t len)
-{
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	int u = 0;
-
-	while (b >= 1024 && u < 4) {
-		b /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, len, "%.0f B", b);
-	else
-		snprintf(buf, len, "%.1f %s", b, units[u]);
-	return buf;
-}
-
 static const char *human_age(int64_t ns, char *buf, size_t len)
 {
 	double s = ns / 1e9;
@@ -547,8 +532,8 @@ static void table_header(const struct view *v)
 	       human_time(st->created_ns, a, sizeof(a)), st->file_size);
 	printf("geometry   ring %s, max message %s, %" PRIu32
 	       " slots, when full: %s",
-	       human_bytes(st->capacity, a, sizeof(a)),
-	       human_bytes(st->max_message, b, sizeof(b)), st->slots,
+	       fmt_bytes(st->capacity, a, sizeof(a)),
+	       fmt_bytes(st->max_message, b, sizeof(b)), st->slots,
 	       st->when_full ? "overwrite" : "block");
 	if (st->evict_after_ms)
 		printf(", evict after %" PRIu32 " ms", st->evict_after_ms);
@@ -559,26 +544,26 @@ static void table_header(const struct view *v)
 	if (st->producer_state != SHMQ_PRODUCER_NONE)
 		printf(", pid %" PRIu32, st->producer_pid);
 	printf("\nfill       %s of %s (%.1f%%)\n",
-	       human_bytes(st->fill_bytes, a, sizeof(a)),
-	       human_bytes(st->capacity, b, sizeof(b)),
+	       fmt_bytes(st->fill_bytes, a, sizeof(a)),
+	       fmt_bytes(st->capacity, b, sizeof(b)),
 	       st->capacity ? 100.0 * st->fill_bytes / st->capacity : 0.0);
 	printf("oldest     seq %" PRIu64 " at position %" PRIu64 ", age %s\n",
 	       st->tail_seq, st->tail_pos,
 	       human_age(oldest_age_ns(v), a, sizeof(a)));
 	printf("sent       %" PRIu64 " messages, %s payload; next seq %" PRIu64
 	       "; %" PRIu64 " full waits\n", st->messages,
-	       human_bytes(st->bytes, a, sizeof(a)), st->next_seq,
+	       fmt_bytes(st->bytes, a, sizeof(a)), st->next_seq,
 	       st->full_waits);
 	printf("durable    up to position %" PRIu64 " (%s not synced)",
 	       st->durable_pos,
-	       human_bytes(st->write_pos - st->durable_pos, c, sizeof(c)));
+	       fmt_bytes(st->write_pos - st->durable_pos, c, sizeof(c)));
 	if (v->sync_error)
 		printf(", DURABILITY FAILED: %s", shmq_strerror(v->sync_error));
 	putchar('\n');
 	if (st->cut_time)
 		printf("last cut   %s, %s, up to %" PRIu64 " messages%s\n",
 		       human_time(st->cut_time * 1000000000ull, a, sizeof(a)),
-		       human_bytes(st->cut_bytes, b, sizeof(b)), st->cut_messages,
+		       fmt_bytes(st->cut_bytes, b, sizeof(b)), st->cut_messages,
 		       st->cut_durable ? ", durable data went (accepted)" : "");
 }
 
@@ -591,8 +576,8 @@ static void table_rates(const struct view *v)
 		return;
 	if (r.known) {
 		printf("rate       %.0f messages/s, %s/s in the ring, ", r.msgs,
-		       human_bytes(r.bytes, a, sizeof(a)));
-		printf("%s/s payload\n", human_bytes(r.payload, a, sizeof(a)));
+		       fmt_bytes(r.bytes, a, sizeof(a)));
+		printf("%s/s payload\n", fmt_bytes(r.payload, a, sizeof(a)));
 	} else
 		printf("rate       -\n");
 }
@@ -619,7 +604,7 @@ static void table_consumer(const struct view *v,
 		snprintf(rate, sizeof(rate), "  %9s %9s", "-", "-");
 	snprintf(pos, sizeof(pos), "%" PRIu64, c->position);
 	snprintf(lag, sizeof(lag), "%" PRIu64, lag_messages(c));
-	human_bytes(lag_bytes(c), bytes, sizeof(bytes));
+	fmt_bytes(lag_bytes(c), bytes, sizeof(bytes));
 	human_age(lag_age_ns(v, c), age, sizeof(age));
 	if (member) {
 		strcpy(pos, "-");
