@@ -17,7 +17,7 @@
 /* "SHMQ" then 04 03 02 01 in a little-endian file; byte-swapped elsewhere. */
 #define SHMQ_MAGIC		0x01020304514d4853ull
 #define SHMQ_MAGIC_SWAPPED	0x53484d5104030201ull
-#define SHMQ_FORMAT_VERSION	2u
+#define SHMQ_FORMAT_VERSION	3u
 #define SHMQ_READY		0x59444552u	/* "REDY": creator is done */
 
 #define SHMQ_LINE		64u	/* cache line the layout assumes */
@@ -60,6 +60,10 @@
  * registered for it may release without a fence (docs/concurrency.md).
  */
 #define SHMQ_CAP_ASYM		0x1u
+
+/* hdr.data_waiters bits (format 3). */
+#define SHMQ_WAIT_FUTEX		0x1u	/* a consumer may sleep on data_futex */
+#define SHMQ_WAIT_POLL		0x2u	/* a consumer polls its descriptor */
 
 /* slot.state */
 #define SHMQ_SLOT_FREE		0u
@@ -209,9 +213,24 @@ struct shmq_hdr {
 
 	/* Line 4: the data futex: producer bumps it to wake consumers. */
 	uint32_t data_futex;	/* 256 */
-	uint8_t pad4[60];	/* 260 */
+	uint32_t pad4a;		/* 260 */
+	/*
+	 * Producer marks (format 3): an application value stored with a
+	 * publish, e.g. the NATS importer's last stream sequence. Two entries,
+	 * written alternately, each {pos: write_pos of the publish it rides
+	 * on, value}; both are stored before that publish's W1, so after a
+	 * crash the entry with the highest pos at or below the recovered end
+	 * describes the queue (lib/producer.c, "marks").
+	 */
+	uint64_t mark_pos[2];	/* 264 */
+	uint64_t mark_val[2];	/* 280 */
+	uint8_t pad4[24];	/* 296 */
 
-	/* Line 5: consumers sleeping on data_futex (consumers write). */
+	/*
+	 * Line 5: consumers that wait (consumers write). data_waiters is a
+	 * set of SHMQ_WAIT_* bits: the producer clears it with one xchg
+	 * after F2 and wakes whoever the old value names.
+	 */
 	uint32_t data_waiters;	/* 320 */
 	uint8_t pad5[60];	/* 324 */
 
@@ -310,6 +329,8 @@ _Static_assert(offsetof(struct shmq_hdr, prod_epoch) == 240, "prod_epoch");
 _Static_assert(offsetof(struct shmq_hdr, sync_error) == 244, "sync_error");
 _Static_assert(offsetof(struct shmq_hdr, tail_seq) == 248, "tail_seq");
 _Static_assert(offsetof(struct shmq_hdr, data_futex) == 256, "data_futex");
+_Static_assert(offsetof(struct shmq_hdr, mark_pos) == 264, "mark_pos");
+_Static_assert(offsetof(struct shmq_hdr, mark_val) == 280, "mark_val");
 _Static_assert(offsetof(struct shmq_hdr, data_waiters) == 320, "waiters");
 _Static_assert(offsetof(struct shmq_hdr, space_futex) == 384, "space_futex");
 _Static_assert(offsetof(struct shmq_hdr, attach_count) == 388, "attaches");
