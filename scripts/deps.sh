@@ -6,7 +6,9 @@ set -euo pipefail
 
 SHMQ_DEPS=(meson ninja-build pkg-config gcc libc6-dev liburcu-dev
 	   libcriterion-dev scdoc gzip coreutils procps python3
-	   clang libclang-rt-14-dev spin)
+	   clang libclang-rt-14-dev spin
+	   nats-server libnats-dev python3-cffi python3-pytest libuv1-dev
+	   python3-setuptools)
 
 shmq_install_deps() {
 	local missing=() p
