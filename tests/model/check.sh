@@ -79,6 +79,9 @@ old_protocols() {
 	$how "old advance (issue 11): a member dies before its advance" -DGROUPS -DOLD_ADVANCE -DC=1 -DN=2 -DMAXCRASH=1
 	$how "old eviction (issue 11): a false -EBADMSG" -DGROUPS -DEVICT -DOLD_EVICT -DC=1 -DN=2 -DMAXCRASH=0
 	$how "old learn_seq (issue 11): a lapped observer's loss" -DOBSERVER -DOLD_LEARN -DC=2 -DN=5
+	$how "old restart (issue 11, defect 4): a handshake below the tail overwritten" -DRESTART -DOLD_RESTART -DC=2 -DN=3 -DMAXCRASH=1
+	$how "old restart, half fixed: recovery lifts a live handshake" -DRESTART -DOLD_LIFT -DC=2 -DN=3 -DMAXCRASH=1
+	$how "old restart, half fixed: the open's limit at the tail" -DRESTART -DOLD_OPEN -DC=2 -DN=3 -DMAXCRASH=1
 }
 
 finish() {
@@ -98,10 +101,12 @@ run "group: 2 members, no crash (ring 2, 3 msgs)" -DGROUPS -DC=2 -DN=3 -DMAXCRAS
 run "group: 2 members, 1 crash anywhere: adoption, frontier never stuck (ring 1, 2 msgs)" -DGROUPS -DC=1 -DN=2 -DMAXCRASH=1
 run "group evicted: members delayed anywhere (ring 1, 2 msgs)" -DGROUPS -DEVICT -DC=1 -DN=2 -DMAXCRASH=0
 run "observer attaching while the ring is lapped (ring 2, 5 msgs)" -DOBSERVER -DC=2 -DN=5
+run "restart: the producer dies anywhere, a new one recovers, a consumer attaching; 2 crashes (ring 2, 3 msgs)" -DRESTART -DC=2 -DN=3 -DMAXCRASH=2
 if [ -n "${SHMQ_MODEL_BIG:-}" ]; then
 	run "group: 2 members, 1 crash (ring 1, 3 msgs)" -DGROUPS -DC=1 -DN=3 -DMAXCRASH=1
 	run "group evicted (ring 2, 3 msgs)" -DGROUPS -DEVICT -DC=2 -DN=3 -DMAXCRASH=0
 	run "observer (ring 3, 9 msgs)" -DOBSERVER -DC=3 -DN=9
+	run "restart, 2 crashes (ring 3, 5 msgs)" -DRESTART -DC=3 -DN=5 -DMAXCRASH=2
 fi
 if [ "${1:-}" = --old ]; then
 	old_protocols run

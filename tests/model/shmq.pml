@@ -30,7 +30,8 @@
  *
  * Crashes: a killer raises one victim's kill flag at any moment (at most
  * MAXCRASH per run); the victim's `unless` abandons it before its next
- * step, and the kernel drops its locks. A dead producer is not replaced.
+ * step, and the kernel drops its locks. A dead producer is replaced
+ * only with -DRESTART.
  *
  * Configurations:
  *  default  the producer (abstract sleep for space); consumers 0 and 1
@@ -59,6 +60,19 @@
  *           false -EBADMSG, and never deliver an overwritten record.
  *           -DOLD_EVICT: the claim before issue 11, which called a claim
  *           word more than a ring behind write_pos corrupt.
+ *  -DRESTART the broadcast configuration with consumer 0 attached at 0
+ *           (sleeping with F2) and a joiner (consumer 1, the F1
+ *           handshake), and a producer that, killed at any step, is
+ *           replaced by a new process (shmq_producer_open): it takes the
+ *           role, recovers (the walk must cut nothing; clamp_cursors
+ *           lifts a dead holder below the tail and leaves a live one,
+ *           which is inside its attach handshake), and keeps its limit
+ *           behind every live holder below the tail (issue 11, defect
+ *           4). Consumers wait for the new producer and end at its EOF
+ *           (or SHMQ_EDIED if it dies too). -DOLD_RESTART: the open and
+ *           recovery before issue 11 (limit = tail without a scan; every
+ *           holder below the tail lifted); -DOLD_LIFT, -DOLD_OPEN: only
+ *           the recovery, or only the open, as before.
  *  -DOBSERVER an overwrite-policy producer that never waits and one
  *           observer attaching while it laps the ring: the sequence it
  *           learns must be the one at the position it starts at (L1 in
@@ -95,14 +109,22 @@
 #define PID_C(k) (2 + (k))
 
 #ifndef OBSERVER
+#if defined(RESTART) && defined(GROUPS)
+#error "RESTART is a broadcast configuration"
+#endif
 #ifdef GROUPS
 #define NS 1		/* slot 0 is the group slot, the only holder */
 #define NC 2		/* members */
+#elif defined(RESTART)
+#define NS 2		/* consumer slots */
+#define NC 2		/* consumers 0 (attached), 1 (joins) */
+#define JOINER 1
 #else
 #define NS 3		/* consumer slots */
 #define NC 3		/* consumers 0, 1 (attached), 2 (joins) */
+#define JOINER 2
 #endif
-#define NPROC (1 + NC)
+#define NPROC (1 + NC)	/* the producer (also the one that restarts) */
 
 byte ring[C];
 byte write_pos, tail_pos, floor_pos;
@@ -130,6 +152,9 @@ byte nprog;		/* deliveries and member slots freed, for PROGRESS */
 
 bool kill[NPROC];
 byte crashes;
+#ifdef RESTART
+bool restarted;		/* a new producer took the role: the last one */
+#endif
 byte ndone;		/* processes that finished or died */
 
 #ifdef GROUPS
@@ -286,7 +311,11 @@ inline refresh_limit()
 /* The abstract wake-up for space: the slowest holder (or the floor) moved. */
 #define HP(k)		(slot_state[k] == ACTIVE -> slot_pos[k] : NONE)
 #define MIN2(a, b)	((a) < (b) -> (a) : (b))
+#if NS > 2
 #define LOWEST		MIN2(HP(0), MIN2(HP(1), HP(2)))
+#else
+#define LOWEST		MIN2(HP(0), HP(1))
+#endif
 #define ROOM		(pos + 1 - C <= (LOWEST == NONE -> floor_pos : LOWEST))
 
 #ifndef GROUPS
@@ -317,86 +346,170 @@ inline reclaim_dead()
 }
 #endif
 
+/*
+ * The producer's sends: the messages from pos (0, or write_pos after a
+ * restarted producer's recovery) to N, with its tail and limit.
+ */
+inline send_loop()
+{
+	do
+	:: pos == N -> break
+	:: pos < N ->
+		/* wait_space */
+		do
+		:: FITS -> break
+		:: else ->
+			refresh_limit();
+			if
+			:: FITS -> break
+#ifdef EVICT
+			/* Nobody holds: it waits for a consumer to come. */
+			:: slot_state[0] == EVICTED -> goto parked
+#endif
+			:: else ->
+#ifdef GROUPS
+#ifndef OLD_ADVANCE
+				/*
+				 * shmqi_reclaim_dead -> shmqi_groups_advance:
+				 * D1, the frontier of a group that lags.
+				 */
+				if
+				:: slot_state[0] == ACTIVE && slot_pos[0] < gclaim ->
+					group_advance()
+				:: else -> skip
+				fi;
+#endif
+#ifdef EVICT
+				/* evict_stalled, as if evict_ms had passed */
+				if
+				:: atomic { slot_state[0] == ACTIVE ->
+					slot_state[0] = EVICTED;	/* E1 */
+					if :: floor_pos < pos -> floor_pos = pos
+					   :: else -> skip fi };
+					goto evicted
+				:: true -> skip
+				fi;
+#endif
+				atomic {	/* v = space_futex; F3 */
+					space_moved = false;
+					prod_waiting = true
+				};
+				refresh_limit();
+				if
+				:: FITS -> skip
+				:: else ->
+					/* FUTEX_WAIT(space_futex, v), one slice */
+					(space_moved || SLICE_OVER)
+				fi;
+				prod_waiting = false;
+#ifdef EVICT
+evicted:				skip
+#endif
+#else
+				reclaim_dead();
+				/* asleep until F3 would wake it, or one slice */
+				(ROOM || (timeout && crashes > 0))
+#endif
+			fi
+		od;
+		ring[pos % C] = BUSY;		/* the payload ... */
+		atomic {
+			ring[pos % C] = pos;	/* ... seal() ... */
+			pos++;
+			write_pos = pos		/* ... W1, F2 */
+		};
+		/* F2: data_waiters read, swapped, data_futex bumped */
+		if
+		:: atomic { data_waiters -> data_waiters = false; bump_data() }
+		:: else -> skip
+		fi
+	od
+}
+
+#ifdef RESTART
+/*
+ * shmqi_recover after a process crash, in the new producer that holds
+ * the role. write_pos and tail_pos, which only the role's holder writes,
+ * in one step with the walk: every published record from the tail is
+ * intact (a cut after a mere crash would drop committed messages). Then
+ * clamp_cursors, slot by slot in the steps of recover.c: the state and
+ * position (acquire), the lock probe of live_below_tail, the fenced store
+ * that lifts a position below the tail to it. A live consumer below the
+ * tail is inside its attach handshake (it stored its position and read
+ * tail_pos before the last producer moved the tail, and that producer
+ * died before its re-scan, F1): it is left there. A dead one is lifted.
+ * -DOLD_RESTART (or -DOLD_LIFT): recovery before issue 11 lifted both.
+ */
+inline recover()
+{
+	atomic {
+		pos = write_pos; tail = tail_pos;
+		k = tail;
+		do
+		:: k == pos -> break
+		:: else -> assert(ring[k % C] == k); k++	/* the walk cuts nothing */
+		od;
+		k = 0
+	};
+	do
+	:: j == NS -> break
+	:: else ->
+		atomic { v = (slot_state[j] != FREE -> slot_pos[j] : NONE) };
+		if
+		:: v != NONE && v < tail ->
+#if !defined(OLD_RESTART) && !defined(OLD_LIFT)
+			/* live_below_tail: the slot's lock held, within a ring */
+			atomic { live = (slot_lock[j] != 0 && v + C >= pos) };
+#endif
+			if
+			:: !live -> slot_pos[j] = tail		/* clamp (fenced) */
+			:: else -> skip
+			fi
+		:: else -> skip
+		fi;
+		atomic { j++; v = 0; live = false }
+	od;
+	atomic {	/* floor_pos into [tail, write_pos] */
+		j = 0;
+		if :: floor_pos < tail -> floor_pos = tail :: else -> skip fi
+	}
+}
+
+/*
+ * The end of shmq_producer_open: limit = tail, then fence_full and the
+ * holders (A2, one step as in refresh_limit): a live consumer that
+ * recovery left below the tail holds the limit (if within a ring of
+ * write_pos). Either the consumer's F1 store comes before this scan, or
+ * its load of tail_pos after it sees the tail, which was published before
+ * the producer that moved it died. -DOLD_RESTART (or -DOLD_OPEN): the open
+ * before issue 11, limit = tail without a scan.
+ */
+inline open_limit()
+{
+	atomic {
+		lim = tail;
+#if !defined(OLD_RESTART) && !defined(OLD_OPEN)
+		holders_min();
+		if :: n > 0 && m < tail && m + C >= pos -> lim = m :: else -> skip fi;
+		m = 0; n = 0
+#endif
+	}
+}
+#endif
+
 active proctype producer()
 {
 	byte pos, tail, lim, m, n, t, i, j, k;
 #ifdef GROUPS
 	byte f, me = NC;	/* group_advance() as the producer */
 #endif
+#ifdef RESTART
+	byte v;
+	bool live;
+#endif
 
 	{
-		do
-		:: pos == N -> break
-		:: pos < N ->
-			/* wait_space */
-			do
-			:: FITS -> break
-			:: else ->
-				refresh_limit();
-				if
-				:: FITS -> break
-#ifdef EVICT
-				/* Nobody holds: it waits for a consumer to come. */
-				:: slot_state[0] == EVICTED -> goto parked
-#endif
-				:: else ->
-#ifdef GROUPS
-#ifndef OLD_ADVANCE
-					/*
-					 * shmqi_reclaim_dead -> shmqi_groups_advance:
-					 * D1, the frontier of a group that lags.
-					 */
-					if
-					:: slot_state[0] == ACTIVE && slot_pos[0] < gclaim ->
-						group_advance()
-					:: else -> skip
-					fi;
-#endif
-#ifdef EVICT
-					/* evict_stalled, as if evict_ms had passed */
-					if
-					:: atomic { slot_state[0] == ACTIVE ->
-						slot_state[0] = EVICTED;	/* E1 */
-						if :: floor_pos < pos -> floor_pos = pos
-						   :: else -> skip fi };
-						goto evicted
-					:: true -> skip
-					fi;
-#endif
-					atomic {	/* v = space_futex; F3 */
-						space_moved = false;
-						prod_waiting = true
-					};
-					refresh_limit();
-					if
-					:: FITS -> skip
-					:: else ->
-						/* FUTEX_WAIT(space_futex, v), one slice */
-						(space_moved || SLICE_OVER)
-					fi;
-					prod_waiting = false;
-#ifdef EVICT
-evicted:				skip
-#endif
-#else
-					reclaim_dead();
-					/* asleep until F3 would wake it, or one slice */
-					(ROOM || (timeout && crashes > 0))
-#endif
-				fi
-			od;
-			ring[pos % C] = BUSY;		/* the payload ... */
-			atomic {
-				ring[pos % C] = pos;	/* ... seal() ... */
-				pos++;
-				write_pos = pos		/* ... W1, F2 */
-			};
-			/* F2: data_waiters read, swapped, data_futex bumped */
-			if
-			:: atomic { data_waiters -> data_waiters = false; bump_data() }
-			:: else -> skip
-			fi
-		od;
+		send_loop();
 		atomic { prod_state = CLOSED; bump_data() };	/* S1, wake all */
 		atomic { prod_lock = 0; ndone++ };
 #ifdef EVICT
@@ -408,6 +521,32 @@ out:		skip
 		atomic { kill[0] ->
 			kill[0] = false; drop_locks(PID_PROD); ndone++ }
 	}
+#ifdef RESTART
+	/*
+	 * After a death (not after a close): a new process opens the
+	 * producer (shmq_producer_open). It takes the role's lock, recovers,
+	 * sets its limit, and sends the rest from write_pos, with the state
+	 * of this process's locals reset: nothing of the dead one survives
+	 * but the shared file.
+	 */
+	if
+	:: atomic { prod_state == OPEN && prod_lock == 0 ->
+		prod_lock = PID_PROD; restarted = true;
+		pos = 0; tail = 0; lim = 0; m = 0; n = 0; t = 0;
+		i = 0; j = 0; k = 0 };
+		{
+			recover();
+			open_limit();
+			send_loop();
+			atomic { prod_state = CLOSED; bump_data() };
+			atomic { prod_lock = 0; ndone++ }
+		} unless {
+			atomic { kill[0] ->
+				kill[0] = false; drop_locks(PID_PROD); ndone++ }
+		}
+	:: else -> skip
+	fi
+#endif
 }
 
 /*
@@ -418,7 +557,17 @@ out:		skip
  * loses nothing.
  */
 #define GONE_EOF(P)	(prod_state == CLOSED && write_pos == P)
+#ifdef RESTART
+/*
+ * A new producer takes over after the first one dies: until it holds the
+ * role, a consumer with nothing to read waits for it (in C it gets
+ * SHMQ_EDIED and calls again); once the second one died too, it stops.
+ */
+#define GONE_DIED(P)	(prod_state == OPEN && prod_lock == 0 && restarted && \
+			 write_pos == P)
+#else
 #define GONE_DIED(P)	(prod_state == OPEN && prod_lock == 0 && write_pos == P)
+#endif
 
 /*
  * wait_data() with the futex, sleeper ME at position P: leaves gone set
@@ -443,7 +592,8 @@ inline wait_data(me, P)
 #ifndef GROUPS
 /*
  * A broadcast consumer. 0 and 1 are attached at position 0 from the
- * start, in slots 0 and 1; 2 attaches while everything runs.
+ * start, in slots 0 and 1; 2 attaches while everything runs. With
+ * -DRESTART: 0 is attached, 1 (JOINER) attaches.
  */
 proctype consumer(byte id)
 {
@@ -451,7 +601,7 @@ proctype consumer(byte id)
 
 	{
 		if
-		:: id < 2 -> me = id
+		:: id < JOINER -> me = id
 		:: else ->
 			/*
 			 * shmq_consumer_open: the attach lock, then claim_slot:
@@ -537,7 +687,9 @@ active proctype killer()
 	:: crashes < MAXCRASH -> crashes++; kill[0] = true
 	:: crashes < MAXCRASH -> crashes++; kill[1] = true
 	:: crashes < MAXCRASH -> crashes++; kill[2] = true
+#if NPROC > 3
 	:: crashes < MAXCRASH -> crashes++; kill[3] = true
+#endif
 	:: true -> break
 	od
 }
@@ -545,10 +697,14 @@ active proctype killer()
 init {
 	atomic {
 		slot_state[0] = ACTIVE; slot_lock[0] = PID_C(0);
+#if JOINER > 1
 		slot_state[1] = ACTIVE; slot_lock[1] = PID_C(1);
+#endif
 		run consumer(0);
+#if JOINER > 1
 		run consumer(1);
-		run consumer(2)
+#endif
+		run consumer(JOINER)
 	}
 }
 
