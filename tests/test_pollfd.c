@@ -761,3 +761,43 @@ Test(pollfd, second_user_by_group)
 	close(ready[0]);
 	close(ready[1]);
 }
+
+/* The examples (examples/): built by meson, run here, output checked. */
+static void run_example(const char *cmd, const char *const *want)
+{
+	char line[512], out[4096] = "";
+	FILE *f = popen(cmd, "r");
+	int st;
+
+	cr_assert(f, "popen %s", cmd);
+	while (fgets(line, sizeof(line), f))
+		strncat(out, line, sizeof(out) - strlen(out) - 1);
+	st = pclose(f);
+	cr_assert_eq(st, 0, "%s exited with %d:\n%s", cmd, st, out);
+	for (; *want; want++)
+		cr_assert(strstr(out, *want), "%s: no \"%s\" in:\n%s", cmd,
+			  *want, out);
+}
+
+Test(pollfd, example_epoll_loop)
+{
+	char cmd[8192];
+	const char *want[] = { "a: 3000 messages, end of stream",
+			       "b: 3000 messages, end of stream",
+			       "ticks: yes", NULL };
+
+	snprintf(cmd, sizeof(cmd), "timeout 60 %s %s 3000", EXAMPLE_EPOLL_LOOP,
+		 h_dir());
+	run_example(cmd, want);
+}
+
+Test(pollfd, example_uv_consumer)
+{
+	char cmd[8192];
+	const char *want[] = { "got 3000 messages, end of stream",
+			       "timer: ran", NULL };
+
+	snprintf(cmd, sizeof(cmd), "timeout 60 %s %s 3000",
+		 EXAMPLE_UV_CONSUMER, h_path("uvq"));
+	run_example(cmd, want);
+}
