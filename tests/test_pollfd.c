@@ -241,8 +241,9 @@ Test(pollfd, epoll_level_and_edge_triggered)
 /*
  * No lost wake-up: 100,000 messages, each sent after the consumer said
  * it is about to wait (a pipe), so that the consumer sleeps and is woken
- * 100,000 times; then 100,000 more free-running with random gaps, which
- * race the publish against the arming. A lost wake-up is a 5 s timeout.
+ * 100,000 times; then 100,000 more, each sent as soon as the last was
+ * received, which races the publish against the consumer's arming. A
+ * lost wake-up is a 5 s timeout.
  */
 Test(pollfd, no_lost_wakeup_over_100000_sleeps, .timeout = 600)
 {
@@ -273,17 +274,26 @@ Test(pollfd, no_lost_wakeup_over_100000_sleeps, .timeout = 600)
 				_exit(13);
 			send_u64(p, i);
 		}
-		srandom(14);
+		/* Phase 2: the next as soon as one is received, racing
+		 * the consumer's arming. */
 		for (unsigned int i = n; i < 2 * n; i++) {
+			if (i > n && read(ack[0], &b, 1) != 1)
+				_exit(13);
 			send_u64(p, i);
-			for (long k = random() % 2000; k > 0; k--)
-				__asm__ volatile("" ::: "memory");
 		}
 		_exit(shmq_producer_close(p) == 0 ? 0 : 12);
 	}
 	close(ack[0]);
 	for (;;) {
-		st = drain(c, &next);
+		uint64_t v;
+
+		while ((st = shmq_recv(c, &v, sizeof(v), NULL, SHMQ_NOWAIT)) >= 0) {
+			cr_assert_eq(v, next);
+			next++;
+			/* Phase 2: received, let the next go at once. */
+			if (next > n && next < 2 * n)
+				cr_assert_eq(write(ack[1], "x", 1), 1);
+		}
 		if (st != -EAGAIN)
 			break;
 		/* Armed (the -EAGAIN): now let the next message go. */
@@ -392,7 +402,7 @@ Test(pollfd, next_session_is_watched)
 	struct shmq_consumer *c;
 	uint64_t next = 0;
 	ssize_t st;
-	int fd, ready[2];
+	int fd, ready[2], go[2];
 	char b;
 	pid_t pid;
 
@@ -402,17 +412,33 @@ Test(pollfd, next_session_is_watched)
 	cr_assert_eq(shmq_consumer_open(q, NULL, &c), 0);
 	fd = shmq_consumer_fd(c);
 	cr_assert_eq(drain(c, &next), -EAGAIN);
+	cr_assert_eq(pipe(go), 0);
 	pid = child(60);
 	if (pid == 0) {
-		(void)child_producer(&q);
-		(void)!write(ready[1], "x", 1);
+		struct shmq_producer *p;
+
+		/* Attach first (reading the header is an IN_ACCESS too). */
+		if (shmq_open(qpath, 0, NULL, &q) < 0)
+			_exit(10);
+		(void)!write(ready[1], "a", 1);
+		if (read(go[0], &b, 1) != 1 ||
+		    shmq_producer_open(q, NULL, &p) < 0)
+			_exit(11);
+		(void)!write(ready[1], "o", 1);
 		pause();
 		_exit(0);
 	}
 	cr_assert_eq(read(ready[0], &b, 1), 1);
+	/* Whatever its attach rang is read; armed again, idle. */
+	while (wait_readable(fd, 100) == 1)
+		cr_assert_eq(drain(c, &next), -EAGAIN);
+	cr_assert_eq(write(go[1], "g", 1), 1);
+	cr_assert_eq(read(ready[0], &b, 1), 1);
 	/* The open rang: read (nothing), armed again, now watching. */
 	cr_assert_eq(wait_readable(fd, WAIT_MS), 1);
-	cr_assert_eq(drain(c, &next), -EAGAIN);
+	do
+		cr_assert_eq(drain(c, &next), -EAGAIN);
+	while (wait_readable(fd, 100) == 1);
 	kill(pid, SIGKILL);
 	cr_assert_eq(wait_readable(fd, 200), 1);
 	do {
@@ -473,6 +499,56 @@ Test(pollfd, eviction_makes_an_idle_member_readable)
 	reap(pid);
 	shmq_consumer_close(m1);
 	shmq_consumer_close(m2);
+	shmq_close(q);
+}
+
+/*
+ * A futex sleeper (a blocking reader in another process) and a poller on
+ * one queue: the sleeper's bit must not erase the poller's (an OR, not a
+ * store), nor the poller's wake skip the sleeper.
+ */
+Test(pollfd, futex_sleeper_and_poller_together)
+{
+	struct shmq *q;
+	struct shmq_consumer *c;
+	uint64_t next = 0;
+	ssize_t st;
+	pid_t prod, sleeper;
+	int fd;
+
+	mkq(1 << 16, 0);
+	q = attach();
+	cr_assert_eq(shmq_consumer_open(q, NULL, &c), 0);
+	fd = shmq_consumer_fd(c);
+	sleeper = child(120);
+	if (sleeper == 0) {
+		struct shmq *sq = attach();
+		struct shmq_consumer *sc;
+		uint64_t v, n = 0;
+
+		if (shmq_consumer_open(sq, NULL, &sc) < 0)
+			_exit(50);
+		while ((st = shmq_recv(sc, &v, sizeof(v), NULL, 10000000000ll)) >= 0)
+			if (v != n++)
+				_exit(51);
+		_exit(st == SHMQ_EOF && n == 5000 ? 0 : 52);
+	}
+	h_sleep_ms(50);	/* the sleeper attaches (from the oldest anyway) */
+	prod = child(120);
+	if (prod == 0)
+		produce(5000, 1, 300);	/* everyone sleeps between messages */
+	for (;;) {
+		cr_assert_eq(wait_readable(fd, WAIT_MS), 1,
+			     "poller lost at %llu", (unsigned long long)next);
+		st = drain(c, &next);
+		if (st != -EAGAIN)
+			break;
+	}
+	cr_assert_eq(st, SHMQ_EOF);
+	cr_assert_eq(next, 5000);
+	cr_assert_eq(reap(prod), 0);
+	cr_assert_eq(reap(sleeper), 0, "the futex sleeper failed");
+	shmq_consumer_close(c);
 	shmq_close(q);
 }
 
