@@ -374,6 +374,20 @@ int shmq_commit_len(struct shmq_producer *p, size_t len, unsigned int flags);
 int shmq_publish(struct shmq_producer *p);
 
 /*
+ * shmq_producer_fd - a descriptor that becomes readable (POLLIN; an epoll
+ * descriptor cannot signal POLLOUT) when a send that found the ring full
+ * may make progress: a consumer released space, a stalled consumer may be
+ * evicted or a dead one reclaimed (looked at every 100 ms while armed).
+ * Made on the first call, owned by P (shmq_producer_close() closes it);
+ * it starts readable. Use: when it polls readable, retry the send with
+ * SHMQ_NOWAIT; the -EAGAIN of a send that finds no room arms it.
+ * Consumers pay one load per release for it, as for a sleeping producer.
+ * Returns the descriptor (>= 3) or -errno: -EBADFD (inherited across
+ * fork()), -EMFILE, -ENOSPC, -ENOMEM.
+ */
+int shmq_producer_fd(struct shmq_producer *p);
+
+/*
  * shmq_producer_close - publish what is sealed, mark the stream closed
  * (consumers get SHMQ_EOF after draining) and give up the role. An
  * outstanding reservation (shmq_reserve() without a commit) is dropped:
@@ -534,6 +548,25 @@ ssize_t shmq_recv(struct shmq_consumer *c, void *buf, size_t cap,
 		  struct shmq_msg *msg, int64_t timeout_ns);
 ssize_t shmq_recv_until(struct shmq_consumer *c, void *buf, size_t cap,
 			struct shmq_msg *msg, int64_t deadline_ns);
+
+/*
+ * shmq_consumer_fd - a descriptor for event loops (poll, epoll, select,
+ * libuv, asyncio) that becomes readable (POLLIN) when C may have
+ * something to return: a message, the end of a session, the producer's
+ * death (within 100 ms, SIGKILL included), eviction. Made on the first
+ * call (a consumer that never asks pays nothing), owned by C: do not
+ * close it; shmq_consumer_close() does. It starts readable. Use: when it
+ * polls readable, call shmq_recv() or shmq_peek() with SHMQ_NOWAIT until
+ * it returns -EAGAIN; that -EAGAIN arms it, so edge-triggered epoll works
+ * too. It may be readable with nothing to return (a spurious wake); it
+ * stays readable until the -EAGAIN. One consumer, one descriptor: two
+ * threads must not wait on it for the same consumer. After fork(), the
+ * child's copy is inert, and the call fails there with -EBADFD.
+ * Returns the descriptor (>= 3) or -errno: -EBADFD (a handle inherited
+ * across fork()), -EMFILE, -ENOSPC (fs.inotify.max_user_instances or
+ * max_user_watches reached), -ENOMEM.
+ */
+int shmq_consumer_fd(struct shmq_consumer *c);
 
 /*
  * shmq_consumer_close - detach the consumer C and free it. Anonymous: the slot is freed and stops

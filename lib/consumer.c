@@ -161,6 +161,7 @@ static void observer_seq(struct shmq_consumer *c)
 }
 
 static int producer_gone(struct shmq_consumer *c);
+static bool evicted(struct shmq_consumer *c);
 
 enum learn { LEARNED, EMPTY, LAPPED, BAD };
 
@@ -356,7 +357,7 @@ static void publish_pos(struct shmq_consumer *c)
 		store_release(&s->position, c->pos);	/* R1, F3 (asym) */
 	else
 		store_fenced(&s->position, c->pos);	/* R1, F3 */
-	shmqi_wake_producer(c->q->hdr);
+	shmqi_wake_producer(c->q);
 }
 
 void shmq_consumer_close(struct shmq_consumer *c)
@@ -394,6 +395,7 @@ void shmq_consumer_close(struct shmq_consumer *c)
 	shmqi_role_close(&c->role);
 free_only:
 	q->nhandles--;
+	shmqi_pollset_free(c->ps);	/* in a fork() child: its copies only */
 	free(c->adopt_buf);
 	free(c);
 }
@@ -573,6 +575,66 @@ static int again_or_expired(int64_t timeout_ns, int64_t *deadline)
 	return 0;
 }
 
+/*
+ * SHMQ_NOWAIT on a consumer with a descriptor (shmq_consumer_fd), with
+ * nothing to read: drain the set, probe the producer when the set says
+ * it may have died (pidfd, or the fallback timer) or the usual
+ * LIVE_CHECK_NS has passed, then arm and look once more. Returns 0 (look
+ * again), 1 (the producer is gone and its end may be ours: check_end),
+ * -EAGAIN (armed: the descriptor becomes readable on the next change) or
+ * -errno.
+ *
+ * Arming is F2 with the POLL bit: the bit (a full fence; membarrier for
+ * an ASYM producer, as a sleeper does) before we re-read write_pos, the
+ * state and our slot; the producer's store of any of those (fenced, or
+ * unfenced and fenced by our membarrier) before its load of the bits.
+ * Either we see the change here, or it sees the bit and rings, after our
+ * drain, so the descriptor is readable. The bit is self-clearing: the
+ * producer's xchg takes it with one ring, whatever became of us.
+ */
+static int poll_arm(struct shmq_consumer *c)
+{
+	struct shmq_hdr *h = c->q->hdr;
+	unsigned int fired = shmqi_pollset_drain(c->ps);
+	uint32_t inc, st;
+	int64_t now = shmqi_now_ns();
+	int gone, ret;
+
+	if ((fired & (SHMQI_FIRED_PID | SHMQI_FIRED_TIMER)) ||
+	    now - c->live_check_ns >= LIVE_CHECK_NS) {
+		c->live_check_ns = now;
+		/* Pollers notice truncation and deletion too (F9, F18). */
+		ret = shmqi_check_file(c->q);
+		if (ret < 0)
+			return ret;
+		gone = producer_gone(c);
+		if (gone == SHMQ_EDIED) {
+			c->ps_dead = true;
+			c->ps_dead_inc = c->gone_inc;
+		}
+		if (gone && end_owed(c))
+			return 1;
+	}
+	inc = load_acquire(&h->incarnation);
+	st = load_acquire(&h->prod_state);
+	rmw_or(&h->data_waiters, SHMQ_WAIT_POLL);		/* F2 */
+	if ((load_relaxed(&h->prod_caps) & SHMQ_CAP_ASYM) &&
+	    shmqi_membarrier() < 0)
+		shmqi_pollset_timer(c->ps, 1000000, true);	/* look again soon */
+	if (read_end(c) != c->pos)
+		return 0;
+	if (c->kind != SHMQ_KIND_OBSERVER && evicted(c))
+		return 0;	/* the caller reports it */
+	if (load_acquire(&h->incarnation) != inc ||
+	    load_acquire(&h->prod_state) != st)
+		return 0;	/* a session began or ended meanwhile */
+	if (shmqi_pollset_watch(c->ps, c->q, c->ps_dead, c->ps_dead_inc)) {
+		c->live_check_ns = 0;	/* it changed or died: probe now */
+		return 0;
+	}
+	return -EAGAIN;
+}
+
 static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 		     int64_t *deadline)
 {
@@ -609,6 +671,12 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	if (load_acquire(&h->prod_state) == SHMQ_PSTATE_CLOSED &&
 	    producer_gone(c) == SHMQ_EOF && end_owed(c))
 		goto check_end;
+	if (timeout_ns == 0 && c->ps) {
+		ret = poll_arm(c);
+		if (ret == 1)
+			goto check_end;
+		return ret;
+	}
 	if (timeout_ns == 0) {
 		now = shmqi_now_ns();
 		if (now - c->live_check_ns < LIVE_CHECK_NS)
@@ -656,14 +724,15 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	 * The acquire on V keeps that re-read after the load of V.
 	 */
 	if (!resleep || v != c->slept_on ||
-	    !load_relaxed(&h->data_waiters)) {
+	    !(load_relaxed(&h->data_waiters) & SHMQ_WAIT_FUTEX)) {
 		/*
 		 * F2 pairs with F2 in shmq_publish(): our flag is visible
 		 * before we re-read write_pos; the producer's write_pos is
 		 * visible before it reads the flag. One of us sees the other:
-		 * no lost wake-up.
+		 * no lost wake-up. Our bit only (an OR, a full fence as the
+		 * store it replaces): a poller's bit in the same word stays.
 		 */
-		store_fenced(&h->data_waiters, 1);
+		rmw_or(&h->data_waiters, SHMQ_WAIT_FUTEX);
 		/*
 		 * F2 (asym): a producer publishing unfenced is fenced from
 		 * here. Only an ASYM producer needs it; one that stores its
@@ -1309,4 +1378,24 @@ int shmq_set_evict_after(struct shmq *q, uint32_t ms)
 		return shmqi_fail(-EROFS, "queue opened read-only");
 	store_relaxed(&q->hdr->evict_ms, ms);
 	return 0;
+}
+
+/*
+ * shmq_consumer_fd(): made on first call, and readable at once (the
+ * caller reads until -EAGAIN, which arms it).
+ */
+int shmq_consumer_fd(struct shmq_consumer *c)
+{
+	int ret;
+
+	shmqi_clear_error();
+	if (shmqi_inherited(c))
+		return shmqi_fail_inherited();
+	if (!c->ps) {
+		ret = shmqi_pollset_new(c->q, &c->ps);
+		if (ret < 0)
+			return ret;
+		shmqi_pollset_wake(c->ps);
+	}
+	return c->ps->epfd;
 }

@@ -247,7 +247,15 @@ struct shmq_hdr {
 	/* Line 7: the producer says it sleeps (consumers read per release). */
 	uint32_t prod_waiting;	/* 448 */
 	uint32_t prod_caps;	/* 452 SHMQ_CAP_*, set at producer open */
-	uint8_t pad7[56];	/* 456 */
+	/*
+	 * prod_pidns: the inode of the producer's pid namespace
+	 * (/proc/self/ns/pid), stored at open before prod_epoch; 0 unknown.
+	 * A consumer's descriptor watches prod_pid with a pidfd only when it
+	 * matches its own namespace (docs/concurrency.md, "Descriptors").
+	 * Was padding: a file whose producer predates it reads 0.
+	 */
+	uint64_t prod_pidns;	/* 456 */
+	uint8_t pad7[48];	/* 464 */
 };
 
 /*
@@ -333,6 +341,7 @@ _Static_assert(offsetof(struct shmq_hdr, mark_pos) == 264, "mark_pos");
 _Static_assert(offsetof(struct shmq_hdr, mark_val) == 280, "mark_val");
 _Static_assert(offsetof(struct shmq_hdr, data_waiters) == 320, "waiters");
 _Static_assert(offsetof(struct shmq_hdr, space_futex) == 384, "space_futex");
+_Static_assert(offsetof(struct shmq_hdr, prod_pidns) == 456, "prod_pidns");
 _Static_assert(offsetof(struct shmq_hdr, attach_count) == 388, "attaches");
 _Static_assert(offsetof(struct shmq_hdr, floor_pos) == 392, "floor_pos");
 _Static_assert(offsetof(struct shmq_hdr, slot_gen) == 400, "slot_gen");

@@ -84,7 +84,7 @@ void shmqi_group_advance(struct shmq *q, uint32_t gidx)
 		}
 		cur = seen;
 	}
-	shmqi_wake_producer(q->hdr);
+	shmqi_wake_producer(q);
 }
 
 /*

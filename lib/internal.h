@@ -80,6 +80,40 @@ struct shmqi_role {
 	int *fd;			/* the handle's lock_fd */
 };
 
+/* pollfd.c: the descriptor set behind shmq_consumer_fd/shmq_producer_fd. */
+struct shmqi_pollset {
+	int epfd;		/* what the caller polls */
+	int ino;		/* inotify: IN_ACCESS on the queue's inode */
+	int ev;			/* eventfd: self-wakes */
+	int pidfd;		/* consumer: the live producer, or -1 */
+	int tfd;		/* timerfd: fallback probe / producer slow checks */
+	uint32_t w_inc;		/* the session pidfd watches ... */
+	uint32_t w_epoch;	/* ... and its producer_open */
+	bool pid_fired;		/* pidfd readable: it died */
+	int64_t timer_ns;	/* the periodic timer's period, 0 off */
+	uint64_t pidns;		/* our pid namespace's inode, 0 unknown */
+};
+
+#define SHMQI_FIRED_RING	0x1
+#define SHMQI_FIRED_SELF	0x2
+#define SHMQI_FIRED_PID		0x4
+#define SHMQI_FIRED_TIMER	0x8
+/* Fallback probe period (no pidfd), and the producer's slow-check timer. */
+#define SHMQ_POLL_TIMER_NS	100000000ll
+
+int shmqi_pollset_new(struct shmq *q, struct shmqi_pollset **out);
+void shmqi_pollset_free(struct shmqi_pollset *ps);
+unsigned int shmqi_pollset_drain(struct shmqi_pollset *ps);
+void shmqi_pollset_wake(struct shmqi_pollset *ps);
+void shmqi_pollset_timer(struct shmqi_pollset *ps, int64_t ns, bool oneshot);
+int shmqi_pollset_watch(struct shmqi_pollset *ps, struct shmq *q,
+			bool dead_known, uint32_t dead_inc);
+void shmqi_ring(struct shmq *q);
+void shmqi_wake_consumers(struct shmq *q, bool futex_anyway);
+uint64_t shmqi_pidns(void);
+extern uint64_t shmqi_ring_count;
+extern int shmqi_no_pidfd;
+
 struct shmq_producer {
 	struct shmq *q;
 	int lock_fd;		/* own OFD: holds SHMQ_LOCK_PRODUCER; -1 in a
@@ -123,6 +157,7 @@ struct shmq_producer {
 	uint64_t cut_bytes;	/* recovery cut this much at open */
 	uint64_t cut_msgs;	/* ... at most this many messages */
 	uint64_t cut_durable;	/* ... of which durable bytes */
+	struct shmqi_pollset *ps;	/* shmq_producer_fd(), or NULL */
 };
 
 struct shmq_consumer {
@@ -167,6 +202,9 @@ struct shmq_consumer {
 	uint64_t dwait_pos;	/* ... the watermark at this position */
 	bool resumed;		/* a named consumer that was away */
 	uint64_t closed_sync_w;	/* durable: write_pos of its closed-queue sync */
+	struct shmqi_pollset *ps;	/* shmq_consumer_fd(), or NULL */
+	bool ps_dead;		/* ps: the probe found session ps_dead_inc ... */
+	uint32_t ps_dead_inc;	/* ... dead: not watched again */
 	struct shmqi_rec_view view;
 };
 
@@ -228,7 +266,7 @@ int shmqi_holders_min(struct shmq *q, uint64_t *min);
 int shmqi_holders_min_idx(struct shmq *q, uint64_t *min, uint32_t *idx);
 int shmqi_reclaim_dead(struct shmq *q, int fd);
 void shmqi_free_slot_locked(struct shmq *q, uint32_t i);
-void shmqi_wake_producer(struct shmq_hdr *h);
+void shmqi_wake_producer(struct shmq *q);
 bool shmqi_name_valid(const char *name);
 int shmqi_find_named(struct shmq *q, const char *name, uint32_t kind);
 int shmqi_claim_slot(struct shmq *q, int fd);

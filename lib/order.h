@@ -105,4 +105,28 @@
 #endif
 #define store_fenced(p, v)	((void)rmw_xchg((p), (v)))
 
+/*
+ * Set or clear bits of a 32-bit word; full fences before and after (a CAS
+ * loop: liburcu's uatomic_or/_and imply no barrier). Returns the old value.
+ */
+#ifdef SHMQ_TSAN
+#define rmw_or(p, v)		__atomic_fetch_or((p), (v), __ATOMIC_SEQ_CST)
+#define rmw_and(p, v)		__atomic_fetch_and((p), (v), __ATOMIC_SEQ_CST)
+#else
+#define rmw_or(p, v)							\
+	__extension__ ({						\
+		__typeof__(*(p)) _c = CMM_LOAD_SHARED(*(p)), _s;	\
+		while ((_s = rmw_cas((p), _c, _c | (v))) != _c)		\
+			_c = _s;					\
+		_c;							\
+	})
+#define rmw_and(p, v)							\
+	__extension__ ({						\
+		__typeof__(*(p)) _c = CMM_LOAD_SHARED(*(p)), _s;	\
+		while ((_s = rmw_cas((p), _c, _c & (v))) != _c)		\
+			_c = _s;					\
+		_c;							\
+	})
+#endif
+
 #endif /* SHMQ_ORDER_H */

@@ -90,6 +90,8 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	store_relaxed(&h->pub_seq, p->seq);
 	store_relaxed(&h->tail_seq, p->tail_seq);
 	store_relaxed(&h->prod_pid, (uint32_t)getpid());
+	/* For consumers' pidfds: before the epoch bump below (a full fence). */
+	store_relaxed(&h->prod_pidns, shmqi_pidns());
 	/*
 	 * A new incarnation, for every record we seal. inc_pos is stored
 	 * before incarnation (release), so that a header page written back
@@ -177,6 +179,14 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	}
 	/* Consumers that see OPEN also see the fields above. */
 	store_release(&h->prod_state, SHMQ_PSTATE_OPEN);
+	/*
+	 * Pollers waiting for a session watch its producer once it is OPEN
+	 * (shmqi_pollset_watch): ring them. The fence orders the state
+	 * before the load of their bits, against their fenced bit before
+	 * they read the state (F2).
+	 */
+	fence_full();
+	shmqi_wake_consumers(q, false);
 	q->nhandles++;
 	*out = p;
 	return 0;
@@ -221,11 +231,9 @@ int shmq_publish(struct shmq_producer *p)
 	store_relaxed(&h->stat_bytes, load_relaxed(&h->stat_bytes) + p->unpub_bytes);
 	p->unpublished = 0;
 	p->unpub_bytes = 0;
-	if (load_relaxed(&h->data_waiters) &&
-	    rmw_xchg(&h->data_waiters, 0)) {
-		rmw_add(&h->data_futex, 1);
-		shmqi_futex_wake(&h->data_futex);
-	}
+	/* F2: sleepers on the futex, pollers by the doorbell (pollfd.c). */
+	if (unlikely(load_relaxed(&h->data_waiters)))
+		shmqi_wake_consumers(p->q, false);
 	return shmqi_sync_published(p, n);	/* sync modes (sync.c) */
 }
 
@@ -375,7 +383,7 @@ static int sleep_for_space(struct shmq_producer *p, uint64_t need_end,
 	 * F3: our waiting flag is visible before we re-scan positions; a
 	 * consumer stores its position (fenced) before it reads the flag.
 	 */
-	store_fenced(&h->prod_waiting, 1);
+	rmw_or(&h->prod_waiting, SHMQ_WAIT_FUTEX);
 	if (p->asym)
 		shmqi_membarrier();	/* F3 for consumers releasing unfenced */
 	ret = refresh_limit(p, need_end);
@@ -385,7 +393,8 @@ static int sleep_for_space(struct shmq_producer *p, uint64_t need_end,
 	if (ret == 1)	/* the slice ran out: check the file is still ours */
 		ret = shmqi_check_file(p->q);
 out:
-	store_relaxed(&h->prod_waiting, 0);
+	/* Our bit only: a poll armed by this handle stays armed. */
+	rmw_and(&h->prod_waiting, ~SHMQ_WAIT_FUTEX);
 	return ret < 0 ? ret : 0;
 }
 
@@ -430,6 +439,12 @@ static void evict_stalled(struct shmq_producer *p)
 	rmw_add(&q->hdr->slot_gen, 1);
 	shmqi_unlock(p->lock_fd, SHMQ_LOCK_ATTACH);
 	p->stall_since = 0;
+	/*
+	 * An evicted poller learns it on its next call: ring. The fenced
+	 * EVICTED stores (E1) come before this load of the bits; a poller
+	 * sets its bit (fenced) before it checks its state.
+	 */
+	shmqi_wake_consumers(q, false);
 }
 
 /*
@@ -445,6 +460,40 @@ static void spin_on_slowest(struct shmq_producer *p)
 			return;
 		caa_cpu_relax();
 	}
+}
+
+/*
+ * shmq_producer_fd(): a SHMQ_NOWAIT send that finds no room arms the
+ * descriptor before it returns -EAGAIN. F3 as sleep_for_space(): our
+ * POLL bit (a full fence; membarrier for consumers that release
+ * unfenced) before we look at the positions once more; a consumer's
+ * position before its load of the bits. Either we see the room, or the
+ * consumer sees the bit and rings. The slow checks a sleeping send makes
+ * each slice (dead consumers, eviction) run here when due, and a
+ * one-shot timer brings the caller back for them. Returns 1 when there
+ * is room after all, 0 to report -EAGAIN, or -errno.
+ */
+static int producer_arm(struct shmq_producer *p, uint64_t need_end,
+			int64_t now)
+{
+	struct shmq_hdr *h = p->q->hdr;
+	unsigned int fired = shmqi_pollset_drain(p->ps);
+	int64_t again = SHMQ_POLL_TIMER_NS;
+	int ret;
+
+	if ((fired & SHMQI_FIRED_TIMER) || now - p->slow_check_ns >= 20000000) {
+		p->slow_check_ns = now;
+		shmqi_reclaim_dead(p->q, p->lock_fd);
+		evict_stalled(p);
+	}
+	rmw_or(&h->prod_waiting, SHMQ_WAIT_POLL);		/* F3 */
+	if (p->asym && shmqi_membarrier() < 0)
+		again = 1000000;	/* cannot fence them: look again soon */
+	ret = refresh_limit(p, need_end);
+	if (ret != 0)
+		return ret;
+	shmqi_pollset_timer(p->ps, again, true);
+	return 0;
 }
 
 /* Wait until the ring has room up to NEED_END. Returns 0 or -errno. */
@@ -474,6 +523,11 @@ static int wait_space(struct shmq_producer *p, uint64_t need_end,
 		if (slow && (p->flags & SHMQ_PRODUCER_FIFO) &&
 		    (ret = fifo_check(p)) < 0)
 			return ret;
+		if (timeout_ns == 0 && p->ps) {
+			ret = producer_arm(p, need_end, now);
+			if (ret != 0)
+				return ret < 0 ? ret : 0;
+		}
 		if (timeout_ns == 0)	/* the detail names the slowest holder */
 			return shmqi_fail_full(p->q, -EAGAIN, p->slow_valid,
 					       p->slow_idx);
@@ -773,14 +827,14 @@ static int end_session(struct shmq_producer *p, uint32_t kind, uint32_t state)
 	/* S1: consumers that read the state (acquire) see the final write_pos. */
 	store_release(&h->prod_state, state);
 	fence_full();
-	rmw_add(&h->data_futex, 1);
-	shmqi_futex_wake(&h->data_futex);
+	shmqi_wake_consumers(p->q, true);
 	shmqi_unlock(p->lock_fd, SHMQ_LOCK_SESSION0 + (p->inc & 1));
 	shmqi_unlock(p->lock_fd, SHMQ_LOCK_PRODUCER);
 	shmqi_role_close(&p->role);
 	/* Read-only again: this handle's consumers never write the ring. */
 	(void)mprotect(p->q->data, p->q->g.capacity, PROT_READ);
 	p->q->nhandles--;
+	shmqi_pollset_free(p->ps);
 	free(p);
 	return ret;
 }
@@ -792,6 +846,7 @@ static int end_session(struct shmq_producer *p, uint32_t kind, uint32_t state)
 static int drop_inherited(struct shmq_producer *p)
 {
 	p->q->nhandles--;
+	shmqi_pollset_free(p->ps);	/* this process's copies only */
 	free(p);
 	return shmqi_fail_inherited();
 }
@@ -837,4 +892,24 @@ static void end_previous(struct shmq_producer *p, uint32_t prev_inc)
 	p->owed_next = prev_inc - n + 1;
 	p->owed_n = n;		/* the last one's kind: owed_last_kind (open) */
 	(void)flush_owed(p, SHMQ_NOWAIT);
+}
+
+/*
+ * shmq_producer_fd(): made on first call; starts readable (the caller
+ * tries a send, which arms it when it finds no room).
+ */
+int shmq_producer_fd(struct shmq_producer *p)
+{
+	int ret;
+
+	shmqi_clear_error();
+	if (shmqi_inherited(p))
+		return shmqi_fail_inherited();
+	if (!p->ps) {
+		ret = shmqi_pollset_new(p->q, &p->ps);
+		if (ret < 0)
+			return ret;
+		shmqi_pollset_wake(p->ps);
+	}
+	return p->ps->epfd;
 }

@@ -50,12 +50,25 @@ int shmqi_holders_min_idx(struct shmq *q, uint64_t *min, uint32_t *idx)
 	return n;
 }
 
-void shmqi_wake_producer(struct shmq_hdr *h)
+/*
+ * After a release (F3): wake a producer that waits for room. prod_waiting
+ * is a set of SHMQ_WAIT_* bits, cleared by one xchg: the futex for a
+ * sleeping send, the doorbell for a producer polling its descriptor.
+ */
+void shmqi_wake_producer(struct shmq *q)
 {
-	if (load_relaxed(&h->prod_waiting) && rmw_xchg(&h->prod_waiting, 0)) {
+	struct shmq_hdr *h = q->hdr;
+	uint32_t old;
+
+	if (!load_relaxed(&h->prod_waiting))
+		return;
+	old = rmw_xchg(&h->prod_waiting, 0);
+	if (old & SHMQ_WAIT_FUTEX) {
 		rmw_add(&h->space_futex, 1);
 		shmqi_futex_wake(&h->space_futex);
 	}
+	if (old & SHMQ_WAIT_POLL)
+		shmqi_ring(q);
 }
 
 /*
@@ -73,7 +86,7 @@ void shmqi_free_slot_locked(struct shmq *q, uint32_t i)
 		store_release(&h->floor_pos, pos);
 	store_release(&q->slots[i].state, SHMQ_SLOT_FREE);
 	rmw_add(&h->slot_gen, 1);
-	shmqi_wake_producer(h);
+	shmqi_wake_producer(q);
 }
 
 /*
@@ -213,7 +226,7 @@ uint64_t shmqi_publish_start(struct shmq *q, struct shmq_slot *s, uint64_t pos)
 			return pos;
 		pos = t;
 		/* It may have seen us behind and gone to sleep: tell it. */
-		shmqi_wake_producer(q->hdr);
+		shmqi_wake_producer(q);
 	}
 }
 

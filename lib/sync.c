@@ -109,13 +109,10 @@ static void raise_pos(uint64_t *word, uint64_t v)
  * protocol: the CAS orders the raise before our read of data_waiters, as
  * the producer's fenced write_pos store does).
  */
-static void raise_watermark(struct shmq_hdr *h, uint64_t w)
+static void raise_watermark(struct shmq *q, uint64_t w)
 {
-	raise_pos(&h->durable_pos, w);				/* W3 */
-	if (load_relaxed(&h->data_waiters) && rmw_xchg(&h->data_waiters, 0)) {
-		rmw_add(&h->data_futex, 1);
-		shmqi_futex_wake(&h->data_futex);
-	}
+	raise_pos(&q->hdr->durable_pos, w);			/* W3 */
+	shmqi_wake_consumers(q, false);	/* futex sleepers, pollers */
 }
 
 /*
@@ -196,7 +193,7 @@ int shmq_sync(struct shmq *q)
 	ret = shmqi_sync_header(q);
 	if (ret < 0)
 		return ret;
-	raise_watermark(h, w);
+	raise_watermark(q, w);
 	return 0;
 }
 
