@@ -15,8 +15,10 @@ import shmq
 from peer import check
 
 
-def drain(c):
-    out = []
+def drain(c, into=None):
+    """Receive with timeout=0 until Timeout (which arms the descriptor);
+    the messages go to INTO, so that none is lost when the end raises."""
+    out = [] if into is None else into
     while True:
         try:
             out += c.recv_many(100, timeout=0)
@@ -30,20 +32,23 @@ def test_fileno_polls_readable_for_messages_and_the_end(qpath, peers):
         fd = c.fileno()
         assert fd > 2 and c.fileno() == fd
         sel.register(fd, selectors.EVENT_READ)
-        assert sel.select(timeout=0) == []
+        # It starts readable; receiving until Timeout arms it.
+        assert drain(c) == []
+        assert sel.select(timeout=0.05) == []
         prod = peers.start("produce", qpath, "1000", "64")
         got = []
         ended = False
         while not ended:
             assert sel.select(timeout=20), "descriptor never became readable"
             try:
-                got += drain(c)
+                drain(c, got)
             except shmq.EndOfStream:
                 ended = True
         assert prod.wait(timeout=20) == 0
         assert len(got) == 1000
         assert all(check(i, d, 64) for i, d in enumerate(got))
         # Drained to Timeout: not readable until something new comes.
+        assert drain(c) == []
         assert sel.select(timeout=0.05) == []
 
 
@@ -51,6 +56,7 @@ def test_fileno_turns_readable_when_the_producer_is_killed(qpath, peers):
     with shmq.Queue(qpath, create=True, size=1 << 20) as q, \
             q.consumer() as c, selectors.DefaultSelector() as sel:
         sel.register(c.fileno(), selectors.EVENT_READ)
+        assert drain(c) == []
         prod = peers.start("produce", qpath, "3", "64", "hang")
         assert prod.stdout.readline() == b"sent\n"
         assert sel.select(timeout=20)
@@ -65,7 +71,7 @@ def test_fileno_turns_readable_when_the_producer_is_killed(qpath, peers):
             drain(c)
 
 
-async def _collect(c, ticks):
+async def _collect(c):
     out = []
     async for data in c.aiter():
         out.append(data)
@@ -84,7 +90,7 @@ def test_aiter_receives_a_stream_while_the_loop_keeps_running(qpath, peers):
                     await asyncio.sleep(0.01)
 
             t = asyncio.create_task(ticker())
-            task = asyncio.create_task(_collect(c, ticks))
+            task = asyncio.create_task(_collect(c))
             await asyncio.sleep(0.2)	# the consumer waits, the loop runs
             before = len(ticks)
             assert before >= 5
