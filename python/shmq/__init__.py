@@ -65,6 +65,12 @@ _NULL = ffi.NULL
 _FLAGS_SHIFT = 0 if sys.byteorder == "little" else 32
 # Messages one recv_many()/peek_many() call takes at most.
 _BATCH = 256
+# send_many() joins messages up to this average size into one buffer.
+_JOIN_MAX_AVG = 2048
+# recv_many() holds at most about this many bytes at once (its batch
+# follows the sizes it last saw): a batch that holds much of the ring
+# keeps the producer waiting while it is copied out.
+_MANY_BYTES = 256 << 10
 
 
 def library_path() -> str:
@@ -495,21 +501,40 @@ class Producer:
 
     def send_many(self, messages: Sequence[BytesLike],
                   timeout: Optional[float] = None) -> int:
-        """Send the messages in order and publish them together
-        (``shmq_send_batch()``): the fastest way to send many small
-        messages. Returns how many were sent: all of them, unless the
-        timeout passed (then the first ones; ``Timeout`` if none).
+        """Send the messages in order: the fastest way to send many small
+        messages. Small ones (up to 2 KiB on average) are copied and
+        published together (``shmq_send_batch()``: one publish for the
+        batch); larger ones one by one, each published once copied. Returns
+        how many were sent: all of them, unless the timeout passed (then
+        the first ones; ``Timeout`` if none); ``timeout`` bounds the
+        whole call.
 
         :param messages: a sequence of ``bytes`` (or other buffers of bytes).
         """
         n = len(messages)
         if n == 0:
             return 0
+        lens = array("Q", map(len, messages))
+        if sum(lens) // n > _JOIN_MAX_AVG:
+            # Large messages gain nothing from one publish for all: sent
+            # one by one, each is published as soon as it is copied, and
+            # the consumer copies it out meanwhile.
+            end = None if timeout is None or timeout <= 0 else \
+                _deadline(timeout)
+            for i, m in enumerate(messages):
+                if end is not None:
+                    timeout = max(0, end - time.monotonic_ns()) / 1e9
+                try:
+                    self.send(m, timeout)
+                except Timeout:
+                    if i:
+                        return i
+                    raise
+            return n
         # One copy of everything into one buffer, then the iovec array
         # built by C-level array operations (no cdata per message): its
         # 64-bit words are (address, length) pairs.
         blob = b"".join(messages)
-        lens = array("Q", map(len, messages))
         if sum(lens) != len(blob):	# items of buffers that are not bytes
             lens = array("Q", (memoryview(m).nbytes for m in messages))
         keep = ffi.from_buffer(blob)
@@ -724,6 +749,8 @@ class Consumer:
         self._msg1 = ffi.from_buffer("struct shmq_msg[]", self._m1w)
         self._mw = array("Q", bytes(64 * _BATCH))
         self._msgs = ffi.from_buffer("struct shmq_msg[]", self._mw)
+        self._many_bytes = min(_MANY_BYTES, queue.capacity // 4)
+        self._many_cap = _BATCH
         self._recv = lib.shmq_recv
         self._peek_many = lib.shmq_peek_many
         self._release_n = lib.shmq_release_n
@@ -815,7 +842,7 @@ class Consumer:
             return self._recv_many_copy(n, timeout)
         if self._blocked:
             self._settle()
-        n = min(n, _BATCH)
+        n = min(n, self._many_cap)
         if timeout is None:
             k = self._peek_many(self._c, self._msgs, n, _FOREVER_NS)
         elif timeout <= 0:
@@ -839,6 +866,9 @@ class Consumer:
         rc = self._release_n(self._c, k)
         if rc < 0:
             raise _error(rc)
+        if k > 1 or self._many_cap < _BATCH:
+            avg = sum(w[1:8 * k:8]) // k + 64	# + a record header
+            self._many_cap = max(1, min(_BATCH, self._many_bytes // avg))
         return out
 
     def _recv_many_copy(self, n: int,

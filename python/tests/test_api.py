@@ -66,6 +66,14 @@ def test_send_many_and_recv_many_keep_order_and_content(qpath):
             c.recv_many()
 
 
+def test_send_many_sends_large_messages_in_place(qpath):
+    msgs = [bytes([i]) * 20000 for i in range(5)] + [bytearray(b"z" * 9000)]
+    with shmq.Queue(qpath, size=1 << 20) as q, q.consumer() as c:
+        with q.producer() as p:
+            assert p.send_many(msgs) == 6
+        assert list(c) == [bytes(m) for m in msgs]
+
+
 def test_iteration_ends_at_the_end_of_stream(qpath):
     with shmq.Queue(qpath) as q, q.consumer() as c:
         with q.producer() as p:
