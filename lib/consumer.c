@@ -632,6 +632,13 @@ static int poll_arm(struct shmq_consumer *c)
 		c->live_check_ns = 0;	/* it changed or died: probe now */
 		return 0;
 	}
+	/*
+	 * A member's other source of messages is a dead member's claim,
+	 * which nobody rings for: come back after MEMBER_SLICE_NS to look,
+	 * as a sleeping member wakes to (member_next adopts it).
+	 */
+	if (c->kind == SHMQ_KIND_MEMBER)
+		shmqi_pollset_timer(c->ps, MEMBER_SLICE_NS, true);
 	return -EAGAIN;
 }
 

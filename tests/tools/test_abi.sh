@@ -22,6 +22,9 @@ syms=$(objdump -T "$libso")
 for s in shmq_open shmq_recv shmq_info shmq_release_n shmq_recv_until; do
 	grep -q "SHMQ_1 *$s\$" <<<"$syms" || fail "$s not exported as SHMQ_1"
 done
+for s in shmq_consumer_fd shmq_producer_fd; do
+	grep -q "SHMQ_1.2 *$s\$" <<<"$syms" || fail "$s not exported as SHMQ_1.2"
+done
 
 # The .pc: no Requires (liburcu is private to the library), and --cflags
 # only our include directory.
