@@ -419,6 +419,7 @@ EOF
 else
 	note "gnuplot not installed (apt-get install gnuplot-nox): no plot"
 fi
+[ -n "$SHMQ" ] && ninja -C "$BUILD" lib/libshmq.so.1.0.0 >>"$OUT/build.log" 2>&1 && echo && SHMQ_LIBRARY=$BUILD/lib/libshmq.so.1 PYTHONPATH=$SRC/python BENCH_QUICK=$QUICK BENCH_REPS=$REPS python3 "$SRC/bench/py_bench.py" 2>>"$OUT/errors.log" | tee "$OUT/python.txt" || note "python rows (bench/py_bench.py) skipped or failed: see $OUT/errors.log"
 echo "csv: $SUMMARY (raw runs: $RAW)"
 if [ "$PUBLISH" = 1 ]; then
 	mkdir -p "$SRC/bench/results"
