@@ -478,7 +478,7 @@ target "idle-consumer-pct-of-core" "$(med idle consumer 0 1 a)" 1 "<=" 1 \
 SC=$(awk '/strace, shmq copy 64B/ { for (i = 1; i <= NF; i++) if ($i == "=") v = $(i + 1) + 0
 	if (v > m) m = v; n++ } END { if (n) printf "%g", m }' "$OUT/strace.txt" 2>/dev/null)
 target "syscalls-per-msg-copy-64" "$SC" 1 "<=" 0.01 \
-	"the busier side under strace, while the consumer may sleep: $(grep -h 'copy 64B' "$OUT/strace.txt" 2>/dev/null | sed 's/.*, \(producer\|consumer\): /\1 /' | tr '\n' ';')"
+	"the busier side under strace, while the consumer may sleep: $(grep -h 'copy 64B' "$OUT/strace.txt" 2>/dev/null | sed 's/.*, \(producer\|consumer\): /\1 /' | paste -sd ';' | sed 's/;/; /g')"
 awk '/\) met  \[/ { m++ } /\) missed  \[/ { x++ }
 	END { printf "targets: %d met, %d missed\n", m, x }' "$OUT/targets.txt"
 
