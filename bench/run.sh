@@ -18,8 +18,11 @@
 #        run; 0.05 quick), BENCH_BUILD (/work/main/build-bench or
 #        <src>/build-bench), BENCH_OUT, BENCH_PIN=1 (producer on CPU 0,
 #        consumers on CPU 1), BENCH_DIR (queue files; /dev/shm),
-#        BENCH_PIPELINE_SIZE (1G; 256M quick), BENCH_STRACE=0 to skip the
+#        BENCH_PIPELINE_SIZE (512M; 128M quick), BENCH_STRACE=0 to skip the
 #        syscall count.
+# At the end, one line per target of issue 13:
+#   TARGET <name>: <ratio> (need >= X) met|missed  [the medians and min-max]
+# from the medians of this run (a warning when fewer than 5 repetitions).
 set -u
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,7 +42,7 @@ while [ $# -gt 0 ]; do
 	--out) OUT=$2; shift ;;
 	--only) ONLY=$2; shift ;;
 	--publish) PUBLISH=1 ;;
-	-h|--help) sed -n '3,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '3,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -133,10 +136,14 @@ if [ -n "$SHMQ" ]; then
 fi
 # The pipeline needs the command-line tools.
 PIPE_SIZE=${BENCH_PIPELINE_SIZE:-}
-[ -n "$PIPE_SIZE" ] || { [ "$QUICK" = 1 ] && PIPE_SIZE=256M || PIPE_SIZE=1G; }
+[ -n "$PIPE_SIZE" ] || { [ "$QUICK" = 1 ] && PIPE_SIZE=128M || PIPE_SIZE=512M; }
 if [ -x "$TOOLS_SHMQ" ] && "$TOOLS_SHMQ" put --help >/dev/null 2>&1 &&
    "$TOOLS_SHMQ" get --help >/dev/null 2>&1; then
-	CONFIGS+=("pipeline shmq" "pipeline shmq-hdr" "pipeline fifo")
+	# shmq with the default checksum coverage (headers only on tmpfs),
+	# with full checksums, and cat through a FIFO; then shmq and the FIFO
+	# again with one CPU-bound process running beside them (issue 13).
+	CONFIGS+=("pipeline shmq" "pipeline shmq-full" "pipeline fifo"
+		  "pipeline shmq busy" "pipeline fifo busy")
 else
 	# TODO(pipeline): runs by itself once tools/shmq has put and get.
 	note "pipeline skipped: $TOOLS_SHMQ with put/get not built yet"
@@ -161,14 +168,30 @@ pipeline_setup() {
 }
 
 # Prints a result line like the C programs do: msgs/s is runs per second.
+# A CPU-bound process beside the pipeline: a shell loop that never sleeps.
+HOG=
+hog_start() {
+	( trap - INT TERM; while :; do :; done ) &
+	HOG=$!
+}
+hog_stop() {
+	[ -n "$HOG" ] || return 0
+	kill "$HOG" 2>/dev/null
+	wait "$HOG" 2>/dev/null
+	HOG=
+}
+trap 'hog_stop' EXIT
+
 pipeline_run() {
-	local kind=$1 f=$PIPE_DIR/data bytes t0 t1 rc=0
+	local kind=$1 busy=${2:-} f=$PIPE_DIR/data bytes t0 t1 rc=0 name
 	bytes=$(stat -c %s "$f")
 	rm -f "$PIPE_DIR/q" "$PIPE_DIR/fifo"
+	name=pipeline-$kind${busy:+-busy}
+	[ -n "$busy" ] && { hog_start; sleep 0.05; }
 	t0=$(date +%s%N)
-	if [ "$kind" = shmq-hdr ]; then
-		# The same, on a queue whose checksums cover headers only.
-		"$TOOLS_SHMQ" create "$PIPE_DIR/q" --checksum header || return 1
+	if [ "$kind" = shmq-full ]; then
+		# The same, on a queue whose checksums cover payloads too.
+		"$TOOLS_SHMQ" create "$PIPE_DIR/q" --checksum full || return 1
 		"$TOOLS_SHMQ" put "$PIPE_DIR/q" < "$f" &
 		"$TOOLS_SHMQ" get "$PIPE_DIR/q" > /dev/null || rc=1
 		wait $! || rc=1
@@ -183,9 +206,10 @@ pipeline_run() {
 		wait $! || rc=1
 	fi
 	t1=$(date +%s%N)
+	hog_stop
 	[ $rc = 0 ] || return 1
-	awk -v k="$kind" -v b="$bytes" -v ns=$((t1 - t0)) 'BEGIN {
-		printf "tput,pipeline-%s,%d,1,%.6g,%.6g,\n", k, b,
+	awk -v k="$name" -v b="$bytes" -v ns=$((t1 - t0)) 'BEGIN {
+		printf "tput,%s,%d,1,%.6g,%.6g,\n", k, b,
 			1e9 / ns, b / ns }'
 }
 
@@ -269,7 +293,7 @@ END { flush() }' > "$SUMMARY"
 
 # ---- the table ---------------------------------------------------------
 # Throughput is grouped by size so that the transports sit side by side.
-RANK="memcpy crc32c crc32c3 ring shmq-copy shmq-zc shmq-batch shmq-defer shmq-group-copy pipe fifo sock mq pipeline-shmq pipeline-shmq-hdr pipeline-fifo"
+RANK="memcpy crc32c crc32c3 ring shmq-copy shmq-zc shmq-batch shmq-defer shmq-group-copy pipe fifo sock mq pipeline-shmq pipeline-shmq-full pipeline-fifo pipeline-shmq-busy pipeline-fifo-busy"
 table() {
 	awk -F, -v rank="$RANK" '
 	function sz(b) {
@@ -309,7 +333,11 @@ table | tee "$OUT/table.txt"
 med() {	# kind name size consumers a|b|c (medians) or amin|amax -> value
 	awk -F, -v k="$1" -v n="$2" -v s="$3" -v c="$4" -v col="$5" '
 	$2 == k && $3 == n && $4 == s && $5 == c {
-		v = col == "a" ? $7 : col == "b" ? $10 : col == "c" ? $13 : col == "amin" ? $8 : $9
+		v = ""
+		if (col == "a") v = $7; else if (col == "b") v = $10
+		else if (col == "c") v = $13; else if (col == "amin") v = $8
+		else if (col == "amax") v = $9; else if (col == "bmin") v = $11
+		else if (col == "bmax") v = $12
 		print v; exit }' "$SUMMARY"
 }
 ratio() {	# label num den target(>=x or <=x)
@@ -323,7 +351,8 @@ ratio() {	# label num den target(>=x or <=x)
 }
 : > "$OUT/ratios.txt"
 echo
-echo "ratios (medians of this run; targets from issue 7):"
+echo "ratios (medians of this run; the older targets of issue 7, informative;"
+echo "        issue 13's targets are the TARGET lines at the end):"
 CL=$(med lat cacheline-pingpong 64 1 a)
 FX=$(med lat futex-pingpong 4 1 a)
 ratio "shmq copy 64B / pipe 64B (msgs/s)" "$(med tput shmq-copy 64 1 a)" "$(med tput pipe 64 1 a)" ">=30"
@@ -339,7 +368,7 @@ ratio "shmq sleep p50 / futex ping-pong one-way" "$(med lat shmq-sleep 64 1 a)" 
 ratio "shmq sleep p50 / futex wake one-way" "$(med lat shmq-sleep 64 1 a)" "$(med lat futex-wake 4 1 a)" "<=1.5"
 PB=$(awk -F, '$3 == "pipeline-shmq" { print $4; exit }' "$SUMMARY")
 ratio "pipeline shmq / cat through a FIFO" "$(med tput pipeline-shmq "$PB" 1 b)" "$(med tput pipeline-fifo "$PB" 1 b)" ">=1.5"
-ratio "  same, --checksum header / FIFO" "$(med tput pipeline-shmq-hdr "$PB" 1 b)" "$(med tput pipeline-fifo "$PB" 1 b)" ">=1.5"
+ratio "  same, --checksum full / FIFO" "$(med tput pipeline-shmq-full "$PB" 1 b)" "$(med tput pipeline-fifo "$PB" 1 b)" ">=1.5"
 ratio "idle consumer, % of a core" "$(med idle consumer 0 1 a)" "1" "<=1"
 echo "  (more: shmq zc/batch/defer, 2/4 broadcast consumers and groups of 2/4 in"
 echo "   the table; the ratios are informative, nothing is asserted)"
@@ -366,9 +395,92 @@ if [ -n "$SHMQ" ] && [ "${BENCH_STRACE:-1}" != 0 ] && command -v strace >/dev/nu
 			for (p in role)
 				printf "strace, shmq %s 64B, %s: %d syscalls (%d futex) for ~%d msgs = %.2g per msg\n",
 					a, role[p], n[p], f[p], msgs, n[p] / msgs
-		}' "$OUT/strace-$api.log" | sort | tee -a "$NOTES"
+		}' "$OUT/strace-$api.log" | sort | tee -a "$NOTES" "$OUT/strace.txt"
 	done
 fi
+
+# ---- issue 13's targets -------------------------------------------------
+# One line each: TARGET <name>: <ratio> (need >= X) met|missed, then the
+# medians [min-max] it comes from. Ratios are of medians of this run.
+span() {	# kind name size consumers a|b -> "median [min-max]"
+	local m lo hi
+	m=$(med "$1" "$2" "$3" "$4" "$5")
+	lo=$(med "$1" "$2" "$3" "$4" "${5}min")
+	hi=$(med "$1" "$2" "$3" "$4" "${5}max")
+	[ -n "$m" ] || { echo "$2 not measured"; return; }
+	awk -v n="$2" -v m="$m" -v lo="$lo" -v hi="$hi" 'BEGIN {
+		printf "%s %.3g [%.3g-%.3g]", n, m, lo, hi }'
+}
+: > "$OUT/targets.txt"
+target() {	# name numerator denominator op x detail
+	awk -v n="$1" -v a="$2" -v b="$3" -v op="$4" -v x="$5" -v d="$6" 'BEGIN {
+		if (a == "" || b == "" || b + 0 == 0) {
+			printf "TARGET %s: n/a (need %s %s) missed  [not measured in this run]\n",
+				n, op, x
+			exit
+		}
+		r = a / b
+		ok = op == ">=" ? r >= x : r <= x
+		printf "TARGET %s: %.3g (need %s %s) %s  [%s]\n", n, r, op, x,
+			ok ? "met" : "missed", d
+	}' | tee -a "$OUT/targets.txt"
+}
+# Slowest repetition over the median, against 0.7 or the ring's own.
+stable() {	# name size column unit
+	local sm sl rm rl
+	sm=$(med tput shmq-copy "$2" 1 "$3"); sl=$(med tput shmq-copy "$2" 1 "${3}min")
+	rm=$(med tput ring "$2" 1 "$3"); rl=$(med tput ring "$2" 1 "${3}min")
+	awk -v n="$1" -v sm="$sm" -v sl="$sl" -v rm="$rm" -v rl="$rl" \
+	    -v d="$4: $(span tput shmq-copy "$2" 1 "$3"); $(span tput ring "$2" 1 "$3")" 'BEGIN {
+		if (sm == "" || sm + 0 == 0) {
+			printf "TARGET %s: n/a (need >= 0.7) missed  [not measured in this run]\n", n
+			exit
+		}
+		r = sl / sm
+		own = (rm != "" && rm + 0 > 0) ? rl / rm : -1
+		ok = r >= 0.7 || (own >= 0 && r >= own)
+		printf "TARGET %s: %.3g (need >= 0.7, or >= the ring'"'"'s own %s) %s  [%s]\n",
+			n, r, (own >= 0) ? sprintf("%.3g", own) : "n/a",
+			ok ? "met" : "missed", d
+	}' | tee -a "$OUT/targets.txt"
+}
+echo
+echo "targets (issue 13; medians of $REPS interleaved repetitions, [min-max]):"
+[ "$REPS" -ge 5 ] || echo "  (fewer than 5 repetitions: the targets are indicative only)"
+RING64=$(med tput ring 64 1 a)
+target "copy-64-vs-ring" "$(med tput shmq-copy 64 1 a)" "$RING64" ">=" 0.5 \
+	"msgs/s: $(span tput shmq-copy 64 1 a) / $(span tput ring 64 1 a)"
+target "copy-64-vs-pipe" "$(med tput shmq-copy 64 1 a)" "$(med tput pipe 64 1 a)" ">=" 10 \
+	"msgs/s: $(span tput shmq-copy 64 1 a) / $(span tput pipe 64 1 a)"
+stable "stable-64" 64 a msgs/s
+stable "stable-64K" 65536 b GB/s
+# The batch API or zero copy with deferred publishing: the better of the two.
+BD=$(awk -v x="$(med tput shmq-batch 64 1 a)" -v y="$(med tput shmq-defer 64 1 a)" \
+	'BEGIN { m = x + 0 > y + 0 ? x : y; if (m != "") print m }')
+target "batch-or-defer-64-vs-ring" "$BD" "$RING64" ">=" 1.0 \
+	"msgs/s: $(span tput shmq-batch 64 1 a), $(span tput shmq-defer 64 1 a) / $(span tput ring 64 1 a)"
+target "copy-64K-vs-ring" "$(med tput shmq-copy 65536 1 b)" "$(med tput ring 65536 1 b)" ">=" 0.7 \
+	"GB/s: $(span tput shmq-copy 65536 1 b) / $(span tput ring 65536 1 b); ceiling $(span tput memcpy 65536 1 b)"
+target "zc-64K-vs-ring" "$(med tput shmq-zc 65536 1 b)" "$(med tput ring 65536 1 b)" ">=" 0.9 \
+	"GB/s: $(span tput shmq-zc 65536 1 b) / $(span tput ring 65536 1 b); ceiling $(span tput memcpy 65536 1 b)"
+target "pipeline-vs-fifo" "$(med tput pipeline-shmq "$PB" 1 b)" "$(med tput pipeline-fifo "$PB" 1 b)" ">=" 2 \
+	"GB/s, ${PB:-?} bytes: $(span tput pipeline-shmq "$PB" 1 b) / $(span tput pipeline-fifo "$PB" 1 b)"
+target "pipeline-busy-vs-fifo" "$(med tput pipeline-shmq-busy "$PB" 1 b)" "$(med tput pipeline-fifo-busy "$PB" 1 b)" ">=" 1.5 \
+	"GB/s beside one CPU-bound process: $(span tput pipeline-shmq-busy "$PB" 1 b) / $(span tput pipeline-fifo-busy "$PB" 1 b)"
+# Kept from issue 7.
+target "spin-p50-vs-cacheline-rtt" "$(med lat shmq-spin 64 1 a)" \
+	"$(awk -v x="$CL" 'BEGIN { if (x != "") print 2 * x }')" "<=" 2 \
+	"ns: $(span lat shmq-spin 64 1 a) / 2 x $(span lat cacheline-pingpong 64 1 a)"
+target "sleep-p50-vs-futex-wake" "$(med lat shmq-sleep 64 1 a)" "$(med lat futex-wake 4 1 a)" "<=" 1.5 \
+	"ns: $(span lat shmq-sleep 64 1 a) / $(span lat futex-wake 4 1 a)"
+target "idle-consumer-pct-of-core" "$(med idle consumer 0 1 a)" 1 "<=" 1 \
+	"% of a core: $(span idle consumer 0 1 a)"
+SC=$(awk '/strace, shmq copy 64B/ { for (i = 1; i <= NF; i++) if ($i == "=") v = $(i + 1) + 0
+	if (v > m) m = v; n++ } END { if (n) printf "%g", m }' "$OUT/strace.txt" 2>/dev/null)
+target "syscalls-per-msg-copy-64" "$SC" 1 "<=" 0.01 \
+	"the busier side under strace, while the consumer may sleep: $(grep -h 'copy 64B' "$OUT/strace.txt" 2>/dev/null | sed 's/.*, \(producer\|consumer\): /\1 /' | paste -sd ';' | sed 's/;/; /g')"
+awk '/\) met  \[/ { m++ } /\) missed  \[/ { x++ }
+	END { printf "targets: %d met, %d missed\n", m, x }' "$OUT/targets.txt"
 
 # ---- plot --------------------------------------------------------------
 if ! grep -q '^[^,]*,tput,' "$SUMMARY"; then
@@ -423,7 +535,7 @@ fi
 echo "csv: $SUMMARY (raw runs: $RAW)"
 if [ "$PUBLISH" = 1 ]; then
 	mkdir -p "$SRC/bench/results"
-	for f in summary.csv raw.csv table.txt ratios.txt notes.txt throughput.svg; do
+	for f in summary.csv raw.csv table.txt ratios.txt targets.txt notes.txt throughput.svg; do
 		[ -f "$OUT/$f" ] && cp "$OUT/$f" "$SRC/bench/results/$f"
 	done
 	echo "published to $SRC/bench/results/"

@@ -589,7 +589,9 @@ Test(info, fills_only_the_callers_size_and_zeros_what_it_does_not_know)
 
 Test(info, open_create_on_an_existing_queue_says_it_did_not_create_it_and_how_it_differs)
 {
-	struct shmq_config small = { .capacity = 1 << 20 };
+	/* Full, pinned: the default would be header where $TMPDIR is tmpfs. */
+	struct shmq_config small = { .capacity = 1 << 20,
+				     .checksum = SHMQ_CHECKSUM_FULL };
 	struct shmq_config big = { .capacity = 4 << 20, .slots = 9,
 				   .checksum = SHMQ_CHECKSUM_HEADER };
 	struct shmq_info in;

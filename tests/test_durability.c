@@ -56,7 +56,9 @@ int __wrap_posix_fallocate(int fd, off_t off, off_t len)
 
 static struct shmq *mkq(const char *name)
 {
-	struct shmq_config cfg = { .capacity = 16384, .max_message = 512 };
+	/* A disk's coverage, pinned: $TMPDIR may be tmpfs (header-only). */
+	struct shmq_config cfg = { .capacity = 16384, .max_message = 512,
+				   .checksum = SHMQ_CHECKSUM_FULL };
 	struct shmq *q;
 
 	cr_assert_eq(shmq_create(h_path(name), &cfg), 0);

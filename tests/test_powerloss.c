@@ -941,8 +941,9 @@ static void open_producer(void)
 
 static void setup_queue(void)
 {
+	/* A disk's coverage, pinned: $TMPDIR may be tmpfs (header-only). */
 	struct shmq_config cfg = { .capacity = CAP, .max_message = MAXMSG,
-				   .slots = SLOTS };
+				   .slots = SLOTS, .checksum = SHMQ_CHECKSUM_FULL };
 	struct shmq_consumer_opts oo = { .kind = SHMQ_CONSUMER_OBSERVER };
 	struct shmq_consumer_opts co = { .name = "c" };
 	struct shmq_consumer *obs[C_SLOT];

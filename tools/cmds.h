@@ -15,6 +15,7 @@ int cmd_rm(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_drop(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Print "shmq VERSION" for --version; returns EXIT_OK. */
 int cmd_version(void);

@@ -38,6 +38,8 @@ static const char usage_text[] =
 "  drop PATH NAME\n"
 "  sync PATH\n"
 "  rm PATH [--force]\n"
+"  bench [DIR] [--size BYTES[,BYTES...]] [--consumers N | --group N]\n"
+"        [--seconds S] [--json] [--progress]\n"
 "\n"
 "Every command that attaches takes --any-owner: accept a queue file that\n"
 "another user owns (shared through its group; trust that user first).\n"
@@ -538,6 +540,7 @@ static const struct {
 	{ "sync", cmd_sync, 0 },
 	{ "rm", cmd_rm, 0 },
 	{ "ls", cmd_ls, TOOL_NEEDS_STDOUT },
+	{ "bench", cmd_bench, TOOL_NEEDS_STDOUT },
 };
 
 int cmd_version(void)

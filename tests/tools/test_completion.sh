@@ -48,6 +48,9 @@ expect() {	# WANT WORDS...
 expect "get " shmq g
 expect "policy put " shmq p
 expect "ls " shmq l
+expect "bench " shmq b
+expect "--seconds --size " shmq bench --s
+expect "--consumers " shmq bench /dev/shm --c
 expect "--when-full " shmq create q --when
 expect "block overwrite " shmq create q --when-full ""
 expect "batch " shmq put q --sync b
@@ -64,6 +67,9 @@ touch queue.q
 mkdir qdir
 expect "qdir queue.q " shmq get q
 expect "qdir " shmq ls q
+expect "qdir " shmq bench q
+expect "" shmq bench qdir q
+expect "qdir " shmq bench --seconds 2 q
 # No second PATH.
 expect "" shmq get queue.q q
 # drop: the queue's named consumers and groups.

@@ -26,7 +26,7 @@ check() {	# WHAT USAGE-PREFIX CMD...
 check "shmq" "shmq COMMAND" "$SHMQ"
 check "shmq-producer" "shmq-producer PATH" "$PRODUCER"
 check "shmq-consumer" "shmq-consumer PATH" "$CONSUMER"
-for cmd in create put get stat policy drop sync rm ls; do
+for cmd in create put get stat policy drop sync rm ls bench; do
 	check "shmq $cmd" "shmq $cmd" "$SHMQ" $cmd
 	# After a PATH too, as any option.
 	check "shmq $cmd q" "shmq $cmd" "$SHMQ" $cmd q
