@@ -1,0 +1,343 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Adversarial tests of the pollable descriptors (issue 14 review):
+ * shmq_consumer_fd() must become readable whenever a blocking shmq_recv()
+ * would return, whatever the producer does (exec, an idle batch-mode
+ * producer with durable readers) and whatever the header says (a prod_pid
+ * naming another process). Every child has a watchdog (alarm and
+ * PR_SET_PDEATHSIG); every wait is bounded, so a lost wake-up fails the
+ * test instead of hanging it.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shmq.h"
+#include "harness.h"
+#include "format.h"
+
+static char qpath[4096];
+
+TestSuite(pollfd_adv, .init = h_setup, .fini = h_teardown, .timeout = 60);
+
+static void mkq(uint64_t cap)
+{
+	struct shmq_config cfg = { .capacity = cap, .max_message = 1024 };
+	int err;
+
+	snprintf(qpath, sizeof(qpath), "%s", h_path("q"));
+	unlink(qpath);
+	err = shmq_create(qpath, &cfg);
+	cr_assert_eq(err, 0, "create: %s (%s)", shmq_strerror(err),
+		     shmq_errdetail());
+}
+
+static struct shmq *attach(void)
+{
+	struct shmq *q;
+	int err = shmq_open(qpath, 0, NULL, &q);
+
+	cr_assert_eq(err, 0, "open: %s (%s)", shmq_strerror(err), shmq_errdetail());
+	return q;
+}
+
+/* A child: dies with us, and on its own after WATCHDOG seconds. */
+static pid_t child(unsigned int watchdog)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		alarm(watchdog);
+	}
+	return pid;
+}
+
+static void reap(pid_t pid)
+{
+	int st;
+
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+}
+
+static int wait_readable(int fd, int ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	return poll(&pfd, 1, ms);
+}
+
+/* Read with SHMQ_NOWAIT until -EAGAIN or an end; counts messages. */
+static ssize_t drain(struct shmq_consumer *c, unsigned int *got)
+{
+	uint64_t v;
+	ssize_t n;
+
+	while ((n = shmq_recv(c, &v, sizeof(v), NULL, SHMQ_NOWAIT)) >= 0)
+		(*got)++;
+	return n;
+}
+
+/*
+ * Poll FD and drain C until STATUS comes (for -EAGAIN: WANT messages
+ * counted in GOT) or MS pass, as an event loop does: C is read only
+ * after FD polled readable. Returns the status that ended it, or
+ * -ETIMEDOUT.
+ */
+static ssize_t loop_until(struct shmq_consumer *c, int fd, ssize_t status,
+			  unsigned int *got, unsigned int want, int ms)
+{
+	uint64_t end = h_now_ns() + (uint64_t)ms * 1000000;
+	ssize_t st;
+
+	for (;;) {
+		st = drain(c, got);
+		if (st != -EAGAIN || (status == -EAGAIN && *got >= want))
+			return st;
+		/* Only what the descriptor tells: no read after the time. */
+		if (h_now_ns() >= end ||
+		    wait_readable(fd, (int)((end - h_now_ns()) / 1000000) + 1) == 0)
+			return -ETIMEDOUT;
+	}
+}
+
+static void send_u64(struct shmq_producer *p, uint64_t v)
+{
+	if (shmq_send(p, &v, sizeof(v), SHMQ_FOREVER) < 0)
+		_exit(11);
+}
+
+/*
+ * Defect 1: a producer that exec()s gives up its role (the locks are on
+ * close-on-exec descriptors: a blocking reader reports SHMQ_EDIED within
+ * its 100 ms slice), but its pid lives on, so a pidfd never fires. The
+ * descriptor must still become readable within 200 ms.
+ */
+Test(pollfd_adv, producer_exec_seen_within_200ms)
+{
+	struct shmq *q;
+	struct shmq_consumer *c;
+	unsigned int got = 0;
+	int ready[2], fd;
+	uint64_t t0;
+	ssize_t st;
+	pid_t pid;
+	char b;
+
+	mkq(1 << 16);
+	cr_assert_eq(pipe(ready), 0);
+	q = attach();
+	cr_assert_eq(shmq_consumer_open(q, NULL, &c), 0);
+	fd = shmq_consumer_fd(c);
+	cr_assert_geq(fd, 3);
+	pid = child(30);
+	if (pid == 0) {
+		struct shmq_producer *p;
+		char *argv[] = { "sleep", "20", NULL };
+
+		if (shmq_open(qpath, 0, NULL, &q) < 0 ||
+		    shmq_producer_open(q, NULL, &p) < 0)
+			_exit(10);
+		send_u64(p, 0);
+		(void)!read(ready[0], &b, 1);	/* the consumer is armed */
+		execvp("sleep", argv);
+		_exit(12);
+	}
+	cr_assert_eq(loop_until(c, fd, -EAGAIN, &got, 1, 2000), -EAGAIN);
+	cr_assert_eq(got, 1);
+	cr_assert_eq(drain(c, &got), -EAGAIN);	/* armed, the pidfd watched */
+	t0 = h_now_ns();
+	(void)!write(ready[1], "x", 1);
+	st = loop_until(c, fd, SHMQ_EDIED, &got, 0, 1000);
+	cr_log_info("%s after %.1f ms", shmq_strerror((int)st),
+		    (h_now_ns() - t0) / 1e6);
+	reap(pid);
+	cr_assert_eq(st, SHMQ_EDIED,
+		     "a producer that exec()ed: %s after 1 s, not SHMQ_EDIED",
+		     shmq_strerror((int)st));
+	/* exec() itself takes a few ms: the bound is the death's 200 ms. */
+	cr_assert_lt(h_now_ns() - t0, 300000000ull,
+		     "SHMQ_EDIED %.1f ms after the exec",
+		     (h_now_ns() - t0) / 1e6);
+	shmq_consumer_close(c);
+	shmq_close(q);
+}
+
+/*
+ * Defect 2: the header is untrusted, and prod_pid is "display only"
+ * (format.h). A prod_pid that names another live process (pid 1 here)
+ * while a real producer holds the session must not make the descriptor
+ * deaf to that producer's death.
+ */
+Test(pollfd_adv, hostile_prod_pid_does_not_hide_the_death)
+{
+	struct shmq *q;
+	struct shmq_consumer *c;
+	unsigned int got = 0;
+	uint32_t one = 1;
+	int ready[2], fd;
+	uint64_t t0;
+	ssize_t st;
+	pid_t pid;
+	char b;
+
+	mkq(1 << 16);
+	cr_assert_eq(pipe(ready), 0);
+	q = attach();
+	cr_assert_eq(shmq_consumer_open(q, NULL, &c), 0);
+	fd = shmq_consumer_fd(c);
+	cr_assert_geq(fd, 3);
+	pid = child(30);
+	if (pid == 0) {
+		struct shmq_producer *p;
+
+		if (shmq_open(qpath, 0, NULL, &q) < 0 ||
+		    shmq_producer_open(q, NULL, &p) < 0)
+			_exit(10);
+		send_u64(p, 0);
+		(void)!write(ready[1], "x", 1);
+		pause();
+		_exit(0);
+	}
+	cr_assert_eq(read(ready[0], &b, 1), 1);
+	cr_assert_eq(h_poke(qpath, offsetof(struct shmq_hdr, prod_pid), &one,
+			    sizeof(one)), 0);
+	cr_assert_eq(loop_until(c, fd, -EAGAIN, &got, 1, 2000), -EAGAIN);
+	cr_assert_eq(drain(c, &got), -EAGAIN);	/* armed: watches "pid 1" */
+	t0 = h_now_ns();
+	kill(pid, SIGKILL);
+	st = loop_until(c, fd, SHMQ_EDIED, &got, 0, 1000);
+	cr_log_info("%s after %.1f ms", shmq_strerror((int)st),
+		    (h_now_ns() - t0) / 1e6);
+	reap(pid);
+	cr_assert_eq(st, SHMQ_EDIED, "the death unseen after 1 s: %s",
+		     shmq_strerror((int)st));
+	shmq_consumer_close(c);
+	shmq_close(q);
+}
+
+/*
+ * Defect 3: prod_pid naming a zombie (an exited, unreaped process) while
+ * the real producer lives: its pidfd is readable at once and for good.
+ * The descriptor must not stay readable, making an event loop spin.
+ */
+Test(pollfd_adv, hostile_prod_pid_zombie_no_busy_loop)
+{
+	struct shmq *q;
+	struct shmq_consumer *c;
+	unsigned int got = 0, wakes = 0;
+	uint32_t zpid;
+	int ready[2], fd;
+	uint64_t end;
+	pid_t pid, z;
+	char b;
+
+	mkq(1 << 16);
+	cr_assert_eq(pipe(ready), 0);
+	q = attach();
+	cr_assert_eq(shmq_consumer_open(q, NULL, &c), 0);
+	fd = shmq_consumer_fd(c);
+	cr_assert_geq(fd, 3);
+	pid = child(30);
+	if (pid == 0) {
+		struct shmq_producer *p;
+
+		if (shmq_open(qpath, 0, NULL, &q) < 0 ||
+		    shmq_producer_open(q, NULL, &p) < 0)
+			_exit(10);
+		send_u64(p, 0);
+		(void)!write(ready[1], "x", 1);
+		pause();
+		_exit(0);
+	}
+	cr_assert_eq(read(ready[0], &b, 1), 1);
+	z = fork();
+	cr_assert_geq(z, 0);
+	if (z == 0)
+		_exit(0);
+	h_sleep_ms(20);		/* a zombie until we reap it */
+	zpid = (uint32_t)z;
+	cr_assert_eq(h_poke(qpath, offsetof(struct shmq_hdr, prod_pid), &zpid,
+			    sizeof(zpid)), 0);
+	cr_assert_eq(loop_until(c, fd, -EAGAIN, &got, 1, 2000), -EAGAIN);
+	end = h_now_ns() + 500000000ull;
+	while (h_now_ns() < end) {
+		if (wait_readable(fd, 50) == 1) {
+			wakes++;
+			cr_assert_eq(drain(c, &got), -EAGAIN);
+		}
+		if (wakes > 1000)
+			break;
+	}
+	cr_log_info("%u wakes in 500 ms", wakes);
+	waitpid(z, NULL, 0);
+	reap(pid);
+	/* A timer of 100 ms: 5 or 6. A spin: thousands. */
+	cr_assert_leq(wakes, 20, "%u wakes in 500 ms of an idle queue", wakes);
+	shmq_consumer_close(c);
+	shmq_close(q);
+}
+
+/*
+ * Defect 4: a durable reader of a batch-mode producer (every N messages
+ * or T ms) that goes idle: "checked at each send, and by durable
+ * consumers while the producer idles" (shmq.h). A blocking reader syncs
+ * after T and gets the message; a poller must too.
+ */
+Test(pollfd_adv, durable_poller_of_an_idle_batch_producer)
+{
+	struct shmq *q;
+	struct shmq_consumer *c;
+	struct shmq_consumer_opts co = { .flags = SHMQ_CONSUMER_DURABLE };
+	unsigned int got = 0;
+	int ready[2], fd;
+	ssize_t st;
+	pid_t pid;
+	char b;
+
+	mkq(1 << 16);
+	cr_assert_eq(pipe(ready), 0);
+	q = attach();
+	cr_assert_eq(shmq_consumer_open(q, &co, &c), 0);
+	fd = shmq_consumer_fd(c);
+	cr_assert_geq(fd, 3);
+	cr_assert_eq(drain(c, &got), -EAGAIN);
+	pid = child(30);
+	if (pid == 0) {
+		struct shmq_producer_opts po = {
+			.sync_mode = SHMQ_SYNC_BATCH, .sync_every_n = 1000,
+			.sync_every_ms = 50 };
+		struct shmq_producer *p;
+
+		if (shmq_open(qpath, 0, NULL, &q) < 0 ||
+		    shmq_producer_open(q, &po, &p) < 0)
+			_exit(10);
+		send_u64(p, 0);
+		(void)!write(ready[1], "x", 1);
+		pause();	/* idle, alive: nobody else syncs */
+		_exit(0);
+	}
+	cr_assert_eq(read(ready[0], &b, 1), 1);
+	st = loop_until(c, fd, -EAGAIN, &got, 1, 2000);
+	reap(pid);
+	cr_assert_eq(got, 1, "the durable poller got %u messages in 2 s (%s)",
+		     got, shmq_strerror((int)st));
+	shmq_consumer_close(c);
+	shmq_close(q);
+}
