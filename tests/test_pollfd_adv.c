@@ -21,6 +21,8 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -340,4 +342,213 @@ Test(pollfd_adv, durable_poller_of_an_idle_batch_producer)
 		     got, shmq_strerror((int)st));
 	shmq_consumer_close(c);
 	shmq_close(q);
+}
+
+/* Descriptors open in this process. */
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1;	/* the DIR's own */
+}
+
+/* Make both descriptors, arm both (a pidfd of ourselves), close all. */
+static int cycle_once(void)
+{
+	struct shmq *q;
+	struct shmq_consumer *c;
+	struct shmq_producer *p;
+	struct shmq_consumer_opts co = { .start = SHMQ_START_LATEST };
+	uint64_t v = 7;
+	unsigned int got = 0;
+	int fd, pfd, ret = 0;
+
+	if (shmq_open(qpath, 0, NULL, &q) < 0)
+		return -1;
+	if (shmq_consumer_open(q, &co, &c) < 0) {
+		shmq_close(q);
+		return -1;
+	}
+	if (shmq_producer_open(q, NULL, &p) < 0) {
+		shmq_consumer_close(c);
+		shmq_close(q);
+		return -1;
+	}
+	fd = shmq_consumer_fd(c);
+	pfd = shmq_producer_fd(p);
+	if (fd < 3 || pfd < 3)
+		ret = -1;
+	if (shmq_send(p, &v, sizeof(v), SHMQ_NOWAIT) < 0 ||
+	    drain(c, &got) != -EAGAIN || got != 1)
+		ret = -1;
+	shmq_producer_close(p);
+	shmq_consumer_close(c);
+	shmq_close(q);
+	return ret;
+}
+
+/*
+ * Nothing lands on 0-2 when they are closed: the epoll set, inotify,
+ * eventfd, timerfd and pidfd (all made here, in a child whose 0-2 are
+ * closed).
+ */
+Test(pollfd_adv, no_descriptor_on_0_to_2)
+{
+	pid_t pid;
+	int st;
+
+	mkq(1 << 16);
+	pid = child(30);
+	if (pid == 0) {
+		struct shmq *q;
+		struct shmq_consumer *c;
+		struct shmq_producer *p;
+		unsigned int got = 0;
+		uint64_t v = 1;
+
+		close(0);
+		close(1);
+		close(2);
+		if (shmq_open(qpath, 0, NULL, &q) < 0 ||
+		    shmq_consumer_open(q, NULL, &c) < 0 ||
+		    shmq_producer_open(q, NULL, &p) < 0)
+			_exit(10);
+		if (shmq_consumer_fd(c) < 3 || shmq_producer_fd(p) < 3)
+			_exit(11);
+		/* Armed with a live producer: the pidfd is made too. */
+		if (shmq_send(p, &v, sizeof(v), SHMQ_NOWAIT) < 0 ||
+		    drain(c, &got) != -EAGAIN || got != 1)
+			_exit(12);
+		for (int i = 0; i < 3; i++)
+			if (fcntl(i, F_GETFD) >= 0)
+				_exit(20 + i);
+		shmq_producer_close(p);
+		shmq_consumer_close(c);
+		shmq_close(q);
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		  "status %#x (2x: a descriptor landed on x)", st);
+}
+
+/*
+ * No descriptor leaks: 200 cycles of open, both descriptors, arm, close;
+ * then the same with RLIMIT_NOFILE so tight that each step of making the
+ * set fails in turn (the error paths close what they made).
+ */
+Test(pollfd_adv, no_descriptor_leak_on_success_or_error)
+{
+	struct rlimit old, lim;
+	int before, after, fails = 0, n;
+
+	mkq(1 << 16);
+	before = count_fds();
+	for (int i = 0; i < 200; i++)
+		cr_assert_eq(cycle_once(), 0, "cycle %d", i);
+	after = count_fds();
+	cr_assert_eq(after, before, "%d descriptors before, %d after",
+		     before, after);
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	for (int k = 0; k < 7; k++) {
+		struct shmq *q;
+		struct shmq_consumer *c;
+		int fill[1024], nfill = 0, top = 0, d;
+
+		cr_assert_eq(shmq_open(qpath, 0, NULL, &q), 0);
+		cr_assert_eq(shmq_consumer_open(q, NULL, &c), 0);
+		for (int fd = 0; fd < 1024; fd++)
+			if (fcntl(fd, F_GETFD) >= 0)
+				top = fd;
+		/* Exactly K descriptors free: the holes below TOP filled. */
+		while ((d = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0 &&
+		       d < top && nfill < 1024)
+			fill[nfill++] = d;
+		if (d >= 0)
+			close(d);
+		lim = old;
+		lim.rlim_cur = (rlim_t)top + 1 + (rlim_t)k;
+		cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+		n = shmq_consumer_fd(c);
+		if (n < 0) {
+			fails++;
+			cr_assert_eq(n, -EMFILE, "%s", shmq_strerror(n));
+		}
+		cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+		while (nfill)
+			close(fill[--nfill]);
+		shmq_consumer_close(c);
+		shmq_close(q);
+		cr_assert_eq(count_fds(), before, "%d free: leaked", k);
+	}
+	/* epoll, inotify, eventfd, timerfd: each step's failure was met. */
+	cr_assert_eq(fails, 4, "%d of 7 tight limits failed", fails);
+}
+
+/*
+ * inotify instances exhausted (fs.inotify.max_user_instances, per user:
+ * done as an unusual uid so that nobody else's watches are touched):
+ * shmq_consumer_fd fails with a clear error, and the consumer still
+ * works (blocking recv); with an instance free again, it works.
+ */
+Test(pollfd_adv, inotify_exhausted_clear_error_consumer_still_works)
+{
+	pid_t pid;
+	int st;
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root to act as another user");
+	mkq(1 << 16);
+	cr_assert_eq(chown(qpath, 65531, 65531), 0);
+	cr_assert_eq(chmod(h_dir(), 0755), 0);
+	pid = child(30);
+	if (pid == 0) {
+		struct shmq *q;
+		struct shmq_consumer *c;
+		struct shmq_producer *p;
+		uint64_t v = 5, r = 0;
+		int last = -1, fd, n = 0;
+
+		if (setgroups(0, NULL) < 0 || setgid(65531) < 0 ||
+		    setuid(65531) < 0)
+			_exit(40);
+		if (shmq_open(qpath, 0, NULL, &q) < 0 ||
+		    shmq_consumer_open(q, NULL, &c) < 0 ||
+		    shmq_producer_open(q, NULL, &p) < 0)
+			_exit(41);
+		while ((fd = inotify_init1(IN_CLOEXEC)) >= 0 && n < 100000) {
+			last = fd;
+			n++;
+		}
+		if (errno != EMFILE || last < 0)
+			_exit(42);
+		fd = shmq_consumer_fd(c);
+		if (fd != -EMFILE || !strstr(shmq_errdetail(), "inotify"))
+			_exit(43);
+		if (shmq_send(p, &v, sizeof(v), SHMQ_NOWAIT) < 0 ||
+		    shmq_recv(c, &r, sizeof(r), NULL, 100000000) != sizeof(r) ||
+		    r != 5)
+			_exit(44);
+		close(last);
+		fd = shmq_consumer_fd(c);
+		if (fd < 3 || shmq_recv(c, &r, sizeof(r), NULL, SHMQ_NOWAIT) != -EAGAIN)
+			_exit(45);
+		v = 6;
+		if (shmq_send(p, &v, sizeof(v), SHMQ_NOWAIT) < 0 ||
+		    wait_readable(fd, 5000) != 1 ||
+		    shmq_recv(c, &r, sizeof(r), NULL, SHMQ_NOWAIT) != sizeof(r) ||
+		    r != 6)
+			_exit(46);
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
 }
