@@ -285,8 +285,19 @@ int shmqi_pollset_watch(struct shmqi_pollset *ps, struct shmq *q,
 	if (ps->pidfd >= 0 && (ps->w_inc != inc || ps->w_epoch != epoch ||
 			       st != SHMQ_PSTATE_OPEN || ps->pid_fired))
 		unwatch(ps);
-	if (st != SHMQ_PSTATE_OPEN || (dead_known && dead_inc == inc))
+	if (st != SHMQ_PSTATE_OPEN || (dead_known && dead_inc == inc)) {
+		/*
+		 * NONE with the role held: a producer inside its open, which
+		 * may die before its OPEN rings: probe it on the timer. With
+		 * the role free, the next producer's NONE store rings
+		 * (shmq_producer_open), after it takes the role: seen free
+		 * here after our fenced bit, it sees the bit.
+		 */
+		if (st == SHMQ_PSTATE_NONE &&
+		    shmqi_lock_held(q->fd, SHMQ_LOCK_PRODUCER) != 0)
+			*period_ns = SHMQ_POLL_TIMER_NS;
 		return 0;
+	}
 	*period_ns = SHMQ_POLL_TIMER_NS;	/* the backstop, always */
 	if (ps->pidfd >= 0)
 		return 0;	/* this session is watched already */

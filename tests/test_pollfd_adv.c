@@ -15,6 +15,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -551,4 +552,154 @@ Test(pollfd_adv, inotify_exhausted_clear_error_consumer_still_works)
 	}
 	cr_assert_eq(waitpid(pid, &st, 0), pid);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
+}
+
+/*
+ * A producer SIGKILLed inside shmq_producer_open (stopped at a kill point
+ * with SHMQ_STOP_AT, then killed), while a poller and a blocking reader
+ * wait for the next session: the poller must learn, within the bound of a
+ * death, whatever the blocking reader learns. Before the fix, a producer
+ * killed after storing OPEN and before its ring left the poller asleep
+ * (nothing watched with no session open, and nobody rang).
+ */
+static void killed_in_open(const char *point, const char *kill_at,
+			   bool fresh)
+{
+	struct shmq *q;
+	struct shmq_consumer *cp, *cb;
+	unsigned int got = 0;
+	uint64_t v;
+	ssize_t sp, sb;
+	int fd, st, ready[2], go[2];
+	pid_t pid;
+	char b;
+
+	mkq(1 << 16);
+	q = attach();
+	cr_assert_eq(shmq_consumer_open(q, NULL, &cp), 0);
+	cr_assert_eq(shmq_consumer_open(q, NULL, &cb), 0);
+	fd = shmq_consumer_fd(cp);
+	cr_assert_geq(fd, 3);
+	/*
+	 * Session 1: one message, closed; both consumers read it all. Not
+	 * on a FRESH queue: then no END is owed, and nothing the open
+	 * publishes rings the poller.
+	 */
+	pid = fresh ? 0 : child(30);
+	if (fresh)
+		goto armed;
+	if (pid == 0) {
+		struct shmq_producer *p;
+
+		if (shmq_open(qpath, 0, NULL, &q) < 0 ||
+		    shmq_producer_open(q, NULL, &p) < 0)
+			_exit(10);
+		send_u64(p, 0);
+		_exit(shmq_producer_close(p) == 0 ? 0 : 11);
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	cr_assert_eq(loop_until(cp, fd, SHMQ_EOF, &got, 0, 2000), SHMQ_EOF);
+	cr_assert_eq(got, 1);
+	cr_assert_eq(shmq_recv(cb, &v, sizeof(v), NULL, 1000000000), sizeof(v));
+	cr_assert_eq(shmq_recv(cb, &v, sizeof(v), NULL, 1000000000), SHMQ_EOF);
+armed:
+	/* Armed, idle, nothing to watch. */
+	cr_assert_eq(drain(cp, &got), -EAGAIN);
+	while (wait_readable(fd, 50) == 1)
+		cr_assert_eq(drain(cp, &got), -EAGAIN);
+	/*
+	 * Session 2's producer, stopped at POINT inside its open, killed.
+	 * It attaches first: reading the header is an IN_ACCESS too, which
+	 * would wake the poller; that wake is read before the open.
+	 */
+	cr_assert_eq(pipe(ready), 0);
+	cr_assert_eq(pipe(go), 0);
+	pid = child(30);
+	if (pid == 0) {
+		struct shmq_producer *p;
+
+		setenv("SHMQ_STOP_AT", point, 1);
+		if (kill_at)
+			setenv("SHMQ_KILL_AT", kill_at, 1);
+		if (shmq_open(qpath, 0, NULL, &q) < 0)
+			_exit(10);
+		(void)!write(ready[1], "a", 1);
+		if (read(go[0], &b, 1) != 1 ||
+		    shmq_producer_open(q, NULL, &p) < 0)
+			_exit(11);
+		_exit(12);	/* never stopped: the point is missing */
+	}
+	cr_assert_eq(read(ready[0], &b, 1), 1);
+	while (wait_readable(fd, 50) == 1)
+		cr_assert_eq(drain(cp, &got), -EAGAIN);
+	cr_assert_eq(write(go[1], "g", 1), 1);
+	cr_assert_eq(waitpid(pid, &st, WUNTRACED), pid);
+	cr_assert(WIFSTOPPED(st), "the producer did not stop at %s (%#x)",
+		  point, st);
+	if (kill_at) {
+		/*
+		 * Let the poller re-arm here (the open's END bookkeeping may
+		 * have rung), then let the producer run on to KILL_AT.
+		 */
+		while (wait_readable(fd, 50) == 1)
+			cr_assert_eq(drain(cp, &got), -EAGAIN);
+		kill(pid, SIGCONT);
+	} else {
+		kill(pid, SIGKILL);
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "%#x", st);
+	sb = shmq_recv(cb, &v, sizeof(v), NULL, 1000000000);
+	/* The poller reads only once its descriptor says so. */
+	sp = wait_readable(fd, 1000) == 1 ?
+	     loop_until(cp, fd, sb, &got, 0, 1000) : -ETIMEDOUT;
+	cr_log_info("%s: blocking %s, poller %s", point,
+		    shmq_strerror((int)sb), shmq_strerror((int)sp));
+	if (sb == -ETIMEDOUT)
+		cr_assert_eq(sp, -ETIMEDOUT, "%s: the poller got %s", point,
+			     shmq_strerror((int)sp));
+	else
+		cr_assert_eq(sp, sb, "%s: blocking %s, the poller %s", point,
+			     shmq_strerror((int)sb), shmq_strerror((int)sp));
+	shmq_consumer_close(cp);
+	shmq_consumer_close(cb);
+	shmq_close(q);
+	close(ready[0]);
+	close(ready[1]);
+	close(go[0]);
+	close(go[1]);
+}
+
+Test(pollfd_adv, producer_killed_in_open_after_taking_the_role)
+{
+	killed_in_open("producer-open:role", NULL, false);
+}
+
+Test(pollfd_adv, producer_killed_in_open_after_the_incarnation)
+{
+	killed_in_open("producer-open:incarnation", NULL, false);
+}
+
+Test(pollfd_adv, producer_killed_in_open_before_the_session_lock)
+{
+	killed_in_open("producer-open:session-lock", NULL, false);
+}
+
+Test(pollfd_adv, producer_killed_in_open_before_its_ring)
+{
+	killed_in_open("producer-open:before-ring", NULL, false);
+}
+
+/* The poller re-armed at "session-lock" (state NONE), then OPEN, killed. */
+Test(pollfd_adv, producer_killed_in_open_after_open_before_its_ring)
+{
+	killed_in_open("producer-open:session-lock",
+		       "producer-open:before-ring", false);
+}
+
+/* A fresh queue (no END owed): only the open's own rings wake us. */
+Test(pollfd_adv, producer_killed_in_open_of_a_fresh_queue_before_its_ring)
+{
+	killed_in_open("producer-open:before-ring", NULL, true);
 }
