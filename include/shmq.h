@@ -558,7 +558,8 @@ ssize_t shmq_recv_until(struct shmq_consumer *c, void *buf, size_t cap,
  * close it; shmq_consumer_close() does. It starts readable. Use: when it
  * polls readable, call shmq_recv() or shmq_peek() with SHMQ_NOWAIT until
  * it returns -EAGAIN; that -EAGAIN arms it, so edge-triggered epoll works
- * too. It may be readable with nothing to return (a spurious wake); it
+ * too. It may be readable with nothing to return (a spurious wake, and
+ * every 100 ms while a producer is open: the call then probes it); it
  * stays readable until the -EAGAIN. One consumer, one descriptor: two
  * threads must not wait on it for the same consumer. After fork(), the
  * child's copy is inert, and the call fails there with -EBADFD.

@@ -597,7 +597,7 @@ static int poll_arm(struct shmq_consumer *c)
 	struct shmq_hdr *h = c->q->hdr;
 	unsigned int fired = shmqi_pollset_drain(c->ps);
 	uint32_t inc, st;
-	int64_t now = shmqi_now_ns();
+	int64_t now = shmqi_now_ns(), once = 0, period;
 	int gone, ret;
 
 	if ((fired & (SHMQI_FIRED_PID | SHMQI_FIRED_TIMER)) ||
@@ -620,7 +620,7 @@ static int poll_arm(struct shmq_consumer *c)
 	rmw_or(&h->data_waiters, SHMQ_WAIT_POLL);		/* F2 */
 	if ((load_relaxed(&h->prod_caps) & SHMQ_CAP_ASYM) &&
 	    shmqi_membarrier() < 0)
-		shmqi_pollset_timer(c->ps, 1000000, true);	/* look again soon */
+		once = 1000000;		/* cannot fence it: look again soon */
 	if (read_end(c) != c->pos)
 		return 0;
 	if (c->kind != SHMQ_KIND_OBSERVER && evicted(c))
@@ -628,17 +628,35 @@ static int poll_arm(struct shmq_consumer *c)
 	if (load_acquire(&h->incarnation) != inc ||
 	    load_acquire(&h->prod_state) != st)
 		return 0;	/* a session began or ended meanwhile */
-	if (shmqi_pollset_watch(c->ps, c->q, c->ps_dead, c->ps_dead_inc)) {
+	if (shmqi_pollset_watch(c->ps, c->q, c->ps_dead, c->ps_dead_inc,
+				&period)) {
 		c->live_check_ns = 0;	/* it changed or died: probe now */
 		return 0;
 	}
 	/*
-	 * A member's other source of messages is a dead member's claim,
-	 * which nobody rings for: come back after MEMBER_SLICE_NS to look,
-	 * as a sleeping member wakes to (member_next adopts it).
+	 * What nobody rings for, the timer brings the caller back for, as a
+	 * sleeper's slice does. A member's other source of messages is a
+	 * dead member's claim: MEMBER_SLICE_NS (member_next adopts it). A
+	 * durable reader of a batch-mode producer syncs what waited T ms
+	 * past the watermark itself (durable_batch_due): at the end of T.
+	 * The timer is one: a one-shot shorter than the period replaces it
+	 * until the caller's next arming, which sets the period again.
 	 */
-	if (c->kind == SHMQ_KIND_MEMBER)
-		shmqi_pollset_timer(c->ps, MEMBER_SLICE_NS, true);
+	if (c->kind == SHMQ_KIND_MEMBER && (!once || once > MEMBER_SLICE_NS))
+		once = MEMBER_SLICE_NS;
+	if (c->durable && c->dwait_ns) {
+		int64_t left = c->dwait_ns - now +
+			       (int64_t)load_relaxed(&h->batch_ms) * 1000000;
+
+		if (left < 1000000)
+			left = 1000000;
+		if (!once || left < once)
+			once = left;
+	}
+	if (once && (!period || once < period))
+		shmqi_pollset_timer(c->ps, once, true);
+	else
+		shmqi_pollset_timer(c->ps, period, false);
 	return -EAGAIN;
 }
 

@@ -90,6 +90,9 @@ struct shmqi_pollset {
 	uint32_t w_inc;		/* the session pidfd watches ... */
 	uint32_t w_epoch;	/* ... and its producer_open */
 	bool pid_fired;		/* pidfd readable: it died */
+	bool nopid;		/* session n_inc/n_epoch: its prod_pid fired */
+	uint32_t n_inc;		/* while its lock was held (not the holder): */
+	uint32_t n_epoch;	/* timer only */
 	int64_t timer_ns;	/* the periodic timer's period, 0 off */
 	uint64_t pidns;		/* our pid namespace's inode, 0 unknown */
 };
@@ -107,7 +110,7 @@ unsigned int shmqi_pollset_drain(struct shmqi_pollset *ps);
 void shmqi_pollset_wake(struct shmqi_pollset *ps);
 void shmqi_pollset_timer(struct shmqi_pollset *ps, int64_t ns, bool oneshot);
 int shmqi_pollset_watch(struct shmqi_pollset *ps, struct shmq *q,
-			bool dead_known, uint32_t dead_inc);
+			bool dead_known, uint32_t dead_inc, int64_t *period_ns);
 void shmqi_ring(struct shmq *q);
 void shmqi_wake_consumers(struct shmq *q, bool futex_anyway);
 uint64_t shmqi_pidns(void);

@@ -248,13 +248,24 @@ static void unwatch(struct shmqi_pollset *ps)
  * pidfd_open() the same session must still be the live one (incarnation
  * and epoch unchanged, state OPEN, its session lock held), so the pid
  * cannot have been reused under us; and it is used only when the
- * producer's pid namespace is ours. Otherwise the timer brings the
- * caller back every SHMQ_POLL_TIMER_NS to probe the lock itself.
- * Returns 1 when the session is found dead here (the caller probes
+ * producer's pid namespace is ours.
+ *
+ * The pidfd is only the fast path. A live session is also probed every
+ * SHMQ_POLL_TIMER_NS (*PERIOD_NS, the caller sets the timer), as a
+ * blocking reader probes after each slice: the session's lock can go
+ * while its pid lives on (a producer that exec()s: the locks are on
+ * close-on-exec descriptors), and a prod_pid that names another live
+ * process (the header is writable by every peer) would otherwise hide
+ * the real producer's death for good. A pidfd that fired while the
+ * session's lock is still held (the caller probed it: the lock is freed
+ * before a dying process's pidfd fires) names some other process, such
+ * as a zombie that stays readable: that session is not watched by pid
+ * again, or the descriptor would stay readable and spin the caller.
+ * Returns 1 when the session changed or died here (the caller probes
  * again), else 0.
  */
 int shmqi_pollset_watch(struct shmqi_pollset *ps, struct shmq *q,
-			bool dead_known, uint32_t dead_inc)
+			bool dead_known, uint32_t dead_inc, int64_t *period_ns)
 {
 	struct shmq_hdr *h = q->hdr;
 	uint32_t inc = load_acquire(&h->incarnation);
@@ -263,19 +274,38 @@ int shmqi_pollset_watch(struct shmqi_pollset *ps, struct shmq *q,
 	uint32_t pid;
 	int fd, held;
 
+	*period_ns = 0;
+	if (ps->pidfd >= 0 && ps->pid_fired && ps->w_inc == inc &&
+	    ps->w_epoch == epoch && st == SHMQ_PSTATE_OPEN &&
+	    !(dead_known && dead_inc == inc)) {
+		ps->nopid = true;	/* not the holder: not again */
+		ps->n_inc = inc;
+		ps->n_epoch = epoch;
+	}
 	if (ps->pidfd >= 0 && (ps->w_inc != inc || ps->w_epoch != epoch ||
 			       st != SHMQ_PSTATE_OPEN || ps->pid_fired))
 		unwatch(ps);
 	if (st != SHMQ_PSTATE_OPEN || (dead_known && dead_inc == inc)) {
-		shmqi_pollset_timer(ps, 0, false);
+		/*
+		 * NONE with the role held: a producer inside its open, which
+		 * may die before its OPEN rings: probe it on the timer. With
+		 * the role free, the next producer's NONE store rings
+		 * (shmq_producer_open), after it takes the role: seen free
+		 * here after our fenced bit, it sees the bit.
+		 */
+		if (st == SHMQ_PSTATE_NONE &&
+		    shmqi_lock_held(q->fd, SHMQ_LOCK_PRODUCER) != 0)
+			*period_ns = SHMQ_POLL_TIMER_NS;
 		return 0;
 	}
+	*period_ns = SHMQ_POLL_TIMER_NS;	/* the backstop, always */
 	if (ps->pidfd >= 0)
 		return 0;	/* this session is watched already */
 	pid = load_relaxed(&h->prod_pid);
 	fd = -1;
 	if (!shmqi_no_pidfd && ps->pidns && load_relaxed(&h->prod_pidns) == ps->pidns &&
-	    pid > 0 && pid <= 0x3fffffff)
+	    pid > 0 && pid <= 0x3fffffff &&
+	    !(ps->nopid && ps->n_inc == inc && ps->n_epoch == epoch))
 		fd = above((int)syscall(__NR_pidfd_open, (pid_t)pid, 0));
 	/* pidfd_open() before this check: a pid reused earlier fails it. */
 	fence_full();
@@ -293,13 +323,9 @@ int shmqi_pollset_watch(struct shmqi_pollset *ps, struct shmq *q,
 		ps->w_inc = inc;
 		ps->w_epoch = epoch;
 		ps->pid_fired = false;
-		if (ps_add(ps, fd, TAG_PID) == 0) {
-			shmqi_pollset_timer(ps, 0, false);
-			return 0;
-		}
-		unwatch(ps);
+		if (ps_add(ps, fd, TAG_PID) < 0)
+			unwatch(ps);
 	}
-	/* No pidfd (old kernel, another pid namespace): the timer. */
-	shmqi_pollset_timer(ps, SHMQ_POLL_TIMER_NS, false);
+	/* No pidfd (old kernel, another pid namespace): the timer alone. */
 	return 0;
 }

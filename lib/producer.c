@@ -68,6 +68,16 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	 */
 	prev_state = load_acquire(&h->prod_state);
 	store_release(&h->prod_state, SHMQ_PSTATE_NONE);
+	/*
+	 * Pollers armed with no session open watch nothing and set no
+	 * timer: ring them, so that they re-arm seeing NONE and probe us
+	 * with their timer until our OPEN rings again (killed in between,
+	 * we would leave them asleep). The fence orders the state before
+	 * the load of their bits (F2, as after OPEN below).
+	 */
+	fence_full();
+	shmqi_wake_consumers(q, false);
+	KILL_POINT("producer-open:role");
 
 	/*
 	 * We hold the role: nobody else writes the producer's fields now.
@@ -131,6 +141,7 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	store_relaxed(&h->inc_pos, w);
 	store_release(&h->incarnation, p->inc);
 	rmw_add(&h->prod_epoch, 1);
+	KILL_POINT("producer-open:incarnation");
 	p->asym = shmqi_membarrier_register() == 0;
 	store_relaxed(&h->prod_caps, p->asym ? SHMQ_CAP_ASYM : 0u);
 	/*
@@ -170,6 +181,7 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	 * reads OPEN and our incarnation finds it held while we live. The
 	 * last holder of this parity was two sessions ago, and is gone.
 	 */
+	KILL_POINT("producer-open:session-lock");
 	ret = shmqi_lock_wait(p->lock_fd, SHMQ_LOCK_SESSION0 + (p->inc & 1),
 			      SHMQ_ATTACH_LOCK_NS);
 	if (ret < 0) {
@@ -179,6 +191,7 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	}
 	/* Consumers that see OPEN also see the fields above. */
 	store_release(&h->prod_state, SHMQ_PSTATE_OPEN);
+	KILL_POINT("producer-open:before-ring");
 	/*
 	 * Pollers waiting for a session watch its producer once it is OPEN
 	 * (shmqi_pollset_watch): ring them. The fence orders the state

@@ -249,6 +249,13 @@ class Queue:
                  _anon: bool = False) -> None:
         self._q = _NULL
         self._children: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        # Producers and consumers open on this queue. The garbage
+        # collector may finalize a queue before the handles that hold it
+        # when they are in one reference cycle (PEP 442: the order is
+        # arbitrary, and weak references are cleared first): then the
+        # last handle's finalizer detaches the queue (_handle_gone).
+        self._nhandles = 0
+        self._orphaned = False
         self.path = path
         out = ffi.new("struct shmq **")
         flags = (_OPEN_RDONLY if readonly else 0) | \
@@ -409,6 +416,14 @@ class Queue:
         self._map = None
         lib.shmq_close(q)
 
+    def _handle_gone(self) -> None:
+        """A producer or consumer of this queue was closed."""
+        self._nhandles -= 1
+        if self._nhandles == 0 and self._orphaned and self._q != _NULL:
+            q, self._q = self._q, _NULL
+            self._map = None
+            lib.shmq_close(q)
+
     def __enter__(self) -> "Queue":
         return self
 
@@ -416,10 +431,16 @@ class Queue:
         self.close()
 
     def __del__(self) -> None:
-        # Children hold the queue, so none is left when this runs.
-        if getattr(self, "_q", _NULL) != _NULL:
-            lib.shmq_close(self._q)
-            self._q = _NULL
+        # Children hold the queue: one still open here is in the same
+        # garbage cycle, and its finalizer may not have run yet. It
+        # detaches the queue when it is gone (_handle_gone).
+        if getattr(self, "_q", _NULL) == _NULL:
+            return
+        if getattr(self, "_nhandles", 0) > 0:
+            self._orphaned = True
+            return
+        lib.shmq_close(self._q)
+        self._q = _NULL
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -451,6 +472,7 @@ class Producer:
         out = ffi.new("struct shmq_producer **")
         _check(lib.shmq_producer_open(queue._q, opts, out))
         self._p = out[0]
+        queue._nhandles += 1
         # Cached for the per-call path: one attribute load each.
         self._send = lib.shmq_send
         self._send_batch = lib.shmq_send_batch
@@ -583,7 +605,10 @@ class Producer:
         p, self._p = self._p, _NULL
         self._send = self._send_batch = _Closed("Producer")
         self._queue._children.discard(self)
-        _check(fn(p))
+        try:
+            _check(fn(p))
+        finally:
+            self._queue._handle_gone()
 
     def __enter__(self) -> "Producer":
         return self
@@ -595,6 +620,7 @@ class Producer:
         if getattr(self, "_p", _NULL) != _NULL:
             lib.shmq_producer_close(self._p)
             self._p = _NULL
+            self._queue._handle_gone()
 
 
 # ---- the consumer -------------------------------------------------------
@@ -734,10 +760,16 @@ class Consumer:
         out = ffi.new("struct shmq_consumer **")
         _check(lib.shmq_consumer_open(queue._q, opts, out))
         self._c = out[0]
+        queue._nhandles += 1
         self.name = name
         self.group = group
         self.observer = observe
         self._fd = -1
+        # aiter() tasks waiting for the descriptor, and the loop that
+        # watches it for them (one add_reader for all: a second would
+        # replace the first's callback).
+        self._waiters: List["asyncio.Future[None]"] = []
+        self._wloop: Optional[asyncio.AbstractEventLoop] = None
         # recv(): one preallocated buffer the size of the largest message,
         # and a cffi buffer over it whose slice is the returned bytes.
         self._cap = queue.max_message
@@ -954,17 +986,43 @@ class Consumer:
             try:
                 batch = self.recv_many(_BATCH, 0)
             except Timeout:
-                fut = loop.create_future()
-                loop.add_reader(fd, _wake, fut)
-                try:
-                    await fut
-                finally:
-                    loop.remove_reader(fd)
+                await self._readable(loop, fd)
                 continue
             except EndOfStream:
                 return
             for data in batch:
                 yield data
+
+    async def _readable(self, loop: asyncio.AbstractEventLoop,
+                        fd: int) -> None:
+        """Wait until the descriptor polls readable (or close()). Tasks of
+        one loop share one registration; each is woken."""
+        if self._waiters and self._wloop is not loop:
+            raise RuntimeError("shmq: aiter() of one consumer in two "
+                               "event loops")
+        fut = loop.create_future()
+        if not self._waiters:
+            loop.add_reader(fd, self._wake_all)
+            self._wloop = loop
+        self._waiters.append(fut)
+        try:
+            await fut
+        finally:
+            # Cancelled, or woken by something else: deregister.
+            if fut in self._waiters:
+                self._waiters.remove(fut)
+                if not self._waiters and self._wloop is not None:
+                    self._wloop.remove_reader(fd)
+                    self._wloop = None
+
+    def _wake_all(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        if self._wloop is not None:
+            self._wloop.remove_reader(self._fd)
+            self._wloop = None
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     # -- closing --
     @property
@@ -985,12 +1043,16 @@ class Consumer:
                                   "peek() view is held or exported")
             self._pending = None
             lib.shmq_release(self._c)
+        # Waiting aiter() tasks: deregistered before the descriptor is
+        # closed, and woken (they raise the closed consumer's ValueError).
+        self._wake_all()
         c, self._c = self._c, _NULL
         self._fd = -1
         self._blocked = True
         self._recv = self._peek_many = self._release_n = _Closed("Consumer")
         self._queue._children.discard(self)
         lib.shmq_consumer_close(c)
+        self._queue._handle_gone()
 
     def __enter__(self) -> "Consumer":
         return self
@@ -1004,8 +1066,5 @@ class Consumer:
         if getattr(self, "_c", _NULL) != _NULL:
             lib.shmq_consumer_close(self._c)
             self._c = _NULL
+            self._queue._handle_gone()
 
-
-def _wake(fut: "asyncio.Future[None]") -> None:
-    if not fut.done():
-        fut.set_result(None)
