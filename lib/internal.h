@@ -123,6 +123,11 @@ struct shmq_producer {
 	uint64_t cut_bytes;	/* recovery cut this much at open */
 	uint64_t cut_msgs;	/* ... at most this many messages */
 	uint64_t cut_durable;	/* ... of which durable bytes */
+	/* Marks (shmq_producer_mark): one rides on the next publish. */
+	bool mark_pending;
+	uint64_t mark_value;
+	uint32_t mark_next;	/* the entry the next mark overwrites */
+	uint64_t open_end;	/* write_pos as recovery left it */
 };
 
 struct shmq_consumer {
@@ -168,6 +173,8 @@ struct shmq_consumer {
 	bool resumed;		/* a named consumer that was away */
 	uint64_t closed_sync_w;	/* durable: write_pos of its closed-queue sync */
 	struct shmqi_rec_view view;
+	bool end_held;		/* named: passed an END, position not yet
+				   published (shmq_consumer_last_end()) */
 };
 
 /* errors.c */

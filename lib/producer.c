@@ -14,6 +14,7 @@
 
 static void end_previous(struct shmq_producer *p, uint32_t prev_inc);
 static int flush_owed(struct shmq_producer *p, int64_t timeout_ns);
+static int mark_best(struct shmq *q, uint64_t end);
 
 int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 		       struct shmq_producer **out)
@@ -86,6 +87,18 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	}
 	p->pos = p->pub_pos = w;
 	p->tail = p->limit = t;
+	/* Marks: the next one overwrites the entry that is not the last. */
+	p->open_end = w;
+	p->mark_next = mark_best(q, w) == 0 ? 1u : 0u;
+	/*
+	 * An entry past the end rode on a publish that is gone: forget it
+	 * (initial_pos: never valid), or our own publishes, once they pass
+	 * its position, would make its stale value look like the last mark.
+	 */
+	for (int i = 0; i < 2; i++)
+		if (pos_before(w, load_relaxed(&h->mark_pos[i])))
+			store_relaxed(&h->mark_pos[i],
+				      load_relaxed(&h->initial_pos));
 	store_relaxed(&h->next_seq, p->seq);
 	store_relaxed(&h->pub_seq, p->seq);
 	store_relaxed(&h->tail_seq, p->tail_seq);
@@ -208,6 +221,27 @@ int shmq_publish(struct shmq_producer *p)
 	if (p->pos == p->pub_pos)
 		return 0;
 	KILL_POINT("publish:before");
+	if (p->mark_pending) {
+		/*
+		 * The mark rides on this publish (M1): the entry the last
+		 * mark did not use gets the value, then the position, both
+		 * before W1. A process that dies between these stores and
+		 * W1 leaves an entry past write_pos, which is ignored; one
+		 * that dies between the two leaves the old, older position
+		 * with the new value, which the other entry outranks. The
+		 * stores are release so that they reach memory in this
+		 * order for a writeback that copies the page between them
+		 * (a power loss then finds one of these same states).
+		 */
+		uint32_t i = p->mark_next;
+
+		store_release(&h->mark_val[i], p->mark_value);
+		KILL_POINT("mark:value");
+		store_release(&h->mark_pos[i], p->pos);
+		KILL_POINT("mark:pos");
+		p->mark_next = i ^ 1u;
+		p->mark_pending = false;
+	}
 	/* pub_seq before, next_seq after write_pos: see observer_seq(). */
 	store_relaxed(&h->pub_seq, p->seq);
 	if (likely(p->asym))
@@ -812,6 +846,121 @@ int shmq_producer_abort(struct shmq_producer *p)
 	if (shmqi_inherited(p))
 		return drop_inherited(p);
 	return end_session(p, SHMQ_END_ABORTED, SHMQ_PSTATE_ABORTED);
+}
+
+/*
+ * End the session as HOW says. DIED: an END record of kind died, and the
+ * state left OPEN with the session's lock given up, which is how
+ * consumers (and the next producer's open) tell a dead producer; so the
+ * queue looks exactly as if this producer had been killed, with its END
+ * record already written.
+ */
+int shmq_producer_end(struct shmq_producer *p, int how)
+{
+	struct shmq *q;
+	int ret;
+
+	if (!p)
+		return 0;
+	if (how != SHMQ_PRODUCER_CLOSED && how != SHMQ_PRODUCER_DIED &&
+	    how != SHMQ_PRODUCER_ABORTED)
+		return shmqi_fail(-EINVAL, "shmq_producer_end: %d is not closed, died or aborted", how);
+	if (shmqi_inherited(p))
+		return drop_inherited(p);
+	if (how == SHMQ_PRODUCER_CLOSED)
+		return end_session(p, SHMQ_END_CLOSED, SHMQ_PSTATE_CLOSED);
+	if (how == SHMQ_PRODUCER_ABORTED)
+		return end_session(p, SHMQ_END_ABORTED, SHMQ_PSTATE_ABORTED);
+	q = p->q;
+	ret = end_session(p, SHMQ_END_DIED, SHMQ_PSTATE_OPEN);
+	/*
+	 * end_session() woke sleepers before it gave the session's lock up;
+	 * one that found the lock still held sleeps again: wake it now that
+	 * the lock is free (a waiter re-probes it after every wake).
+	 */
+	fence_full();
+	rmw_add(&q->hdr->data_futex, 1);
+	shmqi_futex_wake(&q->hdr->data_futex);
+	return ret;
+}
+
+int shmq_producer_mark(struct shmq_producer *p, uint64_t value)
+{
+	if (shmqi_inherited(p))
+		return shmqi_fail_inherited();
+	p->mark_value = value;
+	p->mark_pending = true;
+	return 0;
+}
+
+/*
+ * The entry with the highest position in (initial_pos, END]: the last
+ * mark whose publish survived, or -1. A position at initial_pos is an
+ * entry never written (a publish ends after it); one past END rode on a
+ * publish that a crash before W1, or a recovery's cut, took away.
+ */
+static int mark_best(struct shmq *q, uint64_t end)
+{
+	struct shmq_hdr *h = q->hdr;
+	uint64_t first = load_relaxed(&h->initial_pos);
+	int best = -1;
+	uint64_t bp = 0;
+
+	for (int i = 0; i < 2; i++) {
+		uint64_t mp = load_acquire(&h->mark_pos[i]);
+
+		if (!pos_before(first, mp) || pos_before(end, mp))
+			continue;
+		if (best < 0 || pos_before(bp, mp)) {
+			best = i;
+			bp = mp;
+		}
+	}
+	return best;
+}
+
+int shmq_producer_last_mark(struct shmq_producer *p, uint64_t *value,
+			    uint64_t *after)
+{
+	struct shmq *q = p->q;
+	struct shmqi_rec_view v;
+	uint64_t pos, n = 0;
+	int i, ret;
+
+	if (shmqi_inherited(p))
+		return shmqi_fail_inherited();
+	i = mark_best(q, p->open_end);
+	if (i < 0)
+		return shmqi_fail(-ENOENT, "no mark at or below the queue's end");
+	pos = load_relaxed(&q->hdr->mark_pos[i]);
+	/*
+	 * Records between the mark and the end that recovery left: a
+	 * publish without a mark, or one whose mark a power loss took while
+	 * some of its records survived. Messages count, and END records
+	 * their own session wrote (a producer's close, abort or end); not
+	 * the ENDs a producer's open writes for sessions before it, nor PAD.
+	 */
+	while (pos != p->open_end) {
+		struct shmq_end e;
+
+		ret = shmqi_rec_view(q, pos, p->open_end, &v);
+		if (ret < 0)
+			return shmqi_fail(ret, "mark at %llu: the records after it cannot be read (%s)",
+					  (unsigned long long)pos, shmq_strerror(ret));
+		if (v.type == SHMQ_REC_DATA) {
+			n++;
+		} else if (v.type == SHMQ_REC_END && v.len == sizeof(e)) {
+			memcpy(&e, v.hdr + 1, sizeof(e));
+			if (e.inc == v.inc)
+				n++;
+		}
+		pos = v.next;
+	}
+	if (value)
+		*value = load_relaxed(&q->hdr->mark_val[i]);
+	if (after)
+		*after = n;
+	return 0;
 }
 
 /*
