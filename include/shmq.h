@@ -413,10 +413,14 @@ int shmq_producer_end(struct shmq_producer *p, int how);
  * the queue file with the records it describes, before that publish
  * makes them visible, so that after a crash shmq_producer_last_mark()
  * finds the value of the last publish that survived. The next publish is
- * that of the next shmq_send() or shmq_publish(), or the END record of
- * the session (shmq_producer_close() and the like); a send may also
- * publish earlier when it must wait for room (then the records after the
- * mark are counted, see below). The file keeps the last two marks.
+ * that of the next shmq_send(), shmq_send_batch(), shmq_commit() without
+ * SHMQ_COMMIT_DEFER or shmq_publish(), or the END record of the session
+ * (shmq_producer_close() and the like); never the library's own: a
+ * reserve that waits for room publishes what was committed before it,
+ * and a producer writes the ENDs owed to dead sessions before its first
+ * record, without the mark (those records are counted after an older
+ * mark, see below). The file keeps two marks: the last, and the one
+ * before it, or the last durable one while the marks after it are not.
  * Returns 0 or -EBADFD (a handle inherited across fork()).
  */
 int shmq_producer_mark(struct shmq_producer *p, uint64_t value);
@@ -432,13 +436,13 @@ int shmq_producer_mark(struct shmq_producer *p, uint64_t value);
  * power loss took; a writer that marks every publish with the number of
  * its last record knows they are the AFTER records that followed VALUE.
  * A mark whose publish a crash or a recovery's cut took away is ignored,
- * so the file never claims more than it holds. After a power loss the
- * marks are exact only if each marked publish was made durable
- * (shmq_sync()) before the next mark was published: then the file holds
- * a mark at or below the durable watermark, which recovery keeps.
+ * so the file never claims more than it holds. After a power loss, the
+ * file still holds the last mark at or below the durable watermark
+ * (which recovery keeps) when none after it is, in every sync mode.
  * Returns 0, -ENOENT (no mark: none was ever made, or every mark was
  * cut), -EBADMSG (the records after the mark cannot be read: it lies a
- * ring behind) or -EBADFD.
+ * ring behind; or the two marks lie at one position: a corrupt header)
+ * or -EBADFD.
  */
 int shmq_producer_last_mark(struct shmq_producer *p, uint64_t *value,
 			    uint64_t *after);
