@@ -409,6 +409,59 @@ int shmq_producer_close(struct shmq_producer *p);
 int shmq_producer_abort(struct shmq_producer *p);
 
 /*
+ * shmq_producer_end - end the session as HOW says and free P: HOW is
+ * SHMQ_PRODUCER_CLOSED (as shmq_producer_close()), SHMQ_PRODUCER_ABORTED
+ * (as shmq_producer_abort()) or SHMQ_PRODUCER_DIED: the queue then looks
+ * as if the producer had been killed (its END record says died,
+ * consumers get SHMQ_EDIED, `shmq get` exits 3, stat shows it died), for
+ * a bridge that reproduces the end of a session it relays. A NULL P is a
+ * no-op.
+ * Returns 0 or -errno as shmq_producer_close(), or -EINVAL (another HOW;
+ * P is then not freed).
+ */
+int shmq_producer_end(struct shmq_producer *p, int how);
+
+/*
+ * shmq_producer_mark - attach VALUE, an application's number (the NATS
+ * importer's last stream sequence), to the next publish: it is stored in
+ * the queue file with the records it describes, before that publish
+ * makes them visible, so that after a crash shmq_producer_last_mark()
+ * finds the value of the last publish that survived. The next publish is
+ * that of the next shmq_send(), shmq_send_batch(), shmq_commit() without
+ * SHMQ_COMMIT_DEFER or shmq_publish(), or the END record of the session
+ * (shmq_producer_close() and the like); never the library's own: a
+ * reserve that waits for room publishes what was committed before it,
+ * and a producer writes the ENDs owed to dead sessions before its first
+ * record, without the mark (those records are counted after an older
+ * mark, see below). The file keeps two marks: the last, and the one
+ * before it, or the last durable one while the marks after it are not.
+ * Returns 0 or -EBADFD (a handle inherited across fork()).
+ */
+int shmq_producer_mark(struct shmq_producer *p, uint64_t value);
+
+/*
+ * shmq_producer_last_mark - the last mark that survived in the queue, as
+ * this producer's open found it (recovery done): the value of the mark
+ * with the highest position at or below the queue's end, in *VALUE, and
+ * in *AFTER (may be NULL) how many records lie after that position:
+ * messages and END records of a session's own close, abort or end (not
+ * the ENDs an open writes for dead sessions, which stand for no value).
+ * They were published after the mark, without one, or with one that a
+ * power loss took; a writer that marks every publish with the number of
+ * its last record knows they are the AFTER records that followed VALUE.
+ * A mark whose publish a crash or a recovery's cut took away is ignored,
+ * so the file never claims more than it holds. After a power loss, the
+ * file still holds the last mark at or below the durable watermark
+ * (which recovery keeps) when none after it is, in every sync mode.
+ * Returns 0, -ENOENT (no mark: none was ever made, or every mark was
+ * cut), -EBADMSG (the records after the mark cannot be read: it lies a
+ * ring behind; or the two marks lie at one position: a corrupt header)
+ * or -EBADFD.
+ */
+int shmq_producer_last_mark(struct shmq_producer *p, uint64_t *value,
+			    uint64_t *after);
+
+/*
  * Kinds of consumer. BROADCAST sees every message and holds the producer
  * back until it has released them (anonymous or named). GROUP members
  * share the stream of their group (opts.name): each message goes to one
@@ -461,7 +514,14 @@ struct shmq_msg {
 	size_t len;
 	uint64_t seq;		/* the producer's sequence number */
 	uint32_t flags;		/* SHMQ_MSG_* */
-	uint32_t reserved0;	/* written as zero: room for later fields */
+	/*
+	 * The sending producer's incarnation (each producer open starts a
+	 * new one). After a power loss a recovery may cut the last records
+	 * and reuse their sequence numbers: (queue, inc, seq) names one
+	 * message for ever (the NATS bridge's message id). Formerly
+	 * reserved0, written as zero.
+	 */
+	uint32_t inc;
 	uint64_t lost;		/* messages skipped before this one */
 	uint64_t reserved[3];	/* written as zero */
 };
@@ -578,6 +638,17 @@ int shmq_consumer_fd(struct shmq_consumer *c);
 void shmq_consumer_close(struct shmq_consumer *c);
 
 /*
+ * shmq_consumer_last_end - the incarnation of the session whose end
+ * (SHMQ_EOF, SHMQ_EDIED or SHMQ_EABORTED) C returned last, in *INC: with
+ * the queue's identity, it names that end for ever (the NATS exporter's
+ * message id). A named consumer's position passes an END record it
+ * returned only at its next shmq_peek()/shmq_recv() or its close, so one
+ * that dies first gets that end again when it resumes.
+ * Returns 0 or -ENOENT (no end returned yet).
+ */
+int shmq_consumer_last_end(struct shmq_consumer *c, uint32_t *inc);
+
+/*
  * shmq_consumer_remove - drop the named consumer NAME from the slot table,
  * so that it stops holding the producer. Returns 0 or -errno: -ENOENT,
  * -EBUSY (it is attached and alive).
@@ -687,6 +758,12 @@ struct shmq_info {
 	uint32_t reserved;	/* 0 */
 	uint64_t write_pos;	/* end of what is published */
 	uint64_t durable_pos;	/* synced to disk up to here */
+	/*
+	 * Added in 0.2 (88 bytes): the queue's identity, fixed at creation.
+	 * A queue created again at the same path has another salt.
+	 */
+	uint64_t salt;		/* random, drawn by the creator */
+	uint64_t created_ns;	/* CLOCK_REALTIME of the creation */
 };
 
 /*

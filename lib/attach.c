@@ -204,6 +204,9 @@ static int init_header(int fd, const struct shmq_config *c, uint64_t size)
 	store_relaxed(&h->durable_pos, c->initial_pos);
 	store_relaxed(&h->durable_claim, c->initial_pos);
 	store_relaxed(&h->inc_pos, c->initial_pos);
+	/* No mark yet: an entry at initial_pos is never valid (producer.c). */
+	store_relaxed(&h->mark_pos[0], c->initial_pos);
+	store_relaxed(&h->mark_pos[1], c->initial_pos);
 	ret = pwrite_all(fd, &hdr, sizeof(hdr), 0);
 	if (ret < 0)
 		return ret;

@@ -878,7 +878,6 @@ static int read_end_record(struct shmq_consumer *c)
 	if (c->kind != SHMQ_KIND_OBSERVER && evicted(c))
 		return evicted_error();
 	c->pos = c->view.next;
-	publish_pos(c);
 	/*
 	 * Ours to return: an end we have not returned yet, of a session we
 	 * saw (live, or a record of it), or one its own producer wrote
@@ -889,8 +888,20 @@ static int read_end_record(struct shmq_consumer *c)
 	 */
 	if (e.inc == c->ended_inc ||
 	    (!c->resumed && !saw(c, e.inc) &&
-	     (c->view.inc != e.inc || !pos_before(c->view.pos, c->attach_w))))
+	     (c->view.inc != e.inc || !pos_before(c->view.pos, c->attach_w)))) {
+		publish_pos(c);
 		return 1;
+	}
+	/*
+	 * A named consumer publishes its position past an END it returns
+	 * only at its next call (stream_next()) or its close: one that dies
+	 * before it has dealt with the end (the NATS exporter, before the
+	 * stream acknowledged it) resumes before the END and gets it again.
+	 */
+	if (c->kind == SHMQ_KIND_NAMED)
+		c->end_held = true;
+	else
+		publish_pos(c);
 	return session_end(c, e.inc, e.kind == SHMQ_END_CLOSED ? SHMQ_EOF :
 			   e.kind == SHMQ_END_ABORTED ? SHMQ_EABORTED : SHMQ_EDIED);
 }
@@ -902,6 +913,10 @@ static int stream_next(struct shmq_consumer *c, int64_t timeout_ns)
 	int ret;
 
 	c->slept_out = false;	/* a new call spins first again */
+	if (unlikely(c->end_held)) {
+		c->end_held = false;
+		publish_pos(c);
+	}
 	for (;;) {
 		if (c->pos == c->wpos_cache) {
 			c->wpos_cache = read_end(c);	/* A1, A3 */
@@ -1055,6 +1070,7 @@ static void fill_msg(struct shmq_consumer *c, struct shmq_msg *msg)
 		.data = payload(c),
 		.len = c->view.len,
 		.seq = c->view.seq,
+		.inc = c->view.inc,
 		.flags = (c->redelivered ? SHMQ_MSG_REDELIVERED : 0u) |
 			 ((c->view.flags & SHMQ_REC_F_UNTERMINATED) ?
 			  SHMQ_MSG_UNTERMINATED : 0u) |
@@ -1423,4 +1439,13 @@ int shmq_consumer_fd(struct shmq_consumer *c)
 		shmqi_pollset_wake(c->ps);
 	}
 	return c->ps->epfd;
+}
+
+int shmq_consumer_last_end(struct shmq_consumer *c, uint32_t *inc)
+{
+	if (!c->ended_inc)
+		return shmqi_fail(-ENOENT, "no session end returned yet");
+	if (inc)
+		*inc = c->ended_inc;
+	return 0;
 }

@@ -161,6 +161,11 @@ struct shmq_producer {
 	uint64_t cut_msgs;	/* ... at most this many messages */
 	uint64_t cut_durable;	/* ... of which durable bytes */
 	struct shmqi_pollset *ps;	/* shmq_producer_fd(), or NULL */
+	/* Marks (shmq_producer_mark): one rides on the next publish. */
+	bool mark_pending;
+	uint64_t mark_value;
+	uint32_t mark_next;	/* the entry the next mark overwrites */
+	uint64_t open_end;	/* write_pos as recovery left it */
 };
 
 struct shmq_consumer {
@@ -209,6 +214,8 @@ struct shmq_consumer {
 	bool ps_dead;		/* ps: the probe found session ps_dead_inc ... */
 	uint32_t ps_dead_inc;	/* ... dead: not watched again */
 	struct shmqi_rec_view view;
+	bool end_held;		/* named: passed an END, position not yet
+				   published (shmq_consumer_last_end()) */
 };
 
 /* errors.c */

@@ -14,6 +14,7 @@
 
 static void end_previous(struct shmq_producer *p, uint32_t prev_inc);
 static int flush_owed(struct shmq_producer *p, int64_t timeout_ns);
+static int mark_best(struct shmq *q, uint64_t end);
 
 int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 		       struct shmq_producer **out)
@@ -96,6 +97,18 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	}
 	p->pos = p->pub_pos = w;
 	p->tail = p->limit = t;
+	/* Marks: the next one overwrites the entry that is not the last. */
+	p->open_end = w;
+	p->mark_next = mark_best(q, w) == 0 ? 1u : 0u;
+	/*
+	 * An entry past the end rode on a publish that is gone: forget it
+	 * (initial_pos: never valid), or our own publishes, once they pass
+	 * its position, would make its stale value look like the last mark.
+	 */
+	for (int i = 0; i < 2; i++)
+		if (pos_before(w, load_relaxed(&h->mark_pos[i])))
+			store_relaxed(&h->mark_pos[i],
+				      load_relaxed(&h->initial_pos));
 	store_relaxed(&h->next_seq, p->seq);
 	store_relaxed(&h->pub_seq, p->seq);
 	store_relaxed(&h->tail_seq, p->tail_seq);
@@ -213,15 +226,60 @@ fail_free:
 }
 
 /*
+ * The pending mark rides on the publish being made (M1): stored before
+ * W1, so that a reader of write_pos past its position finds it. The file
+ * keeps two entries. The one written is the older, unless that one is
+ * the only one at or below the durable watermark while the newer is not
+ * (sync mode batch publishes many marks per sync): then the newer is
+ * overwritten, so that the file keeps a mark a power loss cannot take
+ * (recovery never cuts below durable_pos, and the header msync of the
+ * sync that raised it carried that entry, stored before). Else two
+ * unsynced marks would overwrite the durable one, and a power loss that
+ * cut both would leave no mark while the records of the durable one
+ * survived.
+ *
+ * The entry is written position, value, position: first made invalid
+ * (initial_pos, never a mark's), so that a process that dies, or a page
+ * written back, between the stores leaves either the entry as it was, or
+ * an invalid one (the other entry stands, and the records after it are
+ * counted), or the new mark; never a value paired with a position that
+ * is not its own. The stores are release so that they reach memory in
+ * this order for a writeback that copies the page between them.
+ */
+static void store_mark(struct shmq_producer *p)
+{
+	struct shmq_hdr *h = p->q->hdr;
+	uint64_t first = load_relaxed(&h->initial_pos);
+	uint64_t d = load_acquire(&h->durable_pos);
+	uint32_t i = p->mark_next;
+	uint64_t older = load_relaxed(&h->mark_pos[i]);
+	uint64_t newer = load_relaxed(&h->mark_pos[i ^ 1u]);
+	bool older_durable = older != first && !pos_before(d, older);
+	bool newer_durable = newer != first && !pos_before(d, newer);
+
+	if (older_durable && !newer_durable)
+		i ^= 1u;	/* keep the only durable one */
+	store_release(&h->mark_pos[i], first);
+	KILL_POINT("mark:invalid");
+	store_release(&h->mark_val[i], p->mark_value);
+	KILL_POINT("mark:value");
+	store_release(&h->mark_pos[i], p->pos);
+	KILL_POINT("mark:pos");
+	p->mark_next = i ^ 1u;
+	p->mark_pending = false;
+}
+
+/*
  * Publish every sealed record. W1 pairs with A1 in the consumer's
  * refresh: record contents before write_pos. F2: write_pos must be
  * visible before we read data_waiters, against a consumer's waiters store
  * before its re-read of write_pos; either it sees our records or we see it
  * sleeping. Registered for membarrier (p->asym), a plain release store
  * does: the consumer's membarrier before it re-reads is the fence on our
- * CPU. Otherwise the store is a locked xchg (store_fenced).
+ * CPU. Otherwise the store is a locked xchg (store_fenced). WITH_MARK:
+ * the pending mark rides on it (see shmq_publish()).
  */
-int shmq_publish(struct shmq_producer *p)
+static int publish(struct shmq_producer *p, bool with_mark)
 {
 	struct shmq_hdr *h = p->q->hdr;
 	uint64_t n = p->unpublished;
@@ -231,6 +289,8 @@ int shmq_publish(struct shmq_producer *p)
 	if (p->pos == p->pub_pos)
 		return 0;
 	KILL_POINT("publish:before");
+	if (with_mark && p->mark_pending)
+		store_mark(p);
 	/* pub_seq before, next_seq after write_pos: see observer_seq(). */
 	store_relaxed(&h->pub_seq, p->seq);
 	if (likely(p->asym))
@@ -248,6 +308,20 @@ int shmq_publish(struct shmq_producer *p)
 	if (unlikely(load_relaxed(&h->data_waiters)))
 		shmqi_wake_consumers(p->q, false);
 	return shmqi_sync_published(p, n);	/* sync modes (sync.c) */
+}
+
+/*
+ * A pending mark rides on the caller's publishes (shmq_publish(), a send,
+ * the session's own END), never on the library's own: the publish of a
+ * reserve that must wait for room (part of a batch, or records committed
+ * with SHMQ_COMMIT_DEFER before the mark's last record) or of an END owed
+ * to an earlier session. The mark's value names the last record of the
+ * caller's publish; carried by an earlier one, it would name records the
+ * queue does not hold yet, or stand before one of its own.
+ */
+int shmq_publish(struct shmq_producer *p)
+{
+	return publish(p, true);
 }
 
 /*
@@ -527,7 +601,7 @@ static int wait_space(struct shmq_producer *p, uint64_t need_end,
 			return ret < 0 ? ret : 0;
 		/* Consumers can only release what they can see. */
 		if (p->pos != p->pub_pos) {
-			shmq_publish(p);
+			publish(p, false);	/* not the caller's: no mark */
 			continue;
 		}
 		/* The slow checks make system calls: every 20 ms at most. */
@@ -779,7 +853,7 @@ static int write_end(struct shmq_producer *p, uint32_t kind, uint32_t inc,
 		p->ts_ms = shmqi_now_ms_coarse();
 	seal(p, rec, SHMQ_REC_END, sizeof(e), p->seq, p->pos);
 	p->pos += shmqi_rec_size(sizeof(e));
-	ret = shmq_publish(p);
+	ret = publish(p, inc == p->inc);	/* an owed END: no mark */
 	store_release(&q->hdr->end_inc, inc);
 	return ret;
 }
@@ -880,6 +954,131 @@ int shmq_producer_abort(struct shmq_producer *p)
 	if (shmqi_inherited(p))
 		return drop_inherited(p);
 	return end_session(p, SHMQ_END_ABORTED, SHMQ_PSTATE_ABORTED);
+}
+
+/*
+ * End the session as HOW says. DIED: an END record of kind died, and the
+ * state left OPEN with the session's lock given up, which is how
+ * consumers (and the next producer's open) tell a dead producer; so the
+ * queue looks exactly as if this producer had been killed, with its END
+ * record already written.
+ */
+int shmq_producer_end(struct shmq_producer *p, int how)
+{
+	struct shmq *q;
+	int ret;
+
+	if (!p)
+		return 0;
+	if (how != SHMQ_PRODUCER_CLOSED && how != SHMQ_PRODUCER_DIED &&
+	    how != SHMQ_PRODUCER_ABORTED)
+		return shmqi_fail(-EINVAL, "shmq_producer_end: %d is not closed, died or aborted", how);
+	if (shmqi_inherited(p))
+		return drop_inherited(p);
+	if (how == SHMQ_PRODUCER_CLOSED)
+		return end_session(p, SHMQ_END_CLOSED, SHMQ_PSTATE_CLOSED);
+	if (how == SHMQ_PRODUCER_ABORTED)
+		return end_session(p, SHMQ_END_ABORTED, SHMQ_PSTATE_ABORTED);
+	q = p->q;
+	ret = end_session(p, SHMQ_END_DIED, SHMQ_PSTATE_OPEN);
+	/*
+	 * end_session() woke sleepers before it gave the session's lock up;
+	 * one that found the lock still held sleeps again: wake it now that
+	 * the lock is free (a waiter re-probes it after every wake).
+	 */
+	fence_full();
+	rmw_add(&q->hdr->data_futex, 1);
+	shmqi_futex_wake(&q->hdr->data_futex);
+	return ret;
+}
+
+int shmq_producer_mark(struct shmq_producer *p, uint64_t value)
+{
+	if (shmqi_inherited(p))
+		return shmqi_fail_inherited();
+	p->mark_value = value;
+	p->mark_pending = true;
+	return 0;
+}
+
+/*
+ * The entry with the highest position in (initial_pos, END]: the last
+ * mark whose publish survived, or -1. A position at initial_pos is an
+ * entry never written (a publish ends after it); one past END rode on a
+ * publish that a crash before W1, or a recovery's cut, took away. -2:
+ * both entries at one position (a hostile header).
+ */
+static int mark_best(struct shmq *q, uint64_t end)
+{
+	struct shmq_hdr *h = q->hdr;
+	uint64_t first = load_relaxed(&h->initial_pos);
+	int best = -1;
+	uint64_t bp = 0;
+
+	for (int i = 0; i < 2; i++) {
+		uint64_t mp = load_acquire(&h->mark_pos[i]);
+
+		if (!pos_before(first, mp) || pos_before(end, mp))
+			continue;
+		/*
+		 * Each mark lies past the other (store_mark()): two at one
+		 * position is a scribbled header, and either value may be
+		 * the false one.
+		 */
+		if (best >= 0 && mp == bp)
+			return -2;
+		if (best < 0 || pos_before(bp, mp)) {
+			best = i;
+			bp = mp;
+		}
+	}
+	return best;
+}
+
+int shmq_producer_last_mark(struct shmq_producer *p, uint64_t *value,
+			    uint64_t *after)
+{
+	struct shmq *q = p->q;
+	struct shmqi_rec_view v;
+	uint64_t pos, n = 0;
+	int i, ret;
+
+	if (shmqi_inherited(p))
+		return shmqi_fail_inherited();
+	i = mark_best(q, p->open_end);
+	if (i == -2)
+		return shmqi_fail(-EBADMSG, "both marks at one position: the header is corrupt");
+	if (i < 0)
+		return shmqi_fail(-ENOENT, "no mark at or below the queue's end");
+	pos = load_relaxed(&q->hdr->mark_pos[i]);
+	/*
+	 * Records between the mark and the end that recovery left: a
+	 * publish without a mark, or one whose mark a power loss took while
+	 * some of its records survived. Messages count, and END records
+	 * their own session wrote (a producer's close, abort or end); not
+	 * the ENDs a producer's open writes for sessions before it, nor PAD.
+	 */
+	while (pos != p->open_end) {
+		struct shmq_end e;
+
+		ret = shmqi_rec_view(q, pos, p->open_end, &v);
+		if (ret < 0)
+			return shmqi_fail(ret, "mark at %llu: the records after it cannot be read (%s)",
+					  (unsigned long long)pos, shmq_strerror(ret));
+		if (v.type == SHMQ_REC_DATA) {
+			n++;
+		} else if (v.type == SHMQ_REC_END && v.len == sizeof(e)) {
+			memcpy(&e, v.hdr + 1, sizeof(e));
+			if (e.inc == v.inc)
+				n++;
+		}
+		pos = v.next;
+	}
+	if (value)
+		*value = load_relaxed(&q->hdr->mark_val[i]);
+	if (after)
+		*after = n;
+	return 0;
 }
 
 /*

@@ -215,6 +215,8 @@ int shmq_info(struct shmq *q, struct shmq_info *info, size_t size)
 	/* Display values: a racing producer or sync may move them at once. */
 	i.write_pos = load_acquire(&q->hdr->write_pos);
 	i.durable_pos = load_acquire(&q->hdr->durable_pos);
+	i.salt = q->g.salt;
+	i.created_ns = load_relaxed(&q->hdr->created_ns);
 	if (size > sizeof(i)) {
 		memset((char *)info + sizeof(i), 0, size - sizeof(i));
 		size = sizeof(i);

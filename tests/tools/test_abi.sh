@@ -25,6 +25,9 @@ done
 for s in shmq_consumer_fd shmq_producer_fd; do
 	grep -q "SHMQ_1.2 *$s\$" <<<"$syms" || fail "$s not exported as SHMQ_1.2"
 done
+for s in shmq_producer_mark shmq_producer_last_mark shmq_producer_end shmq_consumer_last_end; do
+	grep -q "SHMQ_1.3 *$s\$" <<<"$syms" || fail "$s not exported as SHMQ_1.3"
+done
 
 # The .pc: no Requires (liburcu is private to the library), and --cflags
 # only our include directory.
@@ -38,9 +41,9 @@ want=$(sed -n 's/^includedir=//p' "$pc" | sed "s|\${prefix}|$prefix|")
 case $cflags in *urcu*|*x86_64-linux-gnu*) fail "dependency flags in --cflags: $cflags" ;; esac
 
 # shmq.h alone, with only its own directory: it needs no other package.
-printf '#include <shmq.h>\nint main(void) { struct shmq_info i; return (int)sizeof(i) - 72; }\n' >t.c
+printf '#include <shmq.h>\nint main(void) { struct shmq_info i; return (int)sizeof(i) - 88; }\n' >t.c
 ${CC:-cc} -std=c11 -Wall -Werror -I"$incdir" -o t t.c "$libso" \
 	-Wl,-rpath,"$(dirname "$libso")" || fail "a program with shmq.h alone does not build"
-./t || fail "struct shmq_info is not 72 bytes"
+./t || fail "struct shmq_info is not 88 bytes (72 in 0.1, identity added for the NATS bridge)"
 note "soname $soname, symbols SHMQ_1, --cflags '$cflags'"
 exit 0
