@@ -10,10 +10,11 @@
 #      order, at a named far consumer.
 #   3. A three-node JetStream cluster, a stream of 3 replicas, 10,000
 #      messages, one node SIGKILLed mid-stream and restarted.
-# usage: test_bridge.sh SHMQ_NATS NATS_PEER
+# usage: test_bridge.sh SHMQ_NATS NATS_PEER SHMQ
 set -uo pipefail
 NATSB=$1
 PEER=$2
+SHMQ=$3
 SEED=${SHMQ_NATS_SEED:-$RANDOM}
 T=$(mktemp -d "${TMPDIR:-/tmp}/shmq-nats.XXXXXX")
 PIDS=()
@@ -208,16 +209,33 @@ t3() {
 t4() {
 	local port url st
 	port=$(free_port)
-	"$NATSB" export "$T/a4" --server "nats://127.0.0.1:$port" --stream X 2>"$T/e4"
+	timeout 20 "$NATSB" export "$T/a4" --server "nats://127.0.0.1:$port" --stream X 2>"$T/e4"
 	st=$?
 	[ $st -eq 10 ] || fail "4: unreachable server: status $st, want 10 ($(cat "$T/e4"))"
 	url=nats://127.0.0.1:$port
 	start_server s4 "$port" || return
-	"$NATSB" import "$T/b4" --create --server "$url" --stream NOPE --durable d 2>"$T/e4"
+	"$PEER" send "$T/b4" 0 1 closed
+	timeout 20 "$NATSB" import "$T/b4" --server "$url" --stream NOPE --durable d 2>"$T/e4"
 	st=$?
 	[ $st -eq 11 ] || fail "4: missing stream: status $st, want 11 ($(cat "$T/e4"))"
 	"$NATSB" export "$T/a4" --server "$url" 2>/dev/null
 	[ $? -eq 2 ] || fail "4: usage: want 2"
+	# A message larger than the far queue takes: status 13, nothing
+	# acknowledged past what was written; another durable into a larger
+	# queue gets all.
+	"$PEER" send "$T/a4" 300 "$SEED" closed
+	timeout 20 "$NATSB" export "$T/a4" --server "$url" --stream T4 --until-end ||
+		fail "4: export"
+	"$SHMQ" create "$T/small4" --size 1M --max-message 1024 || fail "4: shmq create"
+	timeout 20 "$NATSB" import "$T/small4" --server "$url" --stream T4 --durable d4 \
+		--until-end 2>"$T/e4"
+	st=$?
+	[ $st -eq 13 ] || fail "4: too large: status $st, want 13 ($(cat "$T/e4"))"
+	grep -q "stays in the stream" "$T/e4" || fail "4: too large: $(cat "$T/e4")"
+	rm -f "$T/small4"
+	timeout 20 "$NATSB" import "$T/b4big" --create --server "$url" --stream T4 --durable d5 \
+		--until-end || fail "4: import after the refusal"
+	out=$(timeout 20 "$PEER" check "$T/b4big" 300 "$SEED" r closed 10) || fail "4: $out"
 	stop_pid "${SRV[s4]}"
 }
 
