@@ -810,7 +810,7 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct args a = { .replicas = 1, .window = 256, .batch = 1024, .sync = 1 };
+	struct args a = { .replicas = 1, .window = 256, .batch = 0, .sync = 1 };
 	static char subject[256], name[64];
 	struct sigaction sa = { .sa_handler = on_stop };
 	uint32_t u;
@@ -869,6 +869,8 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	if (!a.batch)	/* export: messages peeked per drain of the window */
+		a.batch = !strcmp(a.cmd, "export") ? 4096 : 1024;
 	if (!strcmp(a.cmd, "export")) {
 		if (a.durable)
 			return tool_usage_error("--durable is for import");
