@@ -28,7 +28,7 @@ Q=$(mktemp -d /dev/shm/shmq-nats-bench.XXXXXX)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 nats-server -a 127.0.0.1 -p "$port" -js -sd "$T/js" >"$T/server.log" 2>&1 &
 SRV=$!
-trap 'kill $SRV 2>/dev/null; wait $SRV 2>/dev/null; rm -rf "$T" "$Q"' EXIT
+trap 'kill $SRV 2>/dev/null; wait $SRV 2>/dev/null || :; rm -rf "$T" "$Q"' EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 URL=nats://127.0.0.1:$port
 ms() { date +%s%N; }

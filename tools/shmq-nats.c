@@ -50,6 +50,15 @@ enum {
 #define ID_MAX		80
 
 static volatile sig_atomic_t stop;
+/*
+ * Set when the process must end holding its role: an importer's session
+ * that the source has not ended (closing it would write an END that no
+ * stream message stands for: the far queue must see it die), or an
+ * exporter that failed while it may hold an END the stream has not
+ * acknowledged (a close would pass it). main() then ends with _exit(),
+ * and the kernel drops the roles as it would for a killed process.
+ */
+static bool hold_roles;
 
 static void on_stop(int sig)
 {
@@ -507,11 +516,11 @@ static int do_export(const struct args *a)
 	}
 out:
 	(void)status;
-	/* A close passes an END the stream may not have acknowledged: not
-	   on an error (the handle is left to the exit). */
 	if (ret == 0) {
 		shmq_consumer_close(c);
 		shmq_close(q);
+	} else {
+		hold_roles = true;
 	}
 	jsCtx_Destroy(js);
 	natsConnection_Destroy(nc);
@@ -614,6 +623,7 @@ static int do_import(const struct args *a)
 		im.max_message = in.max_message;
 	}
 	ret = open_producer(&im);
+	hold_roles = true;	/* until the end of the function */
 	if (ret)
 		return ret;
 	ret = shmq_producer_last_mark(im.p, &v, &skip);
@@ -674,6 +684,7 @@ static int do_import(const struct args *a)
 	if (s != NATS_OK)
 		return nats_fail("subscribing", s, jerr);
 
+	hold_roles = false;
 	while (!stop) {
 		natsMsgList list = { 0 };
 		natsMsg *ackme = NULL;
@@ -789,6 +800,10 @@ static int do_import(const struct args *a)
 	 * A stop leaves our session open: the far queue sees its producer
 	 * die, and our next start writes its END (died) for it.
 	 */
+	if (im.p)
+		hold_roles = true;
+	else
+		shmq_close(im.q);
 	return ret;
 }
 
@@ -887,6 +902,11 @@ int main(int argc, char **argv)
 		ret = do_import(&a);
 	} else {
 		return tool_usage_error("unknown command '%s' (export or import)", a.cmd);
+	}
+	if (hold_roles) {
+		fflush(stdout);
+		fflush(stderr);
+		_exit(ret);
 	}
 	nats_Close();
 	return ret;
