@@ -24,7 +24,10 @@ note() { echo "# $*" >&2; }
 fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 
 cleanup() {
-	local p
+	local p f
+	for f in "$T"/*.pid; do
+		[ -e "$f" ] && PIDS+=("$(cat "$f")")
+	done
 	for p in "${PIDS[@]}"; do
 		kill -TERM "$p" 2>/dev/null
 	done
@@ -124,7 +127,7 @@ t2() {
 	supervise imp "$NATSB" import "$T/b2" --create --server "$url" --stream T2 \
 		--durable far --until-end --batch 64 &
 	local simp=$!; PIDS+=("$simp")
-	timeout 200 "$PEER" check "$T/b2" 20000 "$SEED" reader closed 190 >"$T/check2" 2>&1 &
+	timeout 130 "$PEER" check "$T/b2" 20000 "$SEED" reader closed 120 >"$T/check2" 2>&1 &
 	local chk=$!; PIDS+=("$chk")
 	while [ $kills_e -lt 20 ] || [ $kills_i -lt 20 ]; do
 		sleep "0.$((RANDOM % 4))$((RANDOM % 10))"
@@ -139,8 +142,23 @@ t2() {
 		if [ $who = exp ]; then kills_e=$((kills_e + 1)); else kills_i=$((kills_i + 1)); fi
 	done
 	note "2: killed the exporter $kills_e times, the importer $kills_i times"
-	wait $chk || fail "2: the far consumer: $(cat "$T/check2")"
+	wait $chk || fail "2: the far consumer: $(cat "$T/check2"); export: $(tail -3 "$T/exp.err"); import: $(tail -3 "$T/imp.err")"
 	wait $send || fail "2: the sender failed"
+	# Watchdog: both halves end with the session; if not, stop them.
+	for _ in $(seq 300); do
+		kill -0 $sexp 2>/dev/null || kill -0 $simp 2>/dev/null || break
+		sleep 0.1
+	done
+	local w
+	for w in exp imp; do
+		local sp=$sexp
+		[ $w = imp ] && sp=$simp
+		if kill -0 $sp 2>/dev/null; then
+			fail "2: the $w supervisor still runs 30 s after the end: $(tail -3 "$T/$w.err")"
+			kill -TERM $sp 2>/dev/null
+			kill -KILL "$(cat "$T/$w.pid")" 2>/dev/null
+		fi
+	done
 	wait $sexp || fail "2: export: $(tail -3 "$T/exp.err")"
 	wait $simp || fail "2: import: $(tail -3 "$T/imp.err")"
 	note "2: $(cat "$T/check2")"
