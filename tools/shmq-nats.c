@@ -391,6 +391,7 @@ static int do_export(const struct args *a)
 	struct shmq_msg *msgs;
 	char qid[40], prev[ID_MAX] = "", id[ID_MAX];
 	int64_t maxpay;
+	bool ended;	/* the stream's last message is an end of ours */
 	int ret, status = 0, retries = 0;
 
 	msgs = calloc((size_t)a->batch, sizeof(*msgs));
@@ -417,6 +418,7 @@ static int do_export(const struct args *a)
 	if (ret)
 		goto out;
 	snprintf(prev, sizeof(prev), "%s", last.id);
+	ended = last.ours && last.end;
 	ret = shmq_consumer_open(q, &co, &c);
 	if (ret < 0) {
 		ret = tool_fail(a->queue, "consumer", ret);
@@ -432,6 +434,15 @@ static int do_export(const struct args *a)
 			break;
 		}
 		n = shmq_peek_many(c, msgs, (size_t)a->batch, 200000000);
+		/*
+		 * --until-end, restarted after its close passed the end it had
+		 * carried (killed before it could exit): the stream ends with
+		 * our end and the queue has nothing after it.
+		 */
+		if (n == -ETIMEDOUT && a->until_end && ended) {
+			ret = 0;
+			break;
+		}
 		if (n == -EAGAIN || n == -ETIMEDOUT || n == -EINTR)
 			continue;
 		if (n == SHMQ_EOF || n == SHMQ_EDIED || n == SHMQ_EABORTED) {
@@ -508,6 +519,7 @@ static int do_export(const struct args *a)
 				snprintf(prev, sizeof(prev), "%s", first_prev);
 		}
 		retries = 0;
+		ended = false;
 		ret = shmq_release(c);
 		if (ret < 0) {
 			ret = tool_fail(a->queue, "release", ret);
@@ -665,6 +677,24 @@ static int do_import(const struct args *a)
 	}
 	if (have_mark)
 		start = v + 1;
+	/*
+	 * --until-end, restarted after it had committed the end (killed
+	 * before it could exit): the last committed message is that end, and
+	 * nothing after it belongs to this run. The session our open began
+	 * is left to die, as any importer's that stops.
+	 */
+	if (a->until_end && have_mark && !skip) {
+		natsMsg *m = NULL;
+		const char *kind = NULL;
+
+		RETRY(js_GetMsg(&m, js, a->stream, v, NULL, &jerr));
+		if (s == NATS_OK && natsMsgHeader_Get(m, HDR_END, &kind) == NATS_OK &&
+		    kind) {
+			natsMsg_Destroy(m);
+			return 0;	/* hold_roles: the empty session dies */
+		}
+		natsMsg_Destroy(m);
+	}
 	jsConsumerConfig_Init(&cc);
 	cc.Durable = a->durable;
 	cc.DeliverPolicy = js_DeliverByStartSequence;

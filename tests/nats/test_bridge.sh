@@ -97,6 +97,12 @@ t1() {
 	wait $exp || fail "1: export exited $?"
 	wait $imp || fail "1: import exited $?"
 	note "1: $out"
+	# Restarted after they carried the end (as if killed before their
+	# exit): both end at once, with status 0, instead of waiting.
+	timeout 20 "$NATSB" export "$T/a1" --server "$url" --stream T1 --until-end ||
+		fail "1: export run again after the end: status $?"
+	timeout 20 "$NATSB" import "$T/b1" --server "$url" --stream T1 --durable far \
+		--until-end || fail "1: import run again after the end: status $?"
 	stop_pid "${SRV[s1]}"
 }
 
