@@ -38,14 +38,14 @@ run_suites() {
 }
 
 echo "== build and test (debugoptimized)"
-run_suites build-test
+run_suites build-test -Dnats=enabled
 echo "== build and test under ASan+UBSan"
 # handle_segv=0: tests that expect SIGSEGV (writing into the read-only
 # ring) must see the signal, not ASan's report of it.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:handle_segv=0 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	run_suites build-asan -Db_sanitize=address,undefined -Db_lundef=false \
-		-Dbuildtype=debug
+		-Dbuildtype=debug -Dnats=enabled
 
 echo "== meson install: library, header, shmq.pc, tools, man pages (1 and 3)"
 inst=$(mktemp -d)
