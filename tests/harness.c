@@ -9,6 +9,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,6 +233,7 @@ int h_spawn(struct h_peer *p, unsigned int watchdog_s, const char *const *argv)
 int h_readline(struct h_peer *p, char *line, size_t cap, int timeout_ms)
 {
 	uint64_t deadline = h_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	bool polled = false;	/* a zero timeout still reads what is there */
 
 	for (;;) {
 		char *nl = memchr(p->buf, '\n', p->len);
@@ -251,11 +253,14 @@ int h_readline(struct h_peer *p, char *line, size_t cap, int timeout_ms)
 
 		uint64_t now = h_now_ns();
 
-		if (now >= deadline)
+		if (now >= deadline && polled)
 			return -ETIMEDOUT;
 
 		struct pollfd pfd = { .fd = p->out, .events = POLLIN };
-		int r = poll(&pfd, 1, (int)((deadline - now) / 1000000u) + 1);
+		int r = poll(&pfd, 1, now >= deadline ? 0 :
+			     (int)((deadline - now) / 1000000u) + 1);
+
+		polled = true;
 
 		if (r < 0 && errno != EINTR)
 			return -errno;
