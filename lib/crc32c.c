@@ -169,6 +169,21 @@ static uint32_t rec_crc_hw(uint64_t salt, const struct shmq_rec *h,
 }
 #endif
 
+bool shmqi_crc_have_hw(void)
+{
+	if (unlikely(load_relaxed(&have_hw) < 0))
+		pthread_once(&once, detect);
+	return have_hw > 0;
+}
+
+#if defined(__x86_64__)
+/* Only after shmqi_crc_have_hw() returned true. */
+uint32_t shmqi_crc_hw(uint32_t crc, const void *buf, size_t len)
+{
+	return crc_hw(crc, buf, len);
+}
+#endif
+
 /*
  * CRC32C over the salt, the record header with crc = 0, then the payload:
  * docs/format.md defines it. The salt makes a record copied from another

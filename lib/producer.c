@@ -132,6 +132,8 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	store_release(&h->incarnation, p->inc);
 	rmw_add(&h->prod_epoch, 1);
 	p->asym = shmqi_membarrier_register() == 0;
+	p->fast = SHMQI_HAVE_FAST && p->sync_mode == SHMQ_SYNC_NONE &&
+		  shmqi_crc_have_hw();
 	store_relaxed(&h->prod_caps, p->asym ? SHMQ_CAP_ASYM : 0u);
 	/*
 	 * Caps before our first load of data_waiters: a consumer that read
@@ -159,6 +161,7 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	if (ret == 0)
 		ret = shmqi_sync_header(q);
 	p->disk_tail = ret == 0 ? t : w - q->g.capacity;
+	p->claim_ok_end = p->tail;	/* look at the claim before lapping */
 	p->sync_pending = 0;
 	/* Sessions: the one before ours gets its END, ours its framing. */
 	end_previous(p, prev_inc);
@@ -208,15 +211,10 @@ fail_free:
  * does: the consumer's membarrier before it re-reads is the fence on our
  * CPU. Otherwise the store is a locked xchg (store_fenced).
  */
-int shmq_publish(struct shmq_producer *p)
+static inline void publish(struct shmq_producer *p)
 {
 	struct shmq_hdr *h = p->q->hdr;
-	uint64_t n = p->unpublished;
 
-	if (shmqi_inherited(p))
-		return shmqi_fail_inherited();
-	if (p->pos == p->pub_pos)
-		return 0;
 	KILL_POINT("publish:before");
 	/* pub_seq before, next_seq after write_pos: see observer_seq(). */
 	store_relaxed(&h->pub_seq, p->seq);
@@ -234,6 +232,17 @@ int shmq_publish(struct shmq_producer *p)
 	/* F2: sleepers on the futex, pollers by the doorbell (pollfd.c). */
 	if (unlikely(load_relaxed(&h->data_waiters)))
 		shmqi_wake_consumers(p->q, false);
+}
+
+int shmq_publish(struct shmq_producer *p)
+{
+	uint64_t n = p->unpublished;
+
+	if (shmqi_inherited(p))
+		return shmqi_fail_inherited();
+	if (p->pos == p->pub_pos)
+		return 0;
+	publish(p);
 	return shmqi_sync_published(p, n);	/* sync modes (sync.c) */
 }
 
@@ -557,6 +566,35 @@ static int wait_space(struct shmq_producer *p, uint64_t need_end,
 	}
 }
 
+#if SHMQI_HAVE_FAST
+/*
+ * seal() with the header's checksum inline (p->fast: the CPU has
+ * SSE4.2). The same bytes as seal(), which tests/test_checksum.c checks
+ * against the table-driven CRC.
+ */
+static inline SHMQI_CRC_TARGET void
+seal_hw(struct shmq_producer *p, struct shmq_rec *rec, uint32_t type,
+	uint32_t len, uint64_t seq, uint64_t pos)
+{
+	struct shmq_rec h = {
+		.len = len,
+		.type = type,
+		.seq = seq,
+		.inc = p->inc,
+		.lap = shmqi_lap(&p->q->g, pos),
+		.crc = 0,
+		.ts_lo = p->ts_ms,
+	};
+	uint32_t c = shmqi_hdr_crc_hw(p->q->g.salt, &h);
+
+	if (!(p->q->g.flags & SHMQ_FLAG_HDR_CRC))
+		c = shmqi_crc_hw(c, rec + 1, len);
+	h.crc = ~c;
+	/* Plain stores: W1 (the publish) orders them for consumers. */
+	memcpy(rec, &h, sizeof(h));
+}
+#endif
+
 static void seal(struct shmq_producer *p, struct shmq_rec *rec, uint32_t type,
 		 uint32_t len, uint64_t seq, uint64_t pos)
 {
@@ -593,10 +631,32 @@ static int sync_before_overwrite(struct shmq_producer *p, uint64_t end)
 
 	if (!pos_before(p->disk_tail, end - cap))
 		return 0;
-	/* Mode none: only when someone synced records past that tail. */
-	if (p->sync_mode == SHMQ_SYNC_NONE &&
-	    !pos_before(p->disk_tail, load_acquire(&p->q->hdr->durable_claim)))
-		return 0;
+	/*
+	 * Mode none: only when someone synced records past that tail. The
+	 * claim is looked at once per move of the tail, not per record (a
+	 * load of write_pos's cache line, which the consumer polls): a
+	 * claim we load after our last tail_pos store (W2, store_fenced, so
+	 * ordered before this load) covers every write ending at or before
+	 * that tail + capacity, which overwrites only records below that
+	 * tail. A syncer whose claim store (a CAS, a full fence) comes after
+	 * our load writes a header, by its msync or by writeback, that
+	 * carries our tail or a later one (same cache line as the claim):
+	 * on disk that header calls nothing we overwrite live. A claim that
+	 * came before our load, we see, and sync the header first as
+	 * before. Writes past that tail + capacity need a new tail (wait_space
+	 * keeps end <= limit + capacity <= tail + capacity), so they load
+	 * the claim again. docs/durability.md, "Why the producer syncs
+	 * before lapping".
+	 */
+	if (p->sync_mode == SHMQ_SYNC_NONE) {
+		if (!pos_before(p->claim_ok_end, end))
+			return 0;
+		if (!pos_before(p->disk_tail,
+				load_acquire(&p->q->hdr->durable_claim))) {
+			p->claim_ok_end = p->tail + cap;
+			return 0;
+		}
+	}
 	ret = refresh_limit(p, p->pub_pos + cap);
 	if (ret < 0)
 		return ret;
@@ -682,6 +742,8 @@ int shmq_commit(struct shmq_producer *p, unsigned int flags)
 
 int shmq_commit_len(struct shmq_producer *p, size_t len, unsigned int flags)
 {
+	uint32_t type;
+
 	if (shmqi_inherited(p))
 		return shmqi_fail_inherited();
 	if (unlikely(!p->reserved))
@@ -692,9 +754,14 @@ int shmq_commit_len(struct shmq_producer *p, size_t len, unsigned int flags)
 	if (!p->unpublished)
 		p->ts_ms = shmqi_now_ms_coarse();
 	KILL_POINT("commit:before-seal");
-	seal(p, p->reserved, SHMQ_REC_DATA | p->framing_bits |
-	     ((flags & SHMQ_COMMIT_UNTERMINATED) ? SHMQ_REC_F_UNTERMINATED : 0u),
-	     (uint32_t)len, p->seq, p->pos);
+	type = SHMQ_REC_DATA | p->framing_bits |
+	       ((flags & SHMQ_COMMIT_UNTERMINATED) ? SHMQ_REC_F_UNTERMINATED : 0u);
+#if SHMQI_HAVE_FAST
+	if (likely(p->fast))
+		seal_hw(p, p->reserved, type, (uint32_t)len, p->seq, p->pos);
+	else
+#endif
+		seal(p, p->reserved, type, (uint32_t)len, p->seq, p->pos);
 	p->reserved = NULL;
 	p->seq++;
 	p->pos += shmqi_rec_size(len);
@@ -705,12 +772,77 @@ int shmq_commit_len(struct shmq_producer *p, size_t len, unsigned int flags)
 	return shmq_publish(p);
 }
 
+#if SHMQI_HAVE_FAST
+/*
+ * The common case of shmq_reserve + memcpy + shmq_commit(DEFER) in one
+ * piece, for shmq_send and shmq_send_batch: nothing reserved, no END
+ * records owed, sync mode none (p->fast), and room known without looking
+ * at anything shared: the record fits before the ring's end (no padding),
+ * below limit + capacity (wait_space's test), and overwrites nothing the
+ * disk's header may call live (sync_before_overwrite's two tests, with
+ * the claim it cached). The same stores in the same order as the slow
+ * path, and the same kill points. Returns false, having changed nothing,
+ * when the slow path must do it.
+ */
+static SHMQI_CRC_TARGET bool append_fast(struct shmq_producer *p,
+					 const void *buf, size_t len)
+{
+	struct shmq *q = p->q;
+	uint64_t cap = q->g.capacity, size = shmqi_rec_size(len);
+	uint64_t off = p->pos & q->g.mask, end = p->pos + size;
+	struct shmq_rec *rec;
+
+	if (unlikely(p->reserved || p->owed_n || len > q->g.max_message ||
+		     size > cap - off || end - p->limit > cap))
+		return false;
+	if (pos_before(p->disk_tail, end - cap) &&
+	    pos_before(p->claim_ok_end, end))
+		return false;
+	rec = (struct shmq_rec *)(q->data + off);
+	memcpy(rec + 1, buf, len);
+	KILL_POINT("send:after-payload");
+	if (!p->unpublished)
+		p->ts_ms = shmqi_now_ms_coarse();
+	KILL_POINT("commit:before-seal");
+	seal_hw(p, rec, SHMQ_REC_DATA | p->framing_bits, (uint32_t)len,
+		p->seq, p->pos);
+	p->seq++;
+	p->pos = end;
+	p->unpublished++;
+	p->unpub_bytes += len;
+	return true;
+}
+
+/* shmq_send's fast path: 1 sent, 0 the slow path must, or -errno. */
+static SHMQI_CRC_TARGET int send_fast(struct shmq_producer *p,
+				      const void *buf, size_t len)
+{
+	if ((p->flags & SHMQ_PRODUCER_FIFO)) {
+		int ret = fifo_poll(p);
+
+		if (ret < 0)
+			return ret;
+	}
+	if (!append_fast(p, buf, len))
+		return 0;
+	publish(p);	/* sync mode none: nothing to sync */
+	return 1;
+}
+#endif
+
 int shmq_send(struct shmq_producer *p, const void *buf, size_t len,
 	      int64_t timeout_ns)
 {
 	void *dst;
 	int ret;
 
+#if SHMQI_HAVE_FAST
+	if (likely(p->fast) && !shmqi_inherited(p)) {
+		ret = send_fast(p, buf, len);
+		if (ret != 0)
+			return ret < 0 ? ret : 0;
+	}
+#endif
 	ret = shmq_reserve(p, len, &dst, timeout_ns);
 	if (ret < 0)
 		return ret;
@@ -726,7 +858,18 @@ ssize_t shmq_send_batch(struct shmq_producer *p, const struct iovec *msgs,
 	void *dst;
 	int ret = 0, pret;
 
+	if (shmqi_inherited(p))
+		return shmqi_fail_inherited();
 	for (i = 0; i < n; i++) {
+#if SHMQI_HAVE_FAST
+		if (likely(p->fast)) {
+			if ((p->flags & SHMQ_PRODUCER_FIFO) &&
+			    (ret = fifo_poll(p)) < 0)
+				break;
+			if (append_fast(p, msgs[i].iov_base, msgs[i].iov_len))
+				continue;
+		}
+#endif
 		ret = shmq_reserve(p, msgs[i].iov_len, &dst, timeout_ns);
 		if (ret < 0)
 			break;

@@ -7,11 +7,6 @@
 
 #include "internal.h"
 
-uint64_t shmqi_rec_size(uint64_t payload)
-{
-	return align_up(SHMQ_REC_HDR + payload, SHMQ_REC_ALIGN);
-}
-
 /*
  * Validate the record at POS, which must end at or before END (a published
  * write position), and describe it in *V. The header is copied out once;
