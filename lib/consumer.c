@@ -678,7 +678,16 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	if (c->kind != SHMQ_KIND_MEMBER &&
 	    load_relaxed(&c->slot->position) != c->pos)
 		publish_pos(c);	/* padding skipped: the producer may need it */
-	if (load_acquire(&h->prod_state) == SHMQ_PSTATE_CLOSED &&
+	/*
+	 * A producer that closed without room for its END record: the state
+	 * says so. Checked before a poll, but after the spin below when we
+	 * wait: prod_state shares a cache line with what every publish
+	 * writes (next_seq, the stats), and a consumer that catches up after
+	 * each message would miss on it once per message. A close that
+	 * wrote its END (the usual case) ends the spin with that record.
+	 */
+	if (timeout_ns == 0 &&
+	    load_acquire(&h->prod_state) == SHMQ_PSTATE_CLOSED &&
 	    producer_gone(c) == SHMQ_EOF && end_owed(c))
 		goto check_end;
 	if (timeout_ns == 0 && c->ps) {
@@ -717,6 +726,9 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 			caa_cpu_relax();
 		}
 	} while (shmqi_now_ns() < spin_until);
+	if (load_acquire(&h->prod_state) == SHMQ_PSTATE_CLOSED &&
+	    producer_gone(c) == SHMQ_EOF && end_owed(c))
+		goto check_end;
 
 	v = load_acquire(&h->data_futex);
 	/*
