@@ -576,22 +576,21 @@ static inline SHMQI_CRC_TARGET void
 seal_hw(struct shmq_producer *p, struct shmq_rec *rec, uint32_t type,
 	uint32_t len, uint64_t seq, uint64_t pos)
 {
-	struct shmq_rec h = {
-		.len = len,
-		.type = type,
-		.seq = seq,
-		.inc = p->inc,
-		.lap = shmqi_lap(&p->q->g, pos),
-		.crc = 0,
-		.ts_lo = p->ts_ms,
-	};
-	uint32_t c = shmqi_hdr_crc_hw(p->q->g.salt, &h);
+	/* The header's four words (format.h), little-endian, in registers. */
+	uint64_t w0 = len | (uint64_t)type << 32;
+	uint64_t w2 = p->inc | (uint64_t)shmqi_lap(&p->q->g, pos) << 32;
+	uint64_t w3 = (uint64_t)p->ts_ms << 32;
+	uint32_t c = shmqi_hdr_crc_words(p->q->g.salt, w0, seq, w2, w3);
+	uint64_t *r = (uint64_t *)rec;
 
+	_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "x86");
 	if (!(p->q->g.flags & SHMQ_FLAG_HDR_CRC))
 		c = shmqi_crc_hw(c, rec + 1, len);
-	h.crc = ~c;
 	/* Plain stores: W1 (the publish) orders them for consumers. */
-	memcpy(rec, &h, sizeof(h));
+	r[0] = w0;
+	r[1] = seq;
+	r[2] = w2;
+	r[3] = w3 | (uint32_t)~c;
 }
 #endif
 
@@ -599,18 +598,12 @@ static void seal(struct shmq_producer *p, struct shmq_rec *rec, uint32_t type,
 		 uint32_t len, uint64_t seq, uint64_t pos)
 {
 	uint32_t base = type & SHMQ_REC_TYPE_MASK;
-	struct shmq_rec h = {
-		.len = len,
-		.type = type,
-		.seq = seq,
-		.inc = p->inc,
-		.lap = shmqi_lap(&p->q->g, pos),
-		.crc = 0,
-		.ts_lo = p->ts_ms,
-	};
+	struct shmq_rec h;
 	bool whole = base == SHMQ_REC_END ||
 		     (base == SHMQ_REC_DATA && !(p->q->g.flags & SHMQ_FLAG_HDR_CRC));
 
+	shmqi_rec_pack(&h, len, type, seq, p->inc, shmqi_lap(&p->q->g, pos),
+		       0, p->ts_ms);
 	h.crc = shmqi_rec_crc(p->q->g.salt, &h, rec + 1, whole ? len : 0);
 	/* Plain stores: W1 (the publish) orders them for consumers. */
 	memcpy(rec, &h, sizeof(h));
