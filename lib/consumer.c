@@ -6,6 +6,7 @@
  * Orderings are labelled; docs/concurrency.md tables the pairs.
  */
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -649,7 +650,7 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 		     int64_t *deadline)
 {
 	struct shmq_hdr *h = c->q->hdr;
-	int64_t now, spin_until, slice = SHMQ_SLICE_NS;
+	int64_t now, spin_until, yield_from, slice = SHMQ_SLICE_NS;
 	bool resleep;
 	uint32_t v;
 	int gone, ret;
@@ -717,7 +718,9 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	 * MEMBER_SLICE_NS: spinning each time would cost 0.25 % of a core).
 	 */
 	resleep = c->slept_out;
-	spin_until = resleep ? 0 : shmqi_now_ns() + SHMQ_SPIN_NS;
+	now = shmqi_now_ns();
+	spin_until = resleep ? 0 : now + SHMQ_SPIN_NS;
+	yield_from = now + SHMQ_SPIN_PURE_NS;
 	c->slept_out = false;
 	do {
 		for (int i = 0; i < 128; i++) {
@@ -725,7 +728,10 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 				return 0;
 			caa_cpu_relax();
 		}
-	} while (shmqi_now_ns() < spin_until);
+		now = shmqi_now_ns();
+		if (now >= yield_from && now < spin_until)
+			sched_yield();
+	} while (now < spin_until);
 	if (load_acquire(&h->prod_state) == SHMQ_PSTATE_CLOSED &&
 	    producer_gone(c) == SHMQ_EOF && end_owed(c))
 		goto check_end;

@@ -5,6 +5,7 @@
  * Orderings are labelled; docs/concurrency.md tables the pairs.
  */
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -550,6 +551,8 @@ static int wait_space(struct shmq_producer *p, uint64_t need_end,
 		}
 		if (now < spin_until) {
 			spin_on_slowest(p);
+			if (now >= spin_until - SHMQ_SPIN_NS + SHMQ_SPIN_PURE_NS)
+				sched_yield();	/* see SHMQ_SPIN_PURE_NS */
 			continue;
 		}
 		if (slow) {
