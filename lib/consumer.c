@@ -6,6 +6,7 @@
  * Orderings are labelled; docs/concurrency.md tables the pairs.
  */
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -271,6 +272,9 @@ int shmq_consumer_open(struct shmq *q, const struct shmq_consumer_opts *opts,
 	c->adopt_idx = -1;
 	c->asym = shmqi_membarrier_register() == 0;
 	c->durable = o.flags & SHMQ_CONSUMER_DURABLE;
+	c->fast = SHMQI_HAVE_FAST && !c->durable &&
+		  (c->kind == SHMQ_KIND_ANON || c->kind == SHMQ_KIND_NAMED) &&
+		  shmqi_crc_have_hw();
 	/* Closed in a fork() child (liveness.c): opened and listed at once. */
 	ret = shmqi_role_open(q, &c->role, &c->lock_fd);
 	if (ret < 0)
@@ -664,7 +668,7 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 		     int64_t *deadline)
 {
 	struct shmq_hdr *h = c->q->hdr;
-	int64_t now, spin_until, slice = SHMQ_SLICE_NS;
+	int64_t now, spin_until, yield_from, slice = SHMQ_SLICE_NS;
 	bool resleep;
 	uint32_t v;
 	int gone, ret;
@@ -693,7 +697,16 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	if (c->kind != SHMQ_KIND_MEMBER &&
 	    load_relaxed(&c->slot->position) != c->pos)
 		publish_pos(c);	/* padding skipped: the producer may need it */
-	if (load_acquire(&h->prod_state) == SHMQ_PSTATE_CLOSED &&
+	/*
+	 * A producer that closed without room for its END record: the state
+	 * says so. Checked before a poll, but after the spin below when we
+	 * wait: prod_state shares a cache line with what every publish
+	 * writes (next_seq, the stats), and a consumer that catches up after
+	 * each message would miss on it once per message. A close that
+	 * wrote its END (the usual case) ends the spin with that record.
+	 */
+	if (timeout_ns == 0 &&
+	    load_acquire(&h->prod_state) == SHMQ_PSTATE_CLOSED &&
 	    producer_gone(c) == SHMQ_EOF && end_owed(c))
 		goto check_end;
 	if (timeout_ns == 0 && c->ps) {
@@ -723,7 +736,9 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	 * MEMBER_SLICE_NS: spinning each time would cost 0.25 % of a core).
 	 */
 	resleep = c->slept_out;
-	spin_until = resleep ? 0 : shmqi_now_ns() + SHMQ_SPIN_NS;
+	now = shmqi_now_ns();
+	spin_until = resleep ? 0 : now + SHMQ_SPIN_NS;
+	yield_from = now + SHMQ_SPIN_PURE_NS;
 	c->slept_out = false;
 	do {
 		for (int i = 0; i < 128; i++) {
@@ -731,7 +746,13 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 				return 0;
 			caa_cpu_relax();
 		}
-	} while (shmqi_now_ns() < spin_until);
+		now = shmqi_now_ns();
+		if (now >= yield_from && now < spin_until)
+			sched_yield();
+	} while (now < spin_until);
+	if (load_acquire(&h->prod_state) == SHMQ_PSTATE_CLOSED &&
+	    producer_gone(c) == SHMQ_EOF && end_owed(c))
+		goto check_end;
 
 	v = load_acquire(&h->data_futex);
 	/*
@@ -1368,6 +1389,89 @@ static ssize_t recv_batch_first(struct shmq_consumer *c, void *buf,
 	return (ssize_t)m.len;
 }
 
+#if SHMQI_HAVE_FAST
+/*
+ * shmq_recv's common case in one piece (c->fast: a broadcast or named
+ * consumer, not durable, on a CPU with SSE4.2; nothing peeked or
+ * pending): the next record is a data record already published (within
+ * the cached write_pos, or the write_pos A1 loads now), with nothing
+ * unusual about it. The checks are shmqi_rec_view's, stream_next's and
+ * shmq_recv's, on one copy of the header: bounds, lap, incarnation (the
+ * queue's own: anything else goes the slow way, which applies the whole
+ * rule), type and flags, length, the expected sequence, the buffer's
+ * size; then the copy, the eviction check that vouches for it (E1), and
+ * the checksum of the copy. Anything else, including a record that fails
+ * a check, returns 0 having changed nothing that matters: the slow path
+ * reads the record again and reports what it finds, or waits. Returns
+ * the message's length, or 0 (a message of length 0 also takes the slow
+ * path, which is fine).
+ */
+static SHMQI_CRC_TARGET ssize_t recv_fast(struct shmq_consumer *c, void *buf,
+					  size_t cap, struct shmq_msg *msg)
+{
+	struct shmq *q = c->q;
+	const struct shmq_geom *g = &q->g;
+	uint64_t pos = c->pos, w = c->wpos_cache, off, room, size;
+	struct shmq_rec h;
+	const struct shmq_rec *rec;
+	uint32_t crc, len;
+
+	if (pos == w) {
+		w = load_acquire(&q->hdr->write_pos);		/* A1 */
+		if (pos == w)
+			return 0;
+		c->wpos_cache = w;
+	}
+	off = pos & g->mask;
+	room = g->capacity - off;
+	if (unlikely(w - pos > g->capacity || room < SHMQ_REC_HDR))
+		return 0;
+	rec = (const struct shmq_rec *)(q->data + off);
+	memcpy(&h, rec, sizeof(h));
+	len = h.len;
+	if (unlikely((h.type & ~SHMQ_REC_F_KNOWN) != SHMQ_REC_DATA ||
+		     h.lap != shmqi_lap(g, pos) ||
+		     h.inc != load_acquire(&q->hdr->incarnation) ||
+		     len > g->max_message || len > cap ||
+		     SHMQ_REC_HDR + (uint64_t)len > room ||
+		     !c->seq_known || h.seq != c->seq))
+		return 0;
+	size = shmqi_rec_size(len);
+	if (unlikely(size > w - pos || len == 0))
+		return 0;
+	memcpy(buf, rec + 1, len);
+	if (unlikely(evicted(c)))				/* E1 */
+		return 0;
+	/* Check the copy, not the ring: a scribbler cannot race the check. */
+	crc = shmqi_hdr_crc_hw(g->salt, &h);
+	if (!(g->flags & SHMQ_FLAG_HDR_CRC))
+		crc = shmqi_crc_hw(crc, buf, len);
+	if (unlikely(~crc != h.crc))
+		return 0;
+	c->seen_inc = h.inc;
+	c->resynced = false;
+	if (msg)
+		*msg = (struct shmq_msg){
+			.data = buf,
+			.len = len,
+			.seq = h.seq,
+			.flags = ((h.type & SHMQ_REC_F_UNTERMINATED) ?
+				  SHMQ_MSG_UNTERMINATED : 0u) |
+				 (((h.type & SHMQ_REC_F_FRAMING) >>
+				   SHMQ_REC_FRAMING_SHIFT) <<
+				  SHMQ_MSG_FRAMING_SHIFT),
+			.lost = c->lost,
+		};
+	/* release_peeked()'s part for a broadcast consumer. */
+	c->lost = 0;
+	c->bytes += len;
+	c->pos = pos + size;
+	c->seq = h.seq + 1;
+	publish_pos(c);
+	return (ssize_t)len;
+}
+#endif
+
 ssize_t shmq_recv(struct shmq_consumer *c, void *buf, size_t cap,
 		  struct shmq_msg *msg, int64_t timeout_ns)
 {
@@ -1376,6 +1480,14 @@ ssize_t shmq_recv(struct shmq_consumer *c, void *buf, size_t cap,
 
 	if (shmqi_inherited(c))
 		return shmqi_fail_inherited();
+#if SHMQI_HAVE_FAST
+	if (likely(c->fast) && !c->peeked && !c->pending) {
+		ssize_t n = recv_fast(c, buf, cap, msg);
+
+		if (n > 0)
+			return n;
+	}
+#endif
 	if (unlikely(c->peeked && c->peek_n > 1))
 		return recv_batch_first(c, buf, cap, msg);
 	for (;;) {

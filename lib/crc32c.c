@@ -157,15 +157,22 @@ __attribute__((target("sse4.2")))
 static uint32_t rec_crc_hw(uint64_t salt, const struct shmq_rec *h,
 			   const uint8_t *p, size_t len)
 {
-	uint64_t w[4], c;
+	return crc_hw(shmqi_hdr_crc_hw(salt, h), p, len);
+}
+#endif
 
-	memcpy(w, h, sizeof(w));
-	c = __builtin_ia32_crc32di(~(uint32_t)salt, salt);
-	c = __builtin_ia32_crc32di(c, w[0]);
-	c = __builtin_ia32_crc32di(c, w[1]);
-	c = __builtin_ia32_crc32di(c, w[2]);
-	c = __builtin_ia32_crc32di(c, w[3]);
-	return crc_hw((uint32_t)c, p, len);
+bool shmqi_crc_have_hw(void)
+{
+	if (unlikely(load_relaxed(&have_hw) < 0))
+		pthread_once(&once, detect);
+	return have_hw > 0;
+}
+
+#if defined(__x86_64__)
+/* Only after shmqi_crc_have_hw() returned true. */
+uint32_t shmqi_crc_hw(uint32_t crc, const void *buf, size_t len)
+{
+	return crc_hw(crc, buf, len);
 }
 #endif
 
@@ -177,17 +184,19 @@ static uint32_t rec_crc_hw(uint64_t salt, const struct shmq_rec *h,
 uint32_t shmqi_rec_crc(uint64_t salt, const struct shmq_rec *rec,
 		       const void *payload, size_t len)
 {
-	struct shmq_rec h = *rec;
+	struct shmq_rec h;
 	uint32_t crc;
 
 	_Static_assert(sizeof(h) == 32, "four words");
-	h.crc = 0;
 	if (unlikely(load_relaxed(&have_hw) < 0))
 		pthread_once(&once, detect);
 #if defined(__x86_64__)
+	/* The header's words as they are, crc masked (no copy to forward). */
 	if (likely(have_hw))
-		return ~rec_crc_hw(salt, &h, payload, len);
+		return ~rec_crc_hw(salt, rec, payload, len);
 #endif
+	h = *rec;
+	h.crc = 0;
 	crc = crc_sw(~(uint32_t)salt, (const uint8_t *)&salt, sizeof(salt));
 	crc = crc_sw(crc, (const uint8_t *)&h, sizeof(h));
 	return ~crc_sw(crc, payload, len);

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -137,6 +138,8 @@ struct shmq_producer {
 	uint32_t attach_base;	/* hdr.attach_count when we opened */
 	uint32_t slot_gen;	/* hdr.slot_gen at the last FIFO check */
 	bool asym;		/* publish unfenced; membarrier before sleeping */
+	bool fast;		/* sync mode none and a hardware CRC: the fast
+				   paths of send and commit (producer.c) */
 	uint32_t fifo_tick;
 	bool seen_consumer;	/* FIFO: some consumer attached in our time */
 	bool epipe;		/* FIFO: they have all gone; it sticks */
@@ -152,6 +155,9 @@ struct shmq_producer {
 	uint64_t sync_pending;	/* published since the last sync */
 	int64_t sync_first_ns;	/* when the oldest pending was published */
 	uint64_t disk_tail;	/* tail_pos our last header msync carried */
+	uint64_t claim_ok_end;	/* mode none: writes ending at or before this
+				   need no look at durable_claim (producer.c,
+				   sync_before_overwrite) */
 	uint32_t inc;		/* our incarnation, in every record we seal */
 	uint32_t framing_bits;	/* SHMQ_REC_F_FRAMING of our data records */
 	uint32_t owed_next;	/* END records owed for sessions before ours: */
@@ -185,6 +191,8 @@ struct shmq_consumer {
 				   (shmq_recv's -EMSGSIZE): it stays next */
 	size_t peek_n;		/* peeked: messages in the batch (view: last) */
 	bool asym;		/* registered: may release without a fence */
+	bool fast;		/* broadcast or named, not durable, hardware
+				   CRC: shmq_recv's fast path (consumer.c) */
 	bool resynced;		/* observer: just skipped to the tail */
 	uint64_t peek_more_bytes;	/* shmq_peek_many: payload before view */
 	bool redelivered;	/* member: the view is an adopted claim */
@@ -223,10 +231,89 @@ int shmqi_fail(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void shmqi_clear_error(void);
 
+/*
+ * A record header (format.h) written as four 64-bit words: checksummed
+ * right after, a header made of 32-bit stores would be read back as
+ * 64-bit words that store forwarding cannot serve (see
+ * shmqi_hdr_crc_hw), so the header is packed as words where the byte
+ * order allows it.
+ */
+static inline void shmqi_rec_pack(struct shmq_rec *h, uint32_t len,
+				  uint32_t type, uint64_t seq, uint32_t inc,
+				  uint32_t lap, uint32_t crc, uint32_t ts_lo)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	uint64_t w[4] = {
+		len | (uint64_t)type << 32,
+		seq,
+		inc | (uint64_t)lap << 32,
+		crc | (uint64_t)ts_lo << 32,
+	};
+
+	memcpy(h, w, sizeof(w));
+#else
+	*h = (struct shmq_rec){ .len = len, .type = type, .seq = seq,
+				.inc = inc, .lap = lap, .crc = crc,
+				.ts_lo = ts_lo };
+#endif
+}
+
 /* crc32c.c */
 uint32_t shmqi_crc32c(uint32_t crc, const void *buf, size_t len);
 uint32_t shmqi_rec_crc(uint64_t salt, const struct shmq_rec *rec,
 		       const void *payload, size_t len);
+bool shmqi_crc_have_hw(void);
+
+#if defined(__x86_64__)
+/*
+ * The fast paths (shmq_send, shmq_commit, shmq_recv on the common case):
+ * compiled for SSE4.2 and called only when shmqi_crc_have_hw() said the
+ * CPU has it, so that the header's checksum is five crc32 instructions
+ * inline. shmqi_crc_hw() continues a checksum over a payload.
+ */
+#define SHMQI_HAVE_FAST	1
+#define SHMQI_CRC_TARGET	__attribute__((target("sse4.2")))
+uint32_t shmqi_crc_hw(uint32_t crc, const void *buf, size_t len);
+
+/*
+ * The record checksum of docs/format.md up to the payload (not yet
+ * inverted): the salt, then the header H as four words, H's crc field
+ * taken as zero. shmqi_rec_crc() gives ~shmqi_crc_hw(this, payload).
+ */
+static inline SHMQI_CRC_TARGET uint32_t
+shmqi_hdr_crc_words(uint64_t salt, uint64_t w0, uint64_t w1, uint64_t w2,
+		    uint64_t w3)
+{
+	uint64_t c;
+
+	c = __builtin_ia32_crc32di(~(uint32_t)salt, salt);
+	c = __builtin_ia32_crc32di(c, w0);
+	c = __builtin_ia32_crc32di(c, w1);
+	c = __builtin_ia32_crc32di(c, w2);
+	c = __builtin_ia32_crc32di(c, w3 & 0xffffffff00000000ull);
+	return (uint32_t)c;
+}
+
+/*
+ * The same of a header in memory. The producer builds its header in
+ * registers and calls shmqi_hdr_crc_words: a header assembled on the
+ * stack from 32-bit stores and read back as 64-bit words defeats store
+ * forwarding, and the read then waits for every older store to reach the
+ * cache (the ring's lines, each a cross-core miss): that cost 40 % of the
+ * producer's time at 64 B.
+ */
+static inline SHMQI_CRC_TARGET uint32_t
+shmqi_hdr_crc_hw(uint64_t salt, const struct shmq_rec *h)
+{
+	uint64_t w[4];
+
+	memcpy(w, h, sizeof(w));
+	return shmqi_hdr_crc_words(salt, w[0], w[1], w[2], w[3]);
+}
+#else
+#define SHMQI_HAVE_FAST	0
+#define SHMQI_CRC_TARGET
+#endif
 
 /* liveness.c: OFD byte locks on the queue file. */
 int shmqi_lock_try(int fd, uint64_t byte);	/* 0, -EAGAIN, -errno */
@@ -261,9 +348,22 @@ int shmqi_check_file(struct shmq *q);
 int shmqi_membarrier_register(void);
 int shmqi_membarrier(void);
 #define SHMQ_SPIN_NS		50000	/* spin this long before sleeping */
+/*
+ * ... of which the first SHMQ_SPIN_PURE_NS only poll; after that each
+ * round of polls ends with sched_yield(), so that on a busy machine a
+ * runnable peer (or anyone) gets this CPU while we wait. On an idle one
+ * the yield returns at once. Data that flows never reaches the yields:
+ * no system call per message.
+ */
+#define SHMQ_SPIN_PURE_NS	10000
 #define SHMQ_SLICE_NS		100000000	/* re-check liveness this often */
 
-uint64_t shmqi_rec_size(uint64_t payload);
+/* Bytes a record of PAYLOAD bytes takes in the ring (ring.c's rule). */
+static inline uint64_t shmqi_rec_size(uint64_t payload)
+{
+	return (SHMQ_REC_HDR + payload + SHMQ_REC_ALIGN - 1) &
+	       ~(uint64_t)(SHMQ_REC_ALIGN - 1);
+}
 int shmqi_rec_view(const struct shmq *q, uint64_t pos, uint64_t end,
 		   struct shmqi_rec_view *v);
 bool shmqi_rec_crc_ok(const struct shmq *q, const struct shmqi_rec_view *v,

@@ -5,6 +5,7 @@
  * Orderings are labelled; docs/concurrency.md tables the pairs.
  */
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -156,6 +157,8 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	rmw_add(&h->prod_epoch, 1);
 	KILL_POINT("producer-open:incarnation");
 	p->asym = shmqi_membarrier_register() == 0;
+	p->fast = SHMQI_HAVE_FAST && p->sync_mode == SHMQ_SYNC_NONE &&
+		  shmqi_crc_have_hw();
 	store_relaxed(&h->prod_caps, p->asym ? SHMQ_CAP_ASYM : 0u);
 	/*
 	 * Caps before our first load of data_waiters: a consumer that read
@@ -183,6 +186,7 @@ int shmq_producer_open(struct shmq *q, const struct shmq_producer_opts *opts,
 	if (ret == 0)
 		ret = shmqi_sync_header(q);
 	p->disk_tail = ret == 0 ? t : w - q->g.capacity;
+	p->claim_ok_end = p->tail;	/* look at the claim before lapping */
 	p->sync_pending = 0;
 	/* Sessions: the one before ours gets its END, ours its framing. */
 	end_previous(p, prev_inc);
@@ -279,15 +283,10 @@ static void store_mark(struct shmq_producer *p)
  * CPU. Otherwise the store is a locked xchg (store_fenced). WITH_MARK:
  * the pending mark rides on it (see shmq_publish()).
  */
-static int publish(struct shmq_producer *p, bool with_mark)
+static inline void publish_now(struct shmq_producer *p, bool with_mark)
 {
 	struct shmq_hdr *h = p->q->hdr;
-	uint64_t n = p->unpublished;
 
-	if (shmqi_inherited(p))
-		return shmqi_fail_inherited();
-	if (p->pos == p->pub_pos)
-		return 0;
 	KILL_POINT("publish:before");
 	if (with_mark && p->mark_pending)
 		store_mark(p);
@@ -307,6 +306,18 @@ static int publish(struct shmq_producer *p, bool with_mark)
 	/* F2: sleepers on the futex, pollers by the doorbell (pollfd.c). */
 	if (unlikely(load_relaxed(&h->data_waiters)))
 		shmqi_wake_consumers(p->q, false);
+}
+
+/* publish_now(), then what the sync mode owes (sync.c). */
+static int publish(struct shmq_producer *p, bool with_mark)
+{
+	uint64_t n = p->unpublished;
+
+	if (shmqi_inherited(p))
+		return shmqi_fail_inherited();
+	if (p->pos == p->pub_pos)
+		return 0;
+	publish_now(p, with_mark);
 	return shmqi_sync_published(p, n);	/* sync modes (sync.c) */
 }
 
@@ -628,6 +639,8 @@ static int wait_space(struct shmq_producer *p, uint64_t need_end,
 		}
 		if (now < spin_until) {
 			spin_on_slowest(p);
+			if (now >= spin_until - SHMQ_SPIN_NS + SHMQ_SPIN_PURE_NS)
+				sched_yield();	/* see SHMQ_SPIN_PURE_NS */
 			continue;
 		}
 		if (slow) {
@@ -644,22 +657,44 @@ static int wait_space(struct shmq_producer *p, uint64_t need_end,
 	}
 }
 
+#if SHMQI_HAVE_FAST
+/*
+ * seal() with the header's checksum inline (p->fast: the CPU has
+ * SSE4.2). The same bytes as seal(), which tests/test_checksum.c checks
+ * against the table-driven CRC.
+ */
+static inline SHMQI_CRC_TARGET void
+seal_hw(struct shmq_producer *p, struct shmq_rec *rec, uint32_t type,
+	uint32_t len, uint64_t seq, uint64_t pos)
+{
+	/* The header's four words (format.h), little-endian, in registers. */
+	uint64_t w0 = len | (uint64_t)type << 32;
+	uint64_t w2 = p->inc | (uint64_t)shmqi_lap(&p->q->g, pos) << 32;
+	uint64_t w3 = (uint64_t)p->ts_ms << 32;
+	uint32_t c = shmqi_hdr_crc_words(p->q->g.salt, w0, seq, w2, w3);
+	uint64_t *r = (uint64_t *)rec;
+
+	_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "x86");
+	if (!(p->q->g.flags & SHMQ_FLAG_HDR_CRC))
+		c = shmqi_crc_hw(c, rec + 1, len);
+	/* Plain stores: W1 (the publish) orders them for consumers. */
+	r[0] = w0;
+	r[1] = seq;
+	r[2] = w2;
+	r[3] = w3 | (uint32_t)~c;
+}
+#endif
+
 static void seal(struct shmq_producer *p, struct shmq_rec *rec, uint32_t type,
 		 uint32_t len, uint64_t seq, uint64_t pos)
 {
 	uint32_t base = type & SHMQ_REC_TYPE_MASK;
-	struct shmq_rec h = {
-		.len = len,
-		.type = type,
-		.seq = seq,
-		.inc = p->inc,
-		.lap = shmqi_lap(&p->q->g, pos),
-		.crc = 0,
-		.ts_lo = p->ts_ms,
-	};
+	struct shmq_rec h;
 	bool whole = base == SHMQ_REC_END ||
 		     (base == SHMQ_REC_DATA && !(p->q->g.flags & SHMQ_FLAG_HDR_CRC));
 
+	shmqi_rec_pack(&h, len, type, seq, p->inc, shmqi_lap(&p->q->g, pos),
+		       0, p->ts_ms);
 	h.crc = shmqi_rec_crc(p->q->g.salt, &h, rec + 1, whole ? len : 0);
 	/* Plain stores: W1 (the publish) orders them for consumers. */
 	memcpy(rec, &h, sizeof(h));
@@ -680,10 +715,32 @@ static int sync_before_overwrite(struct shmq_producer *p, uint64_t end)
 
 	if (!pos_before(p->disk_tail, end - cap))
 		return 0;
-	/* Mode none: only when someone synced records past that tail. */
-	if (p->sync_mode == SHMQ_SYNC_NONE &&
-	    !pos_before(p->disk_tail, load_acquire(&p->q->hdr->durable_claim)))
-		return 0;
+	/*
+	 * Mode none: only when someone synced records past that tail. The
+	 * claim is looked at once per move of the tail, not per record (a
+	 * load of write_pos's cache line, which the consumer polls): a
+	 * claim we load after our last tail_pos store (W2, store_fenced, so
+	 * ordered before this load) covers every write ending at or before
+	 * that tail + capacity, which overwrites only records below that
+	 * tail. A syncer whose claim store (a CAS, a full fence) comes after
+	 * our load writes a header, by its msync or by writeback, that
+	 * carries our tail or a later one (same cache line as the claim):
+	 * on disk that header calls nothing we overwrite live. A claim that
+	 * came before our load, we see, and sync the header first as
+	 * before. Writes past that tail + capacity need a new tail (wait_space
+	 * keeps end <= limit + capacity <= tail + capacity), so they load
+	 * the claim again. docs/durability.md, "Why the producer syncs
+	 * before lapping".
+	 */
+	if (p->sync_mode == SHMQ_SYNC_NONE) {
+		if (!pos_before(p->claim_ok_end, end))
+			return 0;
+		if (!pos_before(p->disk_tail,
+				load_acquire(&p->q->hdr->durable_claim))) {
+			p->claim_ok_end = p->tail + cap;
+			return 0;
+		}
+	}
 	ret = refresh_limit(p, p->pub_pos + cap);
 	if (ret < 0)
 		return ret;
@@ -769,6 +826,8 @@ int shmq_commit(struct shmq_producer *p, unsigned int flags)
 
 int shmq_commit_len(struct shmq_producer *p, size_t len, unsigned int flags)
 {
+	uint32_t type;
+
 	if (shmqi_inherited(p))
 		return shmqi_fail_inherited();
 	if (unlikely(!p->reserved))
@@ -779,9 +838,14 @@ int shmq_commit_len(struct shmq_producer *p, size_t len, unsigned int flags)
 	if (!p->unpublished)
 		p->ts_ms = shmqi_now_ms_coarse();
 	KILL_POINT("commit:before-seal");
-	seal(p, p->reserved, SHMQ_REC_DATA | p->framing_bits |
-	     ((flags & SHMQ_COMMIT_UNTERMINATED) ? SHMQ_REC_F_UNTERMINATED : 0u),
-	     (uint32_t)len, p->seq, p->pos);
+	type = SHMQ_REC_DATA | p->framing_bits |
+	       ((flags & SHMQ_COMMIT_UNTERMINATED) ? SHMQ_REC_F_UNTERMINATED : 0u);
+#if SHMQI_HAVE_FAST
+	if (likely(p->fast))
+		seal_hw(p, p->reserved, type, (uint32_t)len, p->seq, p->pos);
+	else
+#endif
+		seal(p, p->reserved, type, (uint32_t)len, p->seq, p->pos);
 	p->reserved = NULL;
 	p->seq++;
 	p->pos += shmqi_rec_size(len);
@@ -792,12 +856,77 @@ int shmq_commit_len(struct shmq_producer *p, size_t len, unsigned int flags)
 	return shmq_publish(p);
 }
 
+#if SHMQI_HAVE_FAST
+/*
+ * The common case of shmq_reserve + memcpy + shmq_commit(DEFER) in one
+ * piece, for shmq_send and shmq_send_batch: nothing reserved, no END
+ * records owed, sync mode none (p->fast), and room known without looking
+ * at anything shared: the record fits before the ring's end (no padding),
+ * below limit + capacity (wait_space's test), and overwrites nothing the
+ * disk's header may call live (sync_before_overwrite's two tests, with
+ * the claim it cached). The same stores in the same order as the slow
+ * path, and the same kill points. Returns false, having changed nothing,
+ * when the slow path must do it.
+ */
+static SHMQI_CRC_TARGET bool append_fast(struct shmq_producer *p,
+					 const void *buf, size_t len)
+{
+	struct shmq *q = p->q;
+	uint64_t cap = q->g.capacity, size = shmqi_rec_size(len);
+	uint64_t off = p->pos & q->g.mask, end = p->pos + size;
+	struct shmq_rec *rec;
+
+	if (unlikely(p->reserved || p->owed_n || len > q->g.max_message ||
+		     size > cap - off || end - p->limit > cap))
+		return false;
+	if (pos_before(p->disk_tail, end - cap) &&
+	    pos_before(p->claim_ok_end, end))
+		return false;
+	rec = (struct shmq_rec *)(q->data + off);
+	memcpy(rec + 1, buf, len);
+	KILL_POINT("send:after-payload");
+	if (!p->unpublished)
+		p->ts_ms = shmqi_now_ms_coarse();
+	KILL_POINT("commit:before-seal");
+	seal_hw(p, rec, SHMQ_REC_DATA | p->framing_bits, (uint32_t)len,
+		p->seq, p->pos);
+	p->seq++;
+	p->pos = end;
+	p->unpublished++;
+	p->unpub_bytes += len;
+	return true;
+}
+
+/* shmq_send's fast path: 1 sent, 0 the slow path must, or -errno. */
+static SHMQI_CRC_TARGET int send_fast(struct shmq_producer *p,
+				      const void *buf, size_t len)
+{
+	if ((p->flags & SHMQ_PRODUCER_FIFO)) {
+		int ret = fifo_poll(p);
+
+		if (ret < 0)
+			return ret;
+	}
+	if (!append_fast(p, buf, len))
+		return 0;
+	publish_now(p, true);	/* sync mode none: nothing to sync; the caller's publish carries a pending mark */
+	return 1;
+}
+#endif
+
 int shmq_send(struct shmq_producer *p, const void *buf, size_t len,
 	      int64_t timeout_ns)
 {
 	void *dst;
 	int ret;
 
+#if SHMQI_HAVE_FAST
+	if (likely(p->fast) && !shmqi_inherited(p)) {
+		ret = send_fast(p, buf, len);
+		if (ret != 0)
+			return ret < 0 ? ret : 0;
+	}
+#endif
 	ret = shmq_reserve(p, len, &dst, timeout_ns);
 	if (ret < 0)
 		return ret;
@@ -813,7 +942,18 @@ ssize_t shmq_send_batch(struct shmq_producer *p, const struct iovec *msgs,
 	void *dst;
 	int ret = 0, pret;
 
+	if (shmqi_inherited(p))
+		return shmqi_fail_inherited();
 	for (i = 0; i < n; i++) {
+#if SHMQI_HAVE_FAST
+		if (likely(p->fast)) {
+			if ((p->flags & SHMQ_PRODUCER_FIFO) &&
+			    (ret = fifo_poll(p)) < 0)
+				break;
+			if (append_fast(p, msgs[i].iov_base, msgs[i].iov_len))
+				continue;
+		}
+#endif
 		ret = shmq_reserve(p, msgs[i].iov_len, &dst, timeout_ns);
 		if (ret < 0)
 			break;

@@ -7,11 +7,6 @@
 
 #include "internal.h"
 
-uint64_t shmqi_rec_size(uint64_t payload)
-{
-	return align_up(SHMQ_REC_HDR + payload, SHMQ_REC_ALIGN);
-}
-
 /*
  * Validate the record at POS, which must end at or before END (a published
  * write position), and describe it in *V. The header is copied out once;
@@ -104,17 +99,11 @@ int shmqi_rec_view(const struct shmq *q, uint64_t pos, uint64_t end,
 bool shmqi_rec_crc_ok(const struct shmq *q, const struct shmqi_rec_view *v,
 		      const void *payload)
 {
-	struct shmq_rec h = {
-		.len = v->len,
-		.type = v->type | v->flags,
-		.seq = v->seq,
-		.inc = v->inc,
-		.lap = shmqi_lap(&q->g, v->pos),
-		.crc = 0,
-		.ts_lo = v->ts_lo,
-	};
+	struct shmq_rec h;
 	bool whole = v->type == SHMQ_REC_END ||
 		     (v->type == SHMQ_REC_DATA && !(q->g.flags & SHMQ_FLAG_HDR_CRC));
 
+	shmqi_rec_pack(&h, v->len, v->type | v->flags, v->seq, v->inc,
+		       shmqi_lap(&q->g, v->pos), 0, v->ts_lo);
 	return shmqi_rec_crc(q->g.salt, &h, payload, whole ? v->len : 0) == v->crc;
 }

@@ -1639,6 +1639,41 @@ Test(powerloss, reopen_after_a_failed_send_at_the_ring_end_cuts_nothing)
 	sim_end("failed send at the ring end");
 }
 
+/*
+ * Mode none looks at durable_claim once per move of the tail, not per
+ * record (sync_before_overwrite): a claim it loaded after storing tail T
+ * covers the writes up to T + capacity, which overwrite only records
+ * below T. Here a sync acknowledges records past T after the producer
+ * loaded the claim; the consumer releases them, the tail moves past them,
+ * and the sends that overwrite them must first look at the claim again
+ * and msync the header: the disk's header (from that sync) still calls
+ * them live. Kept for ever, the cached claim lets them be overwritten and
+ * recovery cuts the acknowledged messages.
+ */
+Test(powerloss, mode_none_looks_at_the_claim_again_once_the_tail_moves)
+{
+	int err;
+
+	sim_begin(SHMQ_SYNC_NONE, 0xd8);
+	while ((err = op_send(200, SHMQ_NOWAIT)) == 0)
+		;
+	cr_assert_eq(err, -EAGAIN);
+	cr_assert_eq(op_recv(10000), 0);
+	/* The tail moves; the claim (none yet) is loaded and kept. */
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(op_send(200, SHMQ_NOWAIT), 0);
+	/* Acknowledged past that tail; then released. */
+	cr_assert_eq(op_sync(), 0);
+	cr_assert_eq(op_recv(10000), 0);
+	S.explore = true;
+	S.explore_at = "after-send";
+	while ((err = op_send(200, SHMQ_NOWAIT)) == 0)
+		;
+	S.explore = false;
+	cr_assert_eq(err, -EAGAIN);
+	sim_end("a claim raised after the producer loaded it");
+}
+
 /* ---- random runs ---------------------------------------------------- */
 
 Test(powerloss, mode_every_loses_no_acknowledged_message_and_delivers_nothing_stale)
