@@ -909,7 +909,8 @@ static SHMQI_CRC_TARGET int send_fast(struct shmq_producer *p,
 	}
 	if (!append_fast(p, buf, len))
 		return 0;
-	publish_now(p, true);	/* sync mode none: nothing to sync; the caller's publish carries a pending mark */
+	/* Sync mode none: nothing to sync. A caller's publish: the mark rides. */
+	publish_now(p, true);
 	return 1;
 }
 #endif
