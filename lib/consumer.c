@@ -46,6 +46,12 @@ static int resume_named(struct shmq_consumer *c, int idx, const char *name)
 	if (ret < 0)
 		shmqi_unlock(c->lock_fd, SHMQ_LOCK_SLOT0 + c->idx);
 	c->resumed = ret == 0;	/* it was away: every end ahead is its own */
+	/*
+	 * The last end it returned and passed (untrusted: a wrong value only
+	 * decides whether one END record is returned): see read_end_record().
+	 */
+	if (ret == 0)
+		c->passed_inc = load_relaxed(&c->slot->ended_inc);
 	return ret;
 }
 
@@ -162,6 +168,7 @@ static void observer_seq(struct shmq_consumer *c)
 }
 
 static int producer_gone(struct shmq_consumer *c);
+static void pass_end(struct shmq_consumer *c);
 static bool evicted(struct shmq_consumer *c);
 
 enum learn { LEARNED, EMPTY, LAPPED, BAD };
@@ -380,6 +387,8 @@ void shmq_consumer_close(struct shmq_consumer *c)
 	 * another member adopts it (flagged as redelivered). So is one that
 	 * shmq_recv() refused with -EMSGSIZE (pending): never dropped unseen.
 	 */
+	if (c->end_held)
+		pass_end(c);
 	if (c->kind != SHMQ_KIND_MEMBER && load_relaxed(&c->slot->position) != c->pos)
 		publish_pos(c);
 	if (shmqi_lock_wait(c->lock_fd, SHMQ_LOCK_ATTACH, SHMQ_ATTACH_LOCK_NS) == 0) {
@@ -454,11 +463,33 @@ static bool end_owed(struct shmq_consumer *c)
 	return c->ended_inc != c->gone_inc && saw(c, c->gone_inc);
 }
 
+/*
+ * A named consumer passes an end it returned only at its next call or its
+ * close: one that dies before it has dealt with the end (the NATS
+ * exporter, before the stream acknowledged it) resumes before it and
+ * gets it again. Passing publishes the position past an END record and
+ * remembers the end in the slot (ended_inc): an end that came from the
+ * state (a death; its record is written later, by the next producer) is
+ * then not returned a second time to a consumer that closed and came
+ * back. Either store alone leaves the end passed or returned again,
+ * never lost.
+ */
+static void pass_end(struct shmq_consumer *c)
+{
+	c->end_held = false;
+	publish_pos(c);
+	store_release(&c->slot->ended_inc, c->held_inc);
+}
+
 /* Returned once per session: the END record's, or the state's. */
 static int session_end(struct shmq_consumer *c, uint32_t inc, int status)
 {
 	c->seen_inc = inc;
 	c->ended_inc = inc;
+	if (c->kind == SHMQ_KIND_NAMED) {
+		c->end_held = true;
+		c->held_inc = inc;
+	}
 	return shmqi_fail(status, "%s", status == SHMQ_EOF ? "end of stream: the producer closed" :
 			  status == SHMQ_EDIED ? "end of stream: the producer died" :
 			  "end of stream: the producer aborted");
@@ -907,21 +938,22 @@ static int read_end_record(struct shmq_consumer *c)
 	 * read before we came (whenever it is written): we wait for the
 	 * next session, as a FIFO reader does.
 	 */
+	/*
+	 * Nor, for a named consumer that came back, the END a later producer
+	 * wrote for the session whose end it returned from the state (a
+	 * death) and passed before it closed (slot.ended_inc). An END its
+	 * own session wrote is published before that session's state, so it
+	 * was never returned from the state.
+	 */
 	if (e.inc == c->ended_inc ||
+	    (c->resumed && e.inc == c->passed_inc && c->view.inc != e.inc) ||
 	    (!c->resumed && !saw(c, e.inc) &&
 	     (c->view.inc != e.inc || !pos_before(c->view.pos, c->attach_w)))) {
 		publish_pos(c);
 		return 1;
 	}
-	/*
-	 * A named consumer publishes its position past an END it returns
-	 * only at its next call (stream_next()) or its close: one that dies
-	 * before it has dealt with the end (the NATS exporter, before the
-	 * stream acknowledged it) resumes before the END and gets it again.
-	 */
-	if (c->kind == SHMQ_KIND_NAMED)
-		c->end_held = true;
-	else
+	/* A named consumer passes it later: pass_end(). */
+	if (c->kind != SHMQ_KIND_NAMED)
 		publish_pos(c);
 	return session_end(c, e.inc, e.kind == SHMQ_END_CLOSED ? SHMQ_EOF :
 			   e.kind == SHMQ_END_ABORTED ? SHMQ_EABORTED : SHMQ_EDIED);
@@ -934,10 +966,8 @@ static int stream_next(struct shmq_consumer *c, int64_t timeout_ns)
 	int ret;
 
 	c->slept_out = false;	/* a new call spins first again */
-	if (unlikely(c->end_held)) {
-		c->end_held = false;
-		publish_pos(c);
-	}
+	if (unlikely(c->end_held))
+		pass_end(c);
 	for (;;) {
 		if (c->pos == c->wpos_cache) {
 			c->wpos_cache = read_end(c);	/* A1, A3 */
@@ -1481,7 +1511,7 @@ ssize_t shmq_recv(struct shmq_consumer *c, void *buf, size_t cap,
 	if (shmqi_inherited(c))
 		return shmqi_fail_inherited();
 #if SHMQI_HAVE_FAST
-	if (likely(c->fast) && !c->peeked && !c->pending) {
+	if (likely(c->fast) && !c->peeked && !c->pending && !c->end_held) {
 		ssize_t n = recv_fast(c, buf, cap, msg);
 
 		if (n > 0)

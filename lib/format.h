@@ -270,7 +270,12 @@ struct shmq_slot {
 	uint32_t state;		/*  32 SHMQ_SLOT_* (attach lock) */
 	uint32_t kind;		/*  36 SHMQ_KIND_* (attach lock) */
 	uint32_t pid;		/*  40 display only */
-	uint32_t flags;		/*  44 reserved: evicted, ... */
+	/*
+	 * ended_inc (format 3): a named consumer's last session end,
+	 * stored once it has passed it (its next call or its close), so
+	 * that a consumer that closed after an end never gets it again.
+	 */
+	uint32_t ended_inc;	/*  44 */
 	uint64_t attach_ns;	/*  48 CLOCK_REALTIME */
 	uint32_t group;		/*  56 reserved: group slot of a member */
 	uint32_t generation;	/*  60 bumped at each claim */

@@ -222,6 +222,8 @@ struct shmq_consumer {
 	bool ps_dead;		/* ps: the probe found session ps_dead_inc ... */
 	uint32_t ps_dead_inc;	/* ... dead: not watched again */
 	struct shmqi_rec_view view;
+	uint32_t passed_inc;	/* named: slot.ended_inc at resume */
+	uint32_t held_inc;	/* named: the end held (end_held) */
 	bool end_held;		/* named: passed an END, position not yet
 				   published (shmq_consumer_last_end()) */
 };

@@ -242,7 +242,7 @@ void shmqi_init_slot(struct shmq_slot *s, uint32_t kind, const char *name)
 	store_relaxed(&s->attach_ns, (uint64_t)ts.tv_sec * 1000000000u +
 		      (uint64_t)ts.tv_nsec);
 	store_relaxed(&s->bytes, 0);
-	store_relaxed(&s->flags, 0);
+	store_relaxed(&s->ended_inc, 0);
 	store_relaxed(&s->claim, 0);
 	store_relaxed(&s->group, 0);
 	store_relaxed(&s->generation, load_relaxed(&s->generation) + 1);

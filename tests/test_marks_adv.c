@@ -13,7 +13,7 @@
  *
  * The tests about marks and the hostile header failed on b8624db and
  * pass since the fix in lib/producer.c; the named-consumer tests held up,
- * but for the one marked DEFECT, skipped unless SHMQ_TEST_KNOWN_DEFECTS. Producers die by _exit() or SIGKILL in fork()ed children
+ * Producers die by _exit() or SIGKILL in fork()ed children
  * (the producer role is an OFD lock: a child's exit frees it as a death
  * does); every child has an alarm() watchdog and every wait is bounded.
  */
@@ -415,20 +415,16 @@ Test(marks_adv, closed_after_an_end_of_died_starts_after_it)
 }
 
 /*
- * DEFECT, not fixed (a format change): a real death's end is returned
+ * Was a DEFECT (fixed by slot.ended_inc, format 3): a real death's end is returned
  * from the state (no END record yet), so the named consumer's position
  * stays before the END record the next producer writes; a consumer that
  * closed after that end reopens with "resumed" set and returns the
  * record's end a second time, before the next session's messages. With
- * shmq_producer_end(DIED) the record exists and it does not. The slot
- * has no field for "the last end returned" (format.h); the exporter can
- * compare the end's incarnation with the last end id in its stream.
- * Fails on b8624db; skipped until the slot remembers it.
+ * shmq_producer_end(DIED) the record exists and it does not. Fails on
+ * b8624db; the slot now remembers the end a named consumer passed.
  */
 Test(marks_adv, closed_after_a_real_death_starts_after_it)
 {
-	if (!getenv("SHMQ_TEST_KNOWN_DEFECTS"))
-		cr_skip_test("known defect: a real death's end is returned again after a close (SHMQ_TEST_KNOWN_DEFECTS=1 runs it)");
 	end_then_close(-1);
 }
 
