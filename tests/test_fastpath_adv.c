@@ -103,7 +103,7 @@ struct outcome {
 	uint64_t seq;
 	uint32_t flags, inc;
 	uint64_t lost;
-	char data[512];
+	char data[1024];
 };
 
 static void take_recv(struct shmq_consumer *c, struct outcome *o)
@@ -233,8 +233,18 @@ static void differential(uint32_t checksum, int trials)
 		len = 1 + rnd() % 200;
 		memset(msg, 'A' + t % 26, len);
 		cr_assert_eq(shmq_send(p, msg, len, SHMQ_NOWAIT), 0);
-		/* A second record after it, so that a short len lands inside. */
+		/*
+		 * Records after it: a short len lands inside them, and a long
+		 * one (past the ring's end too) still ends below write_pos.
+		 */
 		cr_assert_eq(shmq_send(p, "tail....", 8, SHMQ_NOWAIT), 0);
+		for (int i = (int)(rnd() % 30); i > 0; i--) {
+			int ret = shmq_send(p, msg, 1 + rnd() % 200, SHMQ_NOWAIT);
+
+			if (ret == -EAGAIN)
+				break;
+			cr_assert_eq(ret, 0);
+		}
 		cr_assert_eq(h_peek_file(h_path(name), 0, &h, sizeof(h)), 0);
 		/* The target: the record at the consumers' position. */
 		tpos = c->pos;
@@ -291,6 +301,62 @@ Test(fastpath_adv, forged_headers_recv_agrees_with_peek_full_crc)
 {
 	rng_state = 0x7654321ull;
 	differential(SHMQ_CHECKSUM_FULL, 300);
+}
+
+/*
+ * A record whose forged length runs past the ring's end, while write_pos
+ * lies far enough ahead that "runs past write_pos" does not catch it:
+ * refused (the slow path's "bad length"), never read past the ring.
+ */
+Test(fastpath_adv, record_running_past_the_ring_end_is_refused)
+{
+	const uint32_t modes[2] = { SHMQ_CHECKSUM_HEADER, SHMQ_CHECKSUM_FULL };
+
+	for (int k = 0; k < 2; k++) {
+		char name[16], big[1024];
+		struct shmq *q;
+		struct shmq_consumer *c, *c2;
+		struct shmq_producer *p;
+		struct outcome a, b;
+		struct shmq_hdr h;
+		struct shmq_rec r;
+		uint64_t off;
+
+		snprintf(name, sizeof(name), "end%d.q", k);
+		q = mkopen(name, 4096, 1024, modes[k]);
+		cr_assert_eq(shmq_consumer_open(q, NULL, &c), 0);
+		cr_assert_eq(shmq_consumer_open(q, NULL, &c2), 0);
+		cr_assert_eq(shmq_producer_open(q, NULL, &p), 0);
+		memset(big, 'b', sizeof(big));
+		/* 4 x 1008 bytes: the consumers end 64 bytes before the end. */
+		for (int i = 0; i < 4; i++) {
+			cr_assert_eq(shmq_send(p, big, 976, SHMQ_NOWAIT), 0);
+			take_recv(c, &a);
+			take_peek(c2, &b);
+			cr_assert_eq(a.ret, 0);
+			cr_assert_eq(b.ret, 0);
+		}
+		cr_assert_eq(c->pos & 4095, 4032u);
+		cr_assert_eq(shmq_send(p, big, 24, SHMQ_NOWAIT), 0);
+		for (int i = 0; i < 6; i++)
+			cr_assert_eq(shmq_send(p, big, 400, SHMQ_NOWAIT), 0);
+		cr_assert_eq(h_peek_file(h_path(name), 0, &h, sizeof(h)), 0);
+		off = 4032;
+		cr_assert_eq(h_peek_file(h_path(name), (off_t)(h.data_off + off),
+					 &r, sizeof(r)), 0);
+		cr_assert_eq(r.len, 24u);
+		r.len = 100;	/* 32 + 100 > 64 bytes of room; below max */
+		forge(h_path(name), &h, off, &r, false);
+		take_recv(c, &a);
+		take_peek(c2, &b);
+		cr_expect_eq(b.ret, -EBADMSG);
+		cr_expect_eq(a.ret, b.ret, "checksum mode %u: recv %d, peek %d",
+			     modes[k], a.ret, b.ret);
+		(void)shmq_producer_close(p);
+		shmq_consumer_close(c);
+		shmq_consumer_close(c2);
+		shmq_close(q);
+	}
 }
 
 /*
@@ -372,6 +438,9 @@ Test(fastpath_adv, marks_ride_on_fast_sends_across_a_kill)
 		shmq_producer_mark(p, 7777);
 		if (shmq_send_batch(p, iov, 3, SHMQ_NOWAIT) != 3)
 			_exit(3);
+		shmq_producer_mark(p, 8888);
+		if (shmq_send(p, "last....", 8, SHMQ_NOWAIT) != 0)
+			_exit(5);
 		kill(getpid(), SIGKILL);
 		_exit(4);
 	}
@@ -380,7 +449,7 @@ Test(fastpath_adv, marks_ride_on_fast_sends_across_a_kill)
 	cr_assert_eq(shmq_producer_open(q, NULL, &p), 0, "%s", shmq_errdetail());
 	cr_assert_eq(shmq_producer_last_mark(p, &v, &after), 0, "%s",
 		     shmq_errdetail());
-	cr_expect_eq(v, 7777u);
+	cr_expect_eq(v, 8888u);
 	cr_expect_eq(after, 0u);
 	cr_assert_eq(shmq_producer_close(p), 0);
 	shmq_close(q);
