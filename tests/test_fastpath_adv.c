@@ -360,6 +360,45 @@ Test(fastpath_adv, record_running_past_the_ring_end_is_refused)
 }
 
 /*
+ * The fast path writes below limit + capacity only: a burst into a ring
+ * whose consumer reads nothing stops with -EAGAIN, and the consumer then
+ * gets every message sent, in order, none overwritten.
+ */
+Test(fastpath_adv, fast_sends_never_overwrite_unread_records)
+{
+	struct shmq *q = mkopen("full.q", 4096, 256, SHMQ_CHECKSUM_AUTO);
+	struct shmq_consumer *c;
+	struct shmq_producer *p;
+	uint64_t buf[32], i, n = 0;
+	int ret;
+
+	cr_assert_eq(shmq_consumer_open(q, NULL, &c), 0);
+	cr_assert_eq(shmq_producer_open(q, NULL, &p), 0);
+	/* The consumer reads half of what is there each time: it lags. */
+	for (int lap = 0, next = 0; lap < 12; lap++) {
+		uint64_t first = n;
+
+		while ((ret = shmq_send(p, &n, 8 + (n % 5) * 40, SHMQ_NOWAIT)) == 0)
+			n++;
+		cr_assert_eq(ret, -EAGAIN);
+		cr_assert_lt(n - first, 4096 / 40);
+		for (i = next; i < (lap == 11 ? n : next + (n - next) / 2); i++) {
+			cr_assert_eq(shmq_recv(c, buf, sizeof(buf), NULL,
+					       SHMQ_NOWAIT),
+				     (ssize_t)(8 + (i % 5) * 40));
+			cr_assert_eq(buf[0], i, "lap %d: message %llu, expected %llu",
+				     lap, (unsigned long long)buf[0],
+				     (unsigned long long)i);
+		}
+		next = (int)i;
+	}
+	cr_assert_eq(shmq_recv(c, buf, sizeof(buf), NULL, SHMQ_NOWAIT), -EAGAIN);
+	cr_assert_eq(shmq_producer_close(p), 0);
+	shmq_consumer_close(c);
+	shmq_close(q);
+}
+
+/*
  * A handle inherited across fork() is the parent's: in the child, send,
  * send_batch, commit, publish and recv return -EBADFD and write nothing.
  */
