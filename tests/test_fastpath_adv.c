@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -636,6 +638,112 @@ Test(fastpath_adv, fifo_epipe_on_the_fast_path)
 	cr_assert_eq(shmq_send(p, "y", 1, SHMQ_NOWAIT), -EPIPE);
 	(void)shmq_producer_close(p);
 	shmq_close(q);
+}
+
+/*
+ * A second process scribbles random bytes over the ring (full checksums)
+ * while messages flow through the fast paths: the consumer may stop with
+ * -EBADMSG, but it never crashes or hangs, and every message it hands out
+ * is exactly one the producer sent, in order. The scribbler and the
+ * producer take turns (a process-shared mutex): a byte written between
+ * the producer's copy and its seal would be sealed with it, a valid
+ * checksum over a forged payload, which no checksum can tell (a writer
+ * of the file can forge checksums anyway: docs/decisions.md). The
+ * consumer reads at any time, so its copies race the scribbles.
+ */
+Test(fastpath_adv, scribbler_never_gets_a_torn_message_delivered)
+{
+	pthread_mutex_t *mu = mmap(NULL, sizeof(*mu), PROT_READ | PROT_WRITE,
+				   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	pthread_mutexattr_t ma;
+
+	cr_assert_neq(mu, MAP_FAILED);
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+	for (int run = 0; run < 12; run++) {
+		struct shmq *q;
+		struct shmq_consumer *c;
+		struct shmq_producer *p;
+		struct shmq_hdr h;
+		char name[16], buf[512];
+		pid_t prod, scrib;
+		uint64_t seq = 0;
+		int st, bad = 0;
+
+		pthread_mutex_init(mu, &ma);
+		snprintf(name, sizeof(name), "s%d.q", run);
+		q = mkopen(name, 1 << 14, 500, SHMQ_CHECKSUM_FULL);
+		cr_assert_eq(h_peek_file(h_path(name), 0, &h, sizeof(h)), 0);
+		cr_assert_eq(shmq_consumer_open(q, NULL, &c), 0);
+		fflush(NULL);
+		prod = fork();
+		cr_assert_geq(prod, 0);
+		if (prod == 0) {
+			alarm(30);
+			if (shmq_producer_open(q, NULL, &p) != 0)
+				_exit(1);
+			for (uint64_t i = 0; i < 200000; i++) {
+				size_t len = h_msg_len(run, i, 500);
+				int ret;
+
+				h_msg_fill(buf, len, run, i);
+				pthread_mutex_lock(mu);
+				ret = shmq_send(p, buf, len, SHMQ_NOWAIT);
+				pthread_mutex_unlock(mu);
+				if (ret == -EAGAIN) {
+					i--;
+					usleep(50);
+					continue;
+				}
+				if (ret != 0)
+					_exit(0);	/* the reader stopped */
+			}
+			_exit(0);
+		}
+		scrib = fork();
+		cr_assert_geq(scrib, 0);
+		if (scrib == 0) {
+			alarm(30);
+			rng_state += (uint64_t)run * 7919;
+			for (;;) {
+				/* Where the producer writes and the consumer reads. */
+				uint64_t off = (load_relaxed(&q->hdr->write_pos) +
+						rnd() % 1024 - 512) & (h.capacity - 1);
+				uint8_t b = (uint8_t)rnd();
+				struct timespec ts = { 0, 200000 };
+
+				pthread_mutex_lock(mu);
+				h_poke(h_path(name), (off_t)(h.data_off + off), &b, 1);
+				pthread_mutex_unlock(mu);
+				nanosleep(&ts, NULL);
+			}
+		}
+		for (;;) {
+			ssize_t n = shmq_recv(c, buf, sizeof(buf), NULL, 2000000000ll);
+			const char *why;
+
+			if (n < 0) {
+				cr_assert(n == -EBADMSG || n == SHMQ_EOF ||
+					  n == SHMQ_EDIED || n == -ETIMEDOUT,
+					  "run %d: recv %zd", run, n);
+				break;
+			}
+			why = h_msg_check(buf, (size_t)n, run, seq, 500);
+			if (why)
+				bad++;
+			cr_expect_null(why, "run %d message %llu: %s", run,
+				       (unsigned long long)seq, why);
+			seq++;
+		}
+		/* Either may hold the mutex: both go, it is made again. */
+		kill(prod, SIGKILL);
+		kill(scrib, SIGKILL);
+		cr_assert_eq(waitpid(prod, &st, 0), prod);
+		cr_assert_eq(waitpid(scrib, &st, 0), scrib);
+		shmq_consumer_close(c);
+		cr_assert_eq(bad, 0);
+		shmq_close(q);
+	}
 }
 
 /*
