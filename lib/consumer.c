@@ -1485,6 +1485,7 @@ static SHMQI_CRC_TARGET ssize_t recv_fast(struct shmq_consumer *c, void *buf,
 			.data = buf,
 			.len = len,
 			.seq = h.seq,
+			.inc = h.inc,	/* fill_msg()'s fields, every one */
 			.flags = ((h.type & SHMQ_REC_F_UNTERMINATED) ?
 				  SHMQ_MSG_UNTERMINATED : 0u) |
 				 (((h.type & SHMQ_REC_F_FRAMING) >>
