@@ -14,8 +14,8 @@
  *     its CLOCK_MONOTONIC send time; each receiver stores now - send time,
  *     and the producer sends the next one once every consumer has it.
  * The parent only waits, shows progress and cleans up: it removes the
- * queue when a run ends, when a child dies and on SIGINT, SIGTERM or
- * SIGHUP (after killing the children), so no file is left in DIR. The
+ * queue when a run ends, when a child dies and on any signal that would
+ * end it (after killing the children), so no file is left in DIR. The
  * children die with the parent (PR_SET_PDEATHSIG).
  *
  * Counters between the processes live in a shared anonymous mapping, one
@@ -119,6 +119,27 @@ enum path { PATH_SHMQ, PATH_PIPE };
 /* ---- state the signal handlers and the cleanup share ------------------- */
 
 static volatile sig_atomic_t got_signal;
+/*
+ * The signals whose default action ends the process and that another
+ * process (or the terminal, or a limit) sends: each would leave the queue
+ * file behind, so the parent catches them all, cleans up and dies of the
+ * signal. SIGPIPE is ignored by tool_init. A signal ignored when we start
+ * stays ignored (nohup's SIGHUP: the run goes on after a logout), except
+ * SIGINT and SIGTERM: a shell script starts its background jobs with
+ * SIGINT ignored, and its `kill -INT` still stops the bench (as before).
+ */
+static const int stop_signals[] = {
+	SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM,
+	SIGVTALRM, SIGPROF, SIGXCPU, SIGXFSZ, SIGIO,
+#ifdef SIGPWR
+	SIGPWR,
+#endif
+#ifdef SIGSTKFLT
+	SIGSTKFLT,
+#endif
+};
+#define NSTOP (sizeof(stop_signals) / sizeof(stop_signals[0]))
+static sigset_t caught;		/* the signals on_signal handles */
 static char queue_path[PATH_MAX];
 static volatile sig_atomic_t have_queue;
 static pid_t kids[SHMQ_MAX_SLOTS + 1];
@@ -195,9 +216,9 @@ static void wait_step(uint64_t *polls)
 
 static void child_setup(pid_t parent)
 {
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGHUP, SIG_DFL);
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sigismember(&caught, sig) == 1)
+			signal(sig, SIG_DFL);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent)
 		_exit(EXIT_ERROR);
@@ -456,6 +477,18 @@ static void show_progress(const struct bench_opts *o, struct shared *sh,
 	*last_ns = now;
 }
 
+/* A child of the run exited with ST: say why, unless it was cleanly. */
+static int child_status(enum path p, int st)
+{
+	if (WIFSIGNALED(st)) {
+		tool_msg("a %s bench process died of signal %d (%s)",
+			 path_name(p), WTERMSIG(st), strsignal(WTERMSIG(st)));
+		return EXIT_ERROR;
+	}
+	/* Otherwise it said why on stderr. */
+	return WEXITSTATUS(st) ? EXIT_ERROR : EXIT_OK;
+}
+
 /*
  * Wait for the children of one run. Returns 0 when all exited 0, else
  * the exit status after reporting; dies of a stop signal (cleaning up).
@@ -483,26 +516,19 @@ static int wait_run(const struct bench_opts *o, struct shared *sh,
 				if (kids[i] == pid)
 					kids[i] = 0;
 			left--;
-			/* Killed by the terminal's ^C with us: stop too. */
-			if (WIFSIGNALED(st) && (WTERMSIG(st) == SIGINT ||
-						WTERMSIG(st) == SIGTERM ||
-						WTERMSIG(st) == SIGHUP))
-				die_of_signal(got_signal ? got_signal :
-					      WTERMSIG(st));
-			if (WIFSIGNALED(st)) {
-				tool_msg("a %s bench process died of signal %d "
-					 "(%s)", path_name(p), WTERMSIG(st),
-					 strsignal(WTERMSIG(st)));
-				ret = EXIT_ERROR;
+			/*
+			 * Killed with us (the terminal's ^C, timeout(1)'s
+			 * kill of the group): stop too. Our own signal is
+			 * already caught by then: the kernel queues it to
+			 * every process of the group before any can die of
+			 * it, and it is handled before waitpid() returns.
+			 * A child killed alone is an error of the run.
+			 */
+			if (got_signal)
+				die_of_signal(got_signal);
+			ret = child_status(p, st);
+			if (ret)
 				break;
-			}
-			if (WEXITSTATUS(st) != 0) {
-				/* It said why on stderr. */
-				ret = WEXITSTATUS(st);
-				if (ret == EXIT_USAGE)
-					ret = EXIT_ERROR;
-				break;
-			}
 			continue;
 		}
 		if (now_ns() >= deadline) {
@@ -523,6 +549,41 @@ static int wait_run(const struct bench_opts *o, struct shared *sh,
 	}
 	kill_kids();
 	return ret;
+}
+
+/*
+ * Consumers attach one after the other: the parent starts the next once
+ * the last one is ready. A thousand consumers attaching at once on a few
+ * CPUs queue on the slot table's lock, and those preempted longest give
+ * up waiting for it (a timed-out attach is an error); and a parent busy
+ * forking thousands would not see a stop signal until it is done.
+ */
+static int wait_ready(struct shared *sh, uint32_t i, enum path p)
+{
+	uint64_t deadline = now_ns() + 60000000000ull;
+	int st;
+
+	while (!atomic_load_explicit(&sh->peer[i].ready, memory_order_acquire)) {
+		struct timespec ts = { 0, 50000 };
+
+		if (got_signal)
+			die_of_signal(got_signal);
+		if (waitpid(kids[i], &st, WNOHANG) == kids[i]) {
+			kids[i] = 0;
+			if (got_signal)
+				die_of_signal(got_signal);
+			return child_status(p, st) ? EXIT_ERROR :
+			       (tool_msg("a %s consumer exited before it "
+					 "attached", path_name(p)), EXIT_ERROR);
+		}
+		if (now_ns() >= deadline) {
+			tool_msg("%s: a consumer did not attach in a minute; "
+				 "stopped", path_name(p));
+			return EXIT_ERROR;
+		}
+		nanosleep(&ts, NULL);
+	}
+	return 0;
 }
 
 static pid_t spawn(void)
@@ -558,20 +619,21 @@ static int create_queue(const struct bench_opts *o, size_t size)
 	while (cfg.capacity < 4 * (uint64_t)size)
 		cfg.capacity <<= 1;
 	cfg.max_message = (uint32_t)size;
-	if (o->consumers > 64)
-		cfg.slots = o->consumers;
-	sigemptyset(&stop);
-	sigaddset(&stop, SIGINT);
-	sigaddset(&stop, SIGTERM);
-	sigaddset(&stop, SIGHUP);
+	/* A group takes a slot of its own besides its members'. */
+	if (o->consumers + o->group > 64)
+		cfg.slots = o->consumers + o->group;
+	stop = caught;
 	for (int i = 0; i < 100 && r == -EEXIST; i++) {
 		if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
 			rnd = now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)i;
 		sigprocmask(SIG_BLOCK, &stop, &old);
-		snprintf(queue_path, sizeof(queue_path),
-			 "%s/shmq-bench-%d-%016" PRIx64 ".q", o->dir,
-			 (int)getpid(), rnd);
-		r = shmq_create(queue_path, &cfg);
+		/* Cut short, the name would be another, and predictable. */
+		if (snprintf(queue_path, sizeof(queue_path),
+			     "%s/shmq-bench-%d-%016" PRIx64 ".q", o->dir,
+			     (int)getpid(), rnd) >= (int)sizeof(queue_path))
+			r = -ENAMETOOLONG;
+		else
+			r = shmq_create(queue_path, &cfg);
 		have_queue = r == 0;
 		sigprocmask(SIG_SETMASK, &old, NULL);
 	}
@@ -583,6 +645,11 @@ static int create_queue(const struct bench_opts *o, size_t size)
 			 (uint64_t)cfg.capacity,
 			 shmq_errdetail() ? ": " : "",
 			 shmq_errdetail() ? shmq_errdetail() : "");
+	else if (r == -ENAMETOOLONG)
+		/* The reason first: a path this long fills the message. */
+		tool_msg("cannot create a temporary queue: the directory's "
+			 "path is too long (%zu bytes) for a file in it: %s",
+			 strlen(o->dir), o->dir);
 	else
 		tool_fail(o->dir, "cannot create a temporary queue there", r);
 	return EXIT_ERROR;
@@ -642,6 +709,8 @@ static int run(const struct bench_opts *o, enum path p, size_t size,
 			}
 			shmq_consumer_child(sh, samples, o, i, size);
 		}
+		if (wait_ready(sh, i, p))
+			goto fail;
 	}
 	pid = spawn();
 	if (pid < 0)
@@ -828,17 +897,20 @@ static int parse_sizes(const char *s, struct bench_opts *o)
 	return r;
 }
 
-static int parse_count(const char *opt, const char *s, uint32_t *out)
+static int parse_count(const char *opt, const char *s, uint32_t *out,
+		       bool group)
 {
 	if (parse_u32(opt, s, out))
 		return EXIT_USAGE;
 	if (*out == 0)
 		return tool_usage_error("%s: invalid value '%s': at least 1",
 					opt, s);
-	if (*out > SHMQ_MAX_SLOTS)
+	/* A group takes a slot of its own besides its members'. */
+	if (*out > SHMQ_MAX_SLOTS - group)
 		return tool_usage_error("%s: %s consumers, but a queue has at "
-					"most %u consumer slots", opt, s,
-					SHMQ_MAX_SLOTS);
+					"most %u consumer slots%s", opt, s,
+					SHMQ_MAX_SLOTS, group ?
+					" (one of them the group's own)" : "");
 	return 0;
 }
 
@@ -911,7 +983,7 @@ int cmd_bench(int argc, char **argv)
 		case 'c':
 		case 'g':
 			if ((r = parse_count(c == 'c' ? "--consumers" : "--group",
-					     optarg, &o.consumers)))
+					     optarg, &o.consumers, c == 'g')))
 				return r;
 			*(c == 'c' ? &have_c : &have_g) = true;
 			o.group = c == 'g';
@@ -950,9 +1022,24 @@ int cmd_bench(int argc, char **argv)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;	/* no SA_RESTART: waits end early */
 	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
+	sigemptyset(&caught);
+	for (size_t i = 0; i < NSTOP; i++) {
+		struct sigaction old;
+
+		if (stop_signals[i] != SIGINT && stop_signals[i] != SIGTERM &&
+		    sigaction(stop_signals[i], NULL, &old) == 0 &&
+		    old.sa_handler == SIG_IGN)
+			continue;
+		sigaction(stop_signals[i], &sa, NULL);
+		sigaddset(&caught, stop_signals[i]);
+	}
+	for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++) {
+		struct sigaction old;
+
+		if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
+		    sigaction(sig, &sa, NULL) == 0)
+			sigaddset(&caught, sig);
+	}
 
 	sq = calloc((size_t)o.nsizes, sizeof(*sq));
 	pp = calloc((size_t)o.nsizes, sizeof(*pp));
