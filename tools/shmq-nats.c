@@ -48,6 +48,7 @@ enum {
 
 #define HDR_END		"Shmq-End"	/* closed, died or aborted */
 #define ID_MAX		80
+#define SHMQ_REC_BYTES	32	/* a record's header in the ring (docs/format.md) */
 
 static volatile sig_atomic_t stop;
 /*
@@ -557,7 +558,10 @@ struct importer {
 	struct shmq_producer *p;
 	uint64_t committed;	/* stream sequence of the last one written */
 	uint64_t pending;	/* sealed, not yet published with a mark */
+	uint64_t pending_bytes;	/* their ring bytes, headers included */
+	uint64_t capacity;	/* QUEUE's ring */
 	uint32_t max_message;
+	bool marked;		/* QUEUE holds a mark of ours */
 };
 
 static int open_producer(struct importer *im)
@@ -580,6 +584,8 @@ static int commit(struct importer *im)
 		if (ret < 0)
 			return tool_fail(im->a->queue, "publish", ret);
 		im->pending = 0;
+		im->pending_bytes = 0;
+		im->marked = true;
 	}
 	if (im->a->sync) {
 		ret = shmq_sync(im->q);
@@ -589,11 +595,28 @@ static int commit(struct importer *im)
 	return 0;
 }
 
+/*
+ * A reserve that waits for room publishes the records before it without
+ * a mark (shmq_producer_mark()): a restarted importer counts them after
+ * the last mark, so that mark must stay readable, less than a ring
+ * behind the end, and must exist. Hence a batch is committed (marked) in
+ * parts of at most a quarter of the ring (record headers and a ring
+ * end's padding, at most a maximum message, stay within the other
+ * quarters), and the very first message of a queue without a mark is
+ * committed on its own: records published without any mark before them
+ * could not be told from the stream's (a restart would write them again).
+ */
 static int write_data(struct importer *im, const void *data, size_t len)
 {
+	uint64_t rec = (SHMQ_REC_BYTES + len + 7) & ~(uint64_t)7;
 	void *buf;
 	int ret;
 
+	if (im->pending && im->pending_bytes + rec > im->capacity / 4) {
+		ret = commit(im);
+		if (ret)
+			return ret;
+	}
 	for (;;) {
 		ret = shmq_reserve(im->p, len, &buf, 200000000);
 		if (ret == 0)
@@ -604,6 +627,7 @@ static int write_data(struct importer *im, const void *data, size_t len)
 	}
 	memcpy(buf, data, len);
 	shmq_commit(im->p, SHMQ_COMMIT_DEFER);
+	im->pending_bytes += rec;
 	return 0;
 }
 
@@ -633,6 +657,7 @@ static int do_import(const struct args *a)
 
 		shmq_info(im.q, &in, sizeof(in));
 		im.max_message = in.max_message;
+		im.capacity = in.capacity;
 	}
 	ret = open_producer(&im);
 	hold_roles = true;	/* until the end of the function */
@@ -642,6 +667,7 @@ static int do_import(const struct args *a)
 	if (ret < 0 && ret != -ENOENT)
 		return tool_fail(a->queue, "reading the importer's mark", ret);
 	have_mark = ret == 0;
+	im.marked = have_mark;
 	if (!have_mark)
 		skip = 0;
 	im.committed = have_mark ? v : 0;
@@ -764,6 +790,7 @@ static int do_import(const struct args *a)
 				shmq_producer_mark(im.p, sseq);
 				ret = shmq_producer_end(im.p, end_how(kind));
 				im.p = NULL;
+				im.marked = true;
 				if (ret < 0) {
 					ret = tool_fail(a->queue, "ending the session", ret);
 					done = 1;
@@ -796,7 +823,7 @@ static int do_import(const struct args *a)
 			}
 			im.committed = sseq;
 			im.pending++;
-			if (a->sync == 2) {
+			if (a->sync == 2 || !im.marked) {
 				int r = commit(&im);
 
 				if (r) {

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Adversarial cases of the NATS bridge (issue 15 review), against real
+# nats-server processes on 127.0.0.1 (random ports, temporary storage,
+# every process ended by its PID at exit). Each case is a reproducer of a
+# defect found in review, or of an attack that held.
+# usage: test_bridge_adv.sh SHMQ_NATS NATS_PEER SHMQ
+set -uo pipefail
+NATSB=$1
+PEER=$2
+SHMQ=$3
+SEED=${SHMQ_NATS_SEED:-$RANDOM}
+T=$(mktemp -d "${TMPDIR:-/tmp}/shmq-nadv.XXXXXX")
+PIDS=()
+fails=0
+
+note() { echo "# $*" >&2; }
+fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
+
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do
+		for _ in $(seq 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
+	[ -n "${SHMQ_NATS_KEEP:-}" ] || rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' TERM INT
+note "seed $SEED (SHMQ_NATS_SEED replays it), files in $T"
+RANDOM=$SEED
+
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_port() {
+	for _ in $(seq 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# start_server NAME PORT [extra nats-server args]: its PID in SRV[NAME]
+declare -A SRV
+start_server() {
+	local name=$1 port=$2
+	shift 2
+	nats-server -a 127.0.0.1 -p "$port" -js -sd "$T/$name.js" \
+		--server_name "$name" "$@" >>"$T/$name.log" 2>&1 &
+	SRV[$name]=$!
+	PIDS+=("$!")
+	wait_port "$port" || { fail "nats-server $name did not listen on $port"; return 1; }
+}
+
+stop_pid() {
+	kill -TERM "$1" 2>/dev/null
+	for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+}
+
+# export_all QUEUE N URL STREAM END: N messages from a sender through an
+# exporter into STREAM, which then holds them and the end.
+export_all() {
+	local send st
+	timeout 60 "$PEER" send "$1" "$2" "$SEED" "$5" &
+	send=$!; PIDS+=("$send")
+	while [ ! -e "$1" ]; do sleep 0.05; done
+	timeout 60 "$NATSB" export "$1" --server "$3" --stream "$4" --until-end ||
+		{ st=$?; fail "export into $4: status $st"; return 1; }
+	wait $send || { fail "the sender into $1 failed"; return 1; }
+}
+
+# sent_of QUEUE: how many records its producers sent
+sent_of() {
+	"$SHMQ" stat "$1" | sed -n 's/^sent *\([0-9]*\) messages.*/\1/p'
+}
+
+# ---- ring: a far queue smaller than one fetched batch ----------------------
+# The importer's batch (1024 messages of up to 4 KiB) does not fit a 64 KiB
+# ring: the reserve that waits for room publishes the batch's records
+# early, without a mark. Killed then, the restarted importer finds no mark
+# (first batch: it starts again at the stream's first message: duplicates)
+# or a mark a ring behind (it cannot read the records after it: it fails
+# at every start).
+ring() {
+	local port url n=10000 k st
+	port=$(free_port)
+	url=nats://127.0.0.1:$port
+	start_server ring "$port" || return
+	export_all "$T/ra" $n "$url" RING closed || return
+	"$SHMQ" create "$T/rb" --size 64K --max-message 4096 || { fail "ring: create"; return; }
+	# No timeout(1) around the checker: SIGSTOP must reach it (it has
+	# its own deadline, and the cleanup ends it).
+	"$PEER" check "$T/rb" $n "$SEED" reader closed 80 >"$T/ring.chk" 2>&1 &
+	local chk=$!; PIDS+=("$chk")
+	sleep 0.3
+	# 1: the far consumer stopped before the first batch: the ring fills
+	# with records published before any mark. 2: in the middle of a later
+	# batch (a fetch brings 1024), the consumer slowed down, then stopped.
+	for k in 1 2; do
+		[ $k -eq 1 ] && kill -STOP $chk 2>/dev/null
+		"$NATSB" import "$T/rb" --server "$url" --stream RING \
+			--durable far --until-end 2>>"$T/ring.err" &
+		local imp=$!; PIDS+=("$imp")
+		for _ in $(seq 600); do
+			sent=$(sent_of "$T/rb")
+			if [ $k -eq 1 ]; then
+				[ "$sent" -ge 20 ] && break
+				sleep 0.02
+			else
+				[ "$sent" -gt 1500 ] && [ $((sent % 1024)) -gt 200 ] && break
+				kill -0 $chk 2>/dev/null || break
+				kill -STOP $chk 2>/dev/null; sleep 0.02; kill -CONT $chk 2>/dev/null
+			fi
+		done
+		kill -STOP $chk 2>/dev/null
+		sleep 0.3
+		kill -KILL $imp 2>/dev/null
+		wait $imp 2>/dev/null
+		st=$?
+		note "ring: round $k: killed the importer after $(sent_of "$T/rb") records"
+		kill -CONT $chk 2>/dev/null
+		[ $st -eq 137 ] ||
+			{ fail "ring: round $k: import exited $st: $(tail -2 "$T/ring.err")"; break; }
+	done
+	timeout 40 "$NATSB" import "$T/rb" --server "$url" --stream RING \
+		--durable far --until-end 2>>"$T/ring.err" ||
+		fail "ring: the last import: status $?: $(tail -2 "$T/ring.err")"
+	wait $chk || fail "ring: the far consumer: $(cat "$T/ring.chk")"
+	note "ring: $(cat "$T/ring.chk")"
+	stop_pid "${SRV[ring]}"
+}
+
+for t in ${SHMQ_NATS_TESTS:-ring}; do
+	$t
+done
+if [ $fails -ne 0 ]; then
+	echo "$fails failure(s); seed $SEED" >&2
+	exit 1
+fi
+note "all adversarial bridge tests passed"
+exit 0
