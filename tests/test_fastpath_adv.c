@@ -371,7 +371,7 @@ Test(fastpath_adv, fast_sends_never_overwrite_unread_records)
 	struct shmq *q = mkopen("full.q", 4096, 256, SHMQ_CHECKSUM_AUTO);
 	struct shmq_consumer *c;
 	struct shmq_producer *p;
-	uint64_t buf[32], i, n = 0;
+	uint64_t buf[32], src[32] = { 0 }, i, n = 0;
 	int ret;
 
 	cr_assert_eq(shmq_consumer_open(q, NULL, &c), 0);
@@ -380,7 +380,8 @@ Test(fastpath_adv, fast_sends_never_overwrite_unread_records)
 	for (int lap = 0, next = 0; lap < 12; lap++) {
 		uint64_t first = n;
 
-		while ((ret = shmq_send(p, &n, 8 + (n % 5) * 40, SHMQ_NOWAIT)) == 0)
+		while ((src[0] = n,
+			ret = shmq_send(p, src, 8 + (n % 5) * 40, SHMQ_NOWAIT)) == 0)
 			n++;
 		cr_assert_eq(ret, -EAGAIN);
 		cr_assert_lt(n - first, 4096 / 40);

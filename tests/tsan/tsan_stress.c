@@ -76,8 +76,17 @@ static void *producer(void *arg)
 			 * reading it; nothing orders this store before their
 			 * loads (W1 was before it).
 			 */
-			if (!err && plant_race && i % 8 == 7)
+			if (!err && plant_race && i % 8 == 7) {
 				memcpy(dst, buf, 8);
+				/*
+				 * Let the consumers read it before our next
+				 * publish: a read after a later W1 would be
+				 * ordered after this store, and no race would
+				 * be left to find (the fast paths let the
+				 * producer run far ahead).
+				 */
+				usleep(200);
+			}
 		}
 		if (err)
 			die("producer send", shmq_strerror(err), err, (long long)i);
