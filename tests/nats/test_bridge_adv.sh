@@ -11,38 +11,7 @@ PEER=$2
 SHMQ=$3
 SEED=${SHMQ_NATS_SEED:-$RANDOM}
 T=$(mktemp -d "${TMPDIR:-/tmp}/shmq-nadv.XXXXXX")
-PIDS=()
-fails=0
-
-note() { echo "# $*" >&2; }
-fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
-
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-	for p in "${PIDS[@]}"; do
-		for _ in $(seq 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-	[ -n "${SHMQ_NATS_KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 1' TERM INT
-note "seed $SEED (SHMQ_NATS_SEED replays it), files in $T"
-RANDOM=$SEED
-
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_port() {
-	for _ in $(seq 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
+. "$(dirname "$0")/lib.sh"
 
 # start_server NAME PORT [extra nats-server args]: its PID in SRV[NAME]
 declare -A SRV
