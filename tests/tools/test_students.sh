@@ -50,7 +50,12 @@ track $c4
 wait_consumers s4 1
 # A longer grace after the TERM than $BOUNDED's 5 s: the close runs in
 # an ASan build on a loaded machine.
-timeout -k 60 120 "$PRODUCER" s4 --interval 50 &
+# LeakSanitizer off for this one process: its stop-the-world at exit,
+# after a SIGTERM, was seen to deadlock (its tracer child waiting in
+# wait4 while the producer spun at 100 % CPU for 24 minutes), which no
+# code of ours runs in; every other process of the ASan build keeps it.
+ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+	timeout -k 60 120 "$PRODUCER" s4 --interval 50 &
 p4=$!
 track $p4
 # Signal it once it is open: its open syncs the ring, which a loaded disk
