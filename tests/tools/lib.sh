@@ -47,6 +47,32 @@ note() {
 BOUNDED="timeout -k 5 ${WATCHDOG:-60}"
 
 
+# run_for SECS SIG CMD [ARGS...]: run CMD for SECS seconds, send it SIG
+# once, and return its status (it must end within 20 s of the signal).
+# Not `timeout -s SIG`: right after its signal timeout(1) sends SIGCONT,
+# and when the command has by then reached exit, a SIGCONT cancels the
+# SIGSTOP by which LeakSanitizer's exit-time tracer attaches to it: the
+# tracer then waits forever, the command spins at 100 % CPU, and the test
+# hangs (seen in CI under ASan: 1 run in 200 on a loaded machine).
+run_for() {
+	local secs=$1 sig=$2 pid i
+	shift 2
+	"$@" &
+	pid=$!
+	sleep "$secs"
+	kill -"$sig" "$pid" 2>/dev/null
+	for i in $(seq 1 400); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -KILL "$pid"
+		wait "$pid" 2>/dev/null
+		fail "$1: still running 20 s after SIG$sig"
+	fi
+	wait "$pid"
+}
+
 # Remember a background job so that cleanup can kill it by its pid.
 track() {
 	BGPIDS="$BGPIDS $1"
@@ -77,6 +103,20 @@ wait_consumers() {
 		sleep 0.05
 	done
 	fail "$path: $n consumers never attached"
+}
+
+# Wait up to 10 s until PATH has N live group members. Not
+# wait_consumers: a group's own row is alive as soon as one member is,
+# so "2 consumers" can be the group and its first member.
+wait_members() {
+	local path=$1 n=$2 i
+	for i in $(seq 1 200); do
+		[ -e "$path" ] && [ "$("$SHMQ" stat "$path" --json 2>/dev/null |
+			grep -o '{"slot":[^{}]*}' | grep '"kind":"member"' |
+			grep -c '"alive":true')" -ge "$n" ] && return 0
+		sleep 0.05
+	done
+	fail "$path: $n group members never attached"
 }
 
 # Wait up to 10 s for a process to exit; its status in WAITED_STATUS.

@@ -99,7 +99,8 @@ expect_one_line err "shmq drop on a file that is not a queue"
 [ -e notaqueue ] || fail "shmq rm removed a file that is not a queue"
 
 # rm refuses while a live process is attached, unless --force.
-$BOUNDED "$SHMQ" get q >/dev/null &
+# Not under timeout(1): it ends by our TERM (lib.sh, run_for, says why).
+"$SHMQ" get q >/dev/null &
 g=$!
 track $g
 wait_consumers q 1
@@ -111,6 +112,7 @@ $BOUNDED "$SHMQ" rm q --force
 expect_status 0 $? "shmq rm --force"
 [ -e q ] && fail "rm --force left the queue"
 kill -TERM $g
+wait_pid $g "get after SIGTERM" 30
 $BOUNDED "$SHMQ" rm o
 expect_status 0 $? "shmq rm"
 [ -e o ] && fail "rm left the queue"

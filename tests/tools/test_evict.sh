@@ -29,7 +29,8 @@ json_consumer d audit | grep -q '"alive":false,"holding":true,"evicted":false,"s
 "$SHMQ" stat d | grep -Eq '^ +[0-9]+ named +audit +[0-9]+ dead +yes ' ||
 	fail "stat table: $("$SHMQ" stat d)"
 
-$BOUNDED "$SHMQ" get d --name busy --lines >/dev/null &
+# Not under timeout(1): it ends by our TERM (lib.sh, run_for, says why).
+"$SHMQ" get d --name busy --lines >/dev/null &
 b=$!
 track $b
 wait_consumers d 1
@@ -50,7 +51,7 @@ expect_one_line err "drop of a name that is gone"
 $BOUNDED "$SHMQ" drop d 2>err
 expect_status 2 $? "drop without NAME"
 kill $b
-wait $b 2>/dev/null
+wait_pid $b "the busy consumer after SIGTERM" 30
 exec 4>&-
 
 # --- eviction ----------------------------------------------------------

@@ -10,7 +10,7 @@ track $c1
 $BOUNDED "$CONSUMER" s --create --group workers >w2 &
 c2=$!
 track $c2
-wait_consumers s 2
+wait_members s 2
 $BOUNDED "$PRODUCER" s --create --count 1000 --interval 0
 expect_status 0 $? "shmq-producer"
 wait $c1
@@ -30,7 +30,7 @@ track $g1
 $BOUNDED "$SHMQ" get g --create --group gg --lines >g2 &
 g2=$!
 track $g2
-wait_consumers g 2
+wait_members g 2
 seq 1 100000 | $BOUNDED "$SHMQ" put g --create --lines
 expect_status 0 $? "put to a group"
 wait $g1

@@ -44,7 +44,7 @@ wait_consumers r.q 1
 (timeout 3 yes 0123456789 || true) | $BOUNDED "$SHMQ" put r.q -l &
 p=$!
 track $p
-timeout --preserve-status -s INT 1.8 "$SHMQ" stat r.q --json --watch 0.4 >w.json
+run_for 1.8 INT "$SHMQ" stat r.q --json --watch 0.4 >w.json
 expect_status 0 $? "stat --json --watch"
 field() {	# LINE PART(top|cons) KEY
 	local s
@@ -89,7 +89,7 @@ track $m1
 "$SHMQ" get g.q --group workers -l -f >m2.out &
 m2=$!
 track $m2
-wait_consumers g.q 2
+wait_members g.q 2
 seq 1 5000 | $BOUNDED "$SHMQ" put g.q -l
 for i in $(seq 1 200); do
 	[ "$(cat m1.out m2.out | wc -l)" -eq 5000 ] && break

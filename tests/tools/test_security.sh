@@ -63,7 +63,7 @@ if command -v jq >/dev/null; then
 		'.consumers[0].name == $w' st.json >/dev/null ||
 		fail "stat --json: jq decodes another name: $(jq .consumers[0].name st.json)"
 fi
-timeout --preserve-status -s INT 0.5 "$SHMQ" stat n --watch 0.2 >watch.txt
+run_for 0.5 INT "$SHMQ" stat n --watch 0.2 >watch.txt
 expect_clean watch.txt "stat --watch (not a terminal)"
 
 # Error messages: paths and names given to the tools are escaped too.

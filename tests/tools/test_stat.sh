@@ -42,13 +42,13 @@ fi
 
 # --watch: one JSON object per line, with rates from the second on.
 seq 1 1000 >&3
-timeout --preserve-status -s INT 1.2 "$SHMQ" stat q --json --watch 0.25 >watch.json
+run_for 1.2 INT "$SHMQ" stat q --json --watch 0.25 >watch.json
 expect_status 0 $? "stat --watch ended by SIGINT"
 n=$(wc -l <watch.json)
 [ "$n" -ge 3 ] || fail "--watch 0.25 for 1.2 s printed $n lines"
 sed -n 2p watch.json | grep -q '"interval_s":' || fail "watch: no rates: $(sed -n 2p watch.json)"
 sed -n 2p watch.json | grep -q '"messages_per_s":' || fail "watch: no consumer rates"
-timeout --preserve-status -s INT 0.7 "$SHMQ" stat q --watch 0.25 >watch.txt
+run_for 0.7 INT "$SHMQ" stat q --watch 0.25 >watch.txt
 expect_status 0 $? "stat --watch (table)"
 grep -q 'MSG/S' watch.txt || fail "watch table: no rate columns"
 exec 3>&-
