@@ -281,18 +281,80 @@ static bool covered(const struct last_id *l, uint32_t inc, uint64_t seq,
 	return !end && seq <= l->seq;
 }
 
-static int ensure_stream(jsCtx *js, const struct args *a)
+/*
+ * Does the stream subject PAT (tokens split by '.', '*' one token, '>'
+ * the rest, at least one) take the literal subject SUBJ?
+ */
+static bool subject_covers(const char *pat, const char *subj)
+{
+	for (;;) {
+		size_t pl = strcspn(pat, "."), sl = strcspn(subj, ".");
+
+		if (pl == 1 && *pat == '>' && !pat[1])
+			return sl > 0;
+		if (!(pl == 1 && *pat == '*') &&
+		    (pl != sl || memcmp(pat, subj, pl)))
+			return false;
+		pat += pl;
+		subj += sl;
+		if (!*pat || !*subj)
+			return !*pat && !*subj;
+		pat++;
+		subj++;
+	}
+}
+
+/*
+ * An existing stream must take our subject (or the exporter's publishes
+ * find no stream, and the importer's filter waits on nothing); the
+ * exporter also needs file storage: it releases what the stream
+ * acknowledged, and a stream in memory loses that at a server restart.
+ */
+static int check_stream(const jsStreamInfo *si, const struct args *a,
+			bool exporting)
+{
+	const jsStreamConfig *c = si->Config;
+	char list[256] = "";
+	size_t used = 0;
+
+	if (!c) {
+		tool_msg("stream %s: the server gave no configuration", a->stream);
+		return EXIT_ERROR;
+	}
+	if (exporting && c->Storage != js_FileStorage) {
+		tool_msg("stream %s keeps its messages in memory: a server restart "
+			 "would lose what it acknowledged (give a stream with file "
+			 "storage)", a->stream);
+		return EXIT_ERROR;
+	}
+	for (int i = 0; i < c->SubjectsLen; i++) {
+		if (c->Subjects[i] && subject_covers(c->Subjects[i], a->subject))
+			return 0;
+		if (c->Subjects[i] && used < sizeof(list))
+			used += (size_t)snprintf(list + used, sizeof(list) - used,
+						 "%s%s", i ? " " : "",
+						 c->Subjects[i]);
+	}
+	tool_msg("stream %s does not take subject %s (its subjects: %s%s); "
+		 "give --subject", a->stream, a->subject, list,
+		 used >= sizeof(list) ? "..." : "");
+	return EXIT_ERROR;
+}
+
+static int ensure_stream(jsCtx *js, const struct args *a, bool exporting)
 {
 	jsStreamInfo *si = NULL;
 	jsStreamConfig cfg;
 	jsErrCode jerr = 0;
 	const char *subjects[1] = { a->subject };
 	natsStatus s;
+	int ret;
 
 	RETRY(js_GetStreamInfo(&si, js, a->stream, NULL, &jerr));
 	if (s == NATS_OK) {
+		ret = check_stream(si, a, exporting);
 		jsStreamInfo_Destroy(si);
-		return 0;
+		return ret;
 	}
 	if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr)
 		return nats_fail("looking up the stream", s, jerr);
@@ -310,6 +372,9 @@ static int ensure_stream(jsCtx *js, const struct args *a)
 	jsStreamInfo_Destroy(si);
 	return 0;
 }
+
+/* Has an asynchronous publish been made (its map of pending ones exists)? */
+static bool published;
 
 /* Publish one message (data or end) asynchronously, expecting PREV last. */
 static natsStatus publish_one(jsCtx *js, const struct args *a, const void *data,
@@ -332,8 +397,24 @@ static natsStatus publish_one(jsCtx *js, const struct args *a, const void *data,
 	if (prev && *prev)
 		po.ExpectLastMsgId = prev;
 	s = js_PublishMsgAsync(js, &m, &po);
+	published = true;
 	natsMsg_Destroy(m);	/* no effect when the library took it */
 	return s;
+}
+
+/*
+ * Take back the publishes never acknowledged (complete() gave up on them;
+ * the stream's last id said what it had) and free them: the library
+ * frees its map of pending publishes with the context, not the messages
+ * in it.
+ */
+static void drop_pending(jsCtx *js)
+{
+	natsMsgList l = { 0 };
+
+	/* nats.c 3.4 reads the map without checking that it exists. */
+	if (js && published && js_PublishAsyncGetPendingList(&l, js) == NATS_OK)
+		natsMsgList_Destroy(&l);
 }
 
 /* Wait until every publish is acknowledged; 0, 1 (retry) or an exit status. */
@@ -401,7 +482,7 @@ static int do_export(const struct args *a)
 	ret = connect_js(a, &nc, &js, a->window);
 	if (ret)
 		goto out;
-	ret = ensure_stream(js, a);
+	ret = ensure_stream(js, a, true);
 	if (ret)
 		goto out;
 	ret = tool_open(a->queue, 0, &q);
@@ -535,6 +616,7 @@ out:
 	} else {
 		hold_roles = true;
 	}
+	drop_pending(js);
 	jsCtx_Destroy(js);
 	natsConnection_Destroy(nc);
 	free(msgs);
@@ -674,7 +756,7 @@ static int do_import(const struct args *a)
 	ret = connect_js(a, &nc, &js, 256);
 	if (ret)
 		return ret;
-	if (a->create && (ret = ensure_stream(js, a)) != 0)
+	if (a->create && (ret = ensure_stream(js, a, false)) != 0)
 		return ret;
 	RETRY(js_GetStreamInfo(&si, js, a->stream, NULL, &jerr));
 	if (s != NATS_OK) {
@@ -684,7 +766,10 @@ static int do_import(const struct args *a)
 		}
 		return nats_fail("looking up the stream", s, jerr);
 	}
+	ret = check_stream(si, a, false);
 	jsStreamInfo_Destroy(si);
+	if (ret)
+		return ret;
 	/*
 	 * The queue's mark says where we are; the durable consumer is made
 	 * again to start there (its own pending deliveries would come back
@@ -965,6 +1050,12 @@ int main(int argc, char **argv)
 		fflush(stderr);
 		_exit(ret);
 	}
-	nats_Close();
+	/*
+	 * Wait for the library's threads: the one that handles a publish
+	 * acknowledgement wakes js_PublishAsyncComplete() before it frees
+	 * the message (nats.c 3.4), so an exit right after the last
+	 * acknowledgement could leave that message to LeakSanitizer.
+	 */
+	nats_CloseAndWait(5000);
 	return ret;
 }

@@ -7,11 +7,15 @@
  *
  *   nats_peer send QUEUE N SEED [closed|aborted|died] [PAUSE_EVERY]
  *   nats_peer check QUEUE N SEED NAME END TIMEOUT_S
+ *   nats_peer mkstream URL STREAM SUBJECT file|memory
  *
  * check: a named consumer reads on across sessions that died (a killed
  * importer) and stops at the first other end, which must be END (closed,
  * aborted); it fails on a message out of order, duplicated, missing or
  * damaged, and prints "ok N died D".
+ *
+ * mkstream: a stream made by someone else, with a configuration the
+ * bridge would not choose (memory storage, other subjects).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -19,6 +23,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <nats/nats.h>
 
 #include "shmq.h"
 #include "harness.h"
@@ -153,12 +159,46 @@ static int do_check(char **argv)
 	return 0;
 }
 
+static int do_mkstream(char **argv)
+{
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	jsStreamInfo *si = NULL;
+	jsStreamConfig cfg;
+	jsErrCode jerr = 0;
+	const char *subjects[1] = { argv[4] };
+	natsStatus s;
+
+	s = natsConnection_ConnectTo(&nc, argv[2]);
+	if (s == NATS_OK)
+		s = natsConnection_JetStream(&js, nc, NULL);
+	if (s == NATS_OK) {
+		jsStreamConfig_Init(&cfg);
+		cfg.Name = argv[3];
+		cfg.Subjects = subjects;
+		cfg.SubjectsLen = 1;
+		cfg.Storage = strcmp(argv[5], "memory") ? js_FileStorage
+							 : js_MemoryStorage;
+		s = js_AddStream(&si, js, &cfg, NULL, &jerr);
+	}
+	if (s != NATS_OK)
+		fprintf(stderr, "mkstream: %s (jetstream error %d)\n",
+			natsStatus_GetText(s), (int)jerr);
+	jsStreamInfo_Destroy(si);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	nats_CloseAndWait(5000);
+	return s == NATS_OK ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 5 && !strcmp(argv[1], "send"))
 		return do_send(argc, argv);
 	if (argc == 8 && !strcmp(argv[1], "check"))
 		return do_check(argv);
-	fprintf(stderr, "usage: nats_peer send QUEUE N SEED [END [PAUSE]] | check QUEUE N SEED NAME END TIMEOUT_S\n");
+	if (argc == 6 && !strcmp(argv[1], "mkstream"))
+		return do_mkstream(argv);
+	fprintf(stderr, "usage: nats_peer send QUEUE N SEED [END [PAUSE]] | check QUEUE N SEED NAME END TIMEOUT_S | mkstream URL STREAM SUBJECT file|memory\n");
 	return 2;
 }

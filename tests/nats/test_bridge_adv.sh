@@ -105,7 +105,62 @@ ring() {
 	stop_pid "${SRV[ring]}"
 }
 
-for t in ${SHMQ_NATS_TESTS:-ring}; do
+# ---- fit: a stream made by someone else --------------------------------
+# The exporter took any existing stream of the name: one in memory (a
+# server restart loses what it acknowledged, and the exporter has released
+# it from the queue) or one whose subjects do not take the bridge's (the
+# publishes find no stream). The importer's filter waited on nothing. Each
+# is refused with one clear line, and nothing is taken from the queue.
+fit() {
+	local port url err st
+	port=$(free_port)
+	url=nats://127.0.0.1:$port
+	start_server fit "$port" || return
+	"$PEER" mkstream "$url" MEM 'mem.>' memory || { fail "fit: mkstream"; return; }
+	"$PEER" mkstream "$url" OTHER 'other.>' file || { fail "fit: mkstream"; return; }
+	"$PEER" mkstream "$url" STAR 'shmq.*' file || { fail "fit: mkstream"; return; }
+	timeout 60 "$PEER" send "$T/fq" 50 "$SEED" closed &
+	local send=$!; PIDS+=("$send")
+	wait $send || { fail "fit: the sender failed"; return; }
+	err=$T/fit.err
+	timeout 20 "$NATSB" export "$T/fq" --server "$url" --stream MEM --until-end 2>"$err"
+	st=$?
+	[ $st -eq 1 ] && grep -q 'stream MEM keeps its messages in memory' "$err" ||
+		fail "fit: export into a memory stream: status $st: $(cat "$err")"
+	timeout 20 "$NATSB" export "$T/fq" --server "$url" --stream OTHER --until-end 2>"$err"
+	st=$?
+	[ $st -eq 1 ] && grep -qF 'stream OTHER does not take subject shmq.OTHER (its subjects: other.>)' "$err" ||
+		fail "fit: export into a stream of other subjects: status $st: $(cat "$err")"
+	[ "$(wc -l <"$err")" -eq 1 ] || fail "fit: more than one line: $(cat "$err")"
+	# Nothing was taken: a subject the stream takes carries all of it.
+	timeout 60 "$NATSB" export "$T/fq" --server "$url" --stream OTHER \
+		--subject other.fq --until-end 2>"$err" ||
+		fail "fit: export with --subject other.fq: status $?: $(cat "$err")"
+	timeout 20 "$NATSB" import "$T/fb" --create --server "$url" --stream OTHER \
+		--durable d --until-end 2>"$err"
+	st=$?
+	[ $st -eq 1 ] && grep -qF 'stream OTHER does not take subject shmq.OTHER' "$err" ||
+		fail "fit: import with a filter the stream never takes: status $st: $(cat "$err")"
+	timeout 60 "$PEER" check "$T/fb" 50 "$SEED" reader closed 50 >"$T/fit.chk" 2>&1 &
+	local chk=$!; PIDS+=("$chk")
+	timeout 60 "$NATSB" import "$T/fb" --server "$url" --stream OTHER \
+		--subject other.fq --durable d --until-end 2>"$err" ||
+		fail "fit: import of other.fq: status $?: $(cat "$err")"
+	wait $chk || fail "fit: the far consumer: $(cat "$T/fit.chk")"
+	# '*' takes one token: shmq.STAR is the default subject of STAR.
+	timeout 60 "$PEER" send "$T/fs" 5 "$SEED" closed || fail "fit: sender 2"
+	timeout 60 "$NATSB" export "$T/fs" --server "$url" --stream STAR --until-end 2>"$err" ||
+		fail "fit: export into shmq.*: status $?: $(cat "$err")"
+	timeout 20 "$NATSB" export "$T/fs" --server "$url" --stream STAR \
+		--subject shmq.a.b --until-end 2>"$err"
+	st=$?
+	[ $st -eq 1 ] && grep -qF 'does not take subject shmq.a.b' "$err" ||
+		fail "fit: '*' took two tokens: status $st: $(cat "$err")"
+	note "fit: memory and foreign streams refused; the queue then went whole through other.fq"
+	stop_pid "${SRV[fit]}"
+}
+
+for t in ${SHMQ_NATS_TESTS:-ring fit}; do
 	$t
 done
 if [ $fails -ne 0 ]; then
