@@ -327,6 +327,13 @@ static int check_stream(const jsStreamInfo *si, const struct args *a,
 			 "storage)", a->stream);
 		return EXIT_ERROR;
 	}
+	/*
+	 * A mirror's or a sourced stream's messages keep their origin's
+	 * subjects, which its own list need not name: an importer may read
+	 * them (the server checks its filter); nobody publishes into a mirror.
+	 */
+	if (!exporting && (c->Mirror || c->SourcesLen > 0))
+		return 0;
 	for (int i = 0; i < c->SubjectsLen; i++) {
 		if (c->Subjects[i] && subject_covers(c->Subjects[i], a->subject))
 			return 0;

@@ -7,7 +7,7 @@
  *
  *   nats_peer send QUEUE N SEED [closed|aborted|died] [PAUSE_EVERY]
  *   nats_peer check QUEUE N SEED NAME END TIMEOUT_S
- *   nats_peer mkstream URL STREAM SUBJECT file|memory
+ *   nats_peer mkstream URL STREAM SUBJECT file|memory|mirror:ORIGIN
  *
  * check: a named consumer reads on across sessions that died (a killed
  * importer) and stops at the first other end, which must be END (closed,
@@ -15,7 +15,8 @@
  * damaged, and prints "ok N died D".
  *
  * mkstream: a stream made by someone else, with a configuration the
- * bridge would not choose (memory storage, other subjects).
+ * bridge would not choose (memory storage, other subjects, a mirror of
+ * ORIGIN: SUBJECT "-", none of its own).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -165,6 +166,7 @@ static int do_mkstream(char **argv)
 	jsCtx *js = NULL;
 	jsStreamInfo *si = NULL;
 	jsStreamConfig cfg;
+	jsStreamSource mirror;
 	jsErrCode jerr = 0;
 	const char *subjects[1] = { argv[4] };
 	natsStatus s;
@@ -175,10 +177,17 @@ static int do_mkstream(char **argv)
 	if (s == NATS_OK) {
 		jsStreamConfig_Init(&cfg);
 		cfg.Name = argv[3];
-		cfg.Subjects = subjects;
-		cfg.SubjectsLen = 1;
+		if (strcmp(argv[4], "-")) {
+			cfg.Subjects = subjects;
+			cfg.SubjectsLen = 1;
+		}
 		cfg.Storage = strcmp(argv[5], "memory") ? js_FileStorage
 							 : js_MemoryStorage;
+		if (!strncmp(argv[5], "mirror:", 7)) {
+			jsStreamSource_Init(&mirror);
+			mirror.Name = argv[5] + 7;
+			cfg.Mirror = &mirror;
+		}
 		s = js_AddStream(&si, js, &cfg, NULL, &jerr);
 	}
 	if (s != NATS_OK)
@@ -199,6 +208,6 @@ int main(int argc, char **argv)
 		return do_check(argv);
 	if (argc == 6 && !strcmp(argv[1], "mkstream"))
 		return do_mkstream(argv);
-	fprintf(stderr, "usage: nats_peer send QUEUE N SEED [END [PAUSE]] | check QUEUE N SEED NAME END TIMEOUT_S | mkstream URL STREAM SUBJECT file|memory\n");
+	fprintf(stderr, "usage: nats_peer send QUEUE N SEED [END [PAUSE]] | check QUEUE N SEED NAME END TIMEOUT_S | mkstream URL STREAM SUBJECT file|memory|mirror:ORIGIN\n");
 	return 2;
 }

@@ -147,6 +147,20 @@ fit() {
 		--subject other.fq --durable d --until-end 2>"$err" ||
 		fail "fit: import of other.fq: status $?: $(cat "$err")"
 	wait $chk || fail "fit: the far consumer: $(cat "$T/fit.chk")"
+	# A mirror has no subjects of its own: an importer reads it (its
+	# messages keep other.fq); an exporter cannot publish into it.
+	"$PEER" mkstream "$url" MIR - mirror:OTHER || { fail "fit: mkstream mirror"; return; }
+	timeout 60 "$PEER" check "$T/fm" 50 "$SEED" reader closed 50 >"$T/fit.chk" 2>&1 &
+	chk=$!; PIDS+=("$chk")
+	timeout 60 "$NATSB" import "$T/fm" --create --server "$url" --stream MIR \
+		--subject other.fq --durable m --until-end 2>"$err" ||
+		fail "fit: import from a mirror: status $?: $(cat "$err")"
+	wait $chk || fail "fit: the consumer of the mirror's queue: $(cat "$T/fit.chk")"
+	timeout 20 "$NATSB" export "$T/fq" --server "$url" --stream MIR \
+		--subject other.fq --until-end 2>"$err"
+	st=$?
+	[ $st -eq 1 ] && grep -qF 'stream MIR does not take subject other.fq (its subjects: )' "$err" ||
+		fail "fit: export into a mirror: status $st: $(cat "$err")"
 	# '*' takes one token: shmq.STAR is the default subject of STAR.
 	timeout 60 "$PEER" send "$T/fs" 5 "$SEED" closed || fail "fit: sender 2"
 	timeout 60 "$NATSB" export "$T/fs" --server "$url" --stream STAR --until-end 2>"$err" ||
