@@ -731,10 +731,11 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	/*
 	 * A producer that closed without room for its END record: the state
 	 * says so. Checked before a poll, but after the spin below when we
-	 * wait: prod_state shares a cache line with what every publish
-	 * writes (next_seq, the stats), and a consumer that catches up after
-	 * each message would miss on it once per message. A close that
-	 * wrote its END (the usual case) ends the spin with that record.
+	 * wait (and after the load of data_futex: see there): prod_state
+	 * shares a cache line with what every publish writes (next_seq, the
+	 * stats), and a consumer that catches up after each message would
+	 * miss on it once per message. A close that wrote its END (the usual
+	 * case) ends the spin with that record.
 	 */
 	if (timeout_ns == 0 &&
 	    load_acquire(&h->prod_state) == SHMQ_PSTATE_CLOSED &&
@@ -781,11 +782,19 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 		if (now >= yield_from && now < spin_until)
 			sched_yield();
 	} while (now < spin_until);
+
+	KILL_POINT("consumer:wait-before-futex-load");
+	v = load_acquire(&h->data_futex);
+	/*
+	 * S1 (close without an END record): after the load of V. The close
+	 * stores prod_state (release) before its full-barrier increment of
+	 * data_futex: a V from before the increment makes FUTEX_WAIT(V)
+	 * return, and a V from after it (acquire) shows CLOSED here. Read
+	 * before V, a close between the two loads slept a whole slice.
+	 */
 	if (load_acquire(&h->prod_state) == SHMQ_PSTATE_CLOSED &&
 	    producer_gone(c) == SHMQ_EOF && end_owed(c))
 		goto check_end;
-
-	v = load_acquire(&h->data_futex);
 	/*
 	 * F2 (re-sleep): after a sleep that ran out its slice, with
 	 * data_futex unchanged since and our flag still set, the handshake
@@ -833,6 +842,7 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 		if (gone && end_owed(c))
 			goto check_end;
 	}
+	KILL_POINT("consumer:wait-sleep");
 	ret = shmqi_futex_wait(&h->data_futex, v, *deadline, slice);
 	if (ret <= 0)
 		return ret;
