@@ -914,6 +914,40 @@ static int parse_count(const char *opt, const char *s, uint32_t *out,
 	return 0;
 }
 
+/*
+ * Each consumer copies into a buffer of the largest size (and touches all
+ * of it), and the ring, 4 such messages at least, sits in DIR (/dev/shm by
+ * default: memory too). A run that needs more than half of this machine's
+ * memory is refused before it forks, rather than left to swap or to the
+ * OOM killer (4096 consumers of 64M would need 256 GiB).
+ */
+static int check_memory(const struct bench_opts *o)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+	uint64_t max = 0, cap = 1u << 20, need, phys;
+	char a[32], b[32], c[32];
+
+	for (int i = 0; i < o->nsizes; i++)
+		if (o->sizes[i] > max)
+			max = o->sizes[i];
+	while (cap < 4 * max)
+		cap <<= 1;
+	/* + 1: the producer's buffer (the pipe's reader has one, too). */
+	need = ((uint64_t)o->consumers + 1) * max + cap;
+	if (pages <= 0 || psz <= 0)
+		return 0;
+	phys = (uint64_t)pages * (uint64_t)psz;
+	if (need <= phys / 2)
+		return 0;
+	return tool_usage_error("--consumers %u with --size %s: about %s of "
+				"memory (a buffer per consumer, and the ring), "
+				"more than half of this machine's %s",
+				o->consumers,
+				fmt_bytes((double)max, a, sizeof(a)),
+				fmt_bytes((double)need, b, sizeof(b)),
+				fmt_bytes((double)phys, c, sizeof(c)));
+}
+
 static const char *default_dir(void)
 {
 	struct stat st;
@@ -1012,6 +1046,8 @@ int cmd_bench(int argc, char **argv)
 	if (optind + 1 < argc)
 		return tool_usage_error("unexpected argument '%s'",
 					argv[optind + 1]);
+	if ((r = check_memory(&o)) != 0)
+		return r;
 	o.dir = optind < argc ? argv[optind] : default_dir();
 	o.tty = isatty(STDERR_FILENO);
 	o.progress = o.progress || o.tty;

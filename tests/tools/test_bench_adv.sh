@@ -96,6 +96,19 @@ expect_status 2 $? "--group 4096"
 expect_one_line err "--group 4096"
 empty "--group 64"
 
+# ---- more memory than the machine has: refused before any fork -----------
+# Each consumer has a buffer of the largest size: 4096 consumers of 64M
+# would need 256 GiB (the run went on and met the OOM killer).
+mem_kb=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
+if [ "$mem_kb" -lt $((500 * 1024 * 1024)) ]; then
+	$BOUNDED "$SHMQ" bench "$D" --consumers 4096 --size 64M >out 2>err
+	expect_status 2 $? "--consumers 4096 --size 64M"
+	expect_one_line err "--consumers 4096 --size 64M"
+	grep -q "more than half of this machine's" err ||
+		fail "--consumers 4096 --size 64M: $(cat err)"
+	empty "--consumers 4096 --size 64M"
+fi
+
 # ---- a DIR path with no room for the queue's name -------------------------
 # PATH_MAX is 4096; make DIR 4080 bytes long (each part under NAME_MAX).
 L=$D
