@@ -1058,11 +1058,16 @@ int main(int argc, char **argv)
 		_exit(ret);
 	}
 	/*
-	 * Wait for the library's threads: the one that handles a publish
-	 * acknowledgement wakes js_PublishAsyncComplete() before it frees
-	 * the message (nats.c 3.4), so an exit right after the last
-	 * acknowledgement could leave that message to LeakSanitizer.
+	 * No nats_Close(): the library would be torn down under its own
+	 * threads. The thread of the publish-acknowledgement subscription
+	 * wakes js_PublishAsyncComplete() and only then frees the message
+	 * and the acknowledgement (nats.c 3.4: natsMsg_Destroy() hands them
+	 * to the garbage collector's list). nats_Close() joins the collector
+	 * thread but not that one, so a message freed after the join lands
+	 * on a list the library then forgets: LeakSanitizer reported the
+	 * last END message and its acknowledgement as leaked in CI. Left
+	 * alone, the collector frees them, or they stay reachable from the
+	 * library's globals until the exit.
 	 */
-	nats_CloseAndWait(5000);
 	return ret;
 }

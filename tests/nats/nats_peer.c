@@ -195,8 +195,7 @@ static int do_mkstream(char **argv)
 			natsStatus_GetText(s), (int)jerr);
 	jsStreamInfo_Destroy(si);
 	jsCtx_Destroy(js);
-	natsConnection_Destroy(nc);
-	nats_CloseAndWait(5000);
+	natsConnection_Destroy(nc);	/* no nats_Close(): see shmq-nats.c */
 	return s == NATS_OK ? 0 : 1;
 }
 
