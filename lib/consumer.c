@@ -447,6 +447,21 @@ static int producer_gone(struct shmq_consumer *c)
 }
 
 /*
+ * S1: the producer closed or aborted (acquire: then the final write_pos
+ * is visible). Both end the session the same way for a consumer (the
+ * status aside), and either may have found no room for its END record:
+ * an abort is told by the state exactly as a close is, not only by the
+ * liveness probe every LIVE_CHECK_NS (which left a waiter asleep on the
+ * abort's futex value for a slice, and a poller at -EAGAIN).
+ */
+static bool state_ended(const struct shmq_hdr *h)
+{
+	uint32_t st = load_acquire(&h->prod_state);	/* S1 */
+
+	return st == SHMQ_PSTATE_CLOSED || st == SHMQ_PSTATE_ABORTED;
+}
+
+/*
  * Sessions (docs/decisions.md): the state-based end of the current
  * session is returned once, and only to a consumer that saw that session
  * (live, or through a record of it, or it began after we attached). Any
@@ -737,9 +752,8 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	 * miss on it once per message. A close that wrote its END (the usual
 	 * case) ends the spin with that record.
 	 */
-	if (timeout_ns == 0 &&
-	    load_acquire(&h->prod_state) == SHMQ_PSTATE_CLOSED &&
-	    producer_gone(c) == SHMQ_EOF && end_owed(c))
+	if (timeout_ns == 0 && state_ended(h) && producer_gone(c) &&
+	    end_owed(c))
 		goto check_end;
 	if (timeout_ns == 0 && c->ps) {
 		ret = poll_arm(c);
@@ -790,10 +804,10 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	 * stores prod_state (release) before its full-barrier increment of
 	 * data_futex: a V from before the increment makes FUTEX_WAIT(V)
 	 * return, and a V from after it (acquire) shows CLOSED here. Read
-	 * before V, a close between the two loads slept a whole slice.
+	 * before V, a close between the two loads slept a whole slice. An
+	 * abort stores its state the same way: so does it (state_ended()).
 	 */
-	if (load_acquire(&h->prod_state) == SHMQ_PSTATE_CLOSED &&
-	    producer_gone(c) == SHMQ_EOF && end_owed(c))
+	if (state_ended(h) && producer_gone(c) && end_owed(c))
 		goto check_end;
 	/*
 	 * F2 (re-sleep): after a sleep that ran out its slice, with
@@ -879,6 +893,18 @@ check_end:
 	/* Not ours (a session we never saw), or a new one began meanwhile. */
 	if (!end_owed(c))
 		return again_or_expired(timeout_ns, deadline);
+	/*
+	 * The state is of a session after one we saw and whose end we have
+	 * not returned: both ended without room for their END records (and
+	 * the one between opened) while we were between two looks, after
+	 * the check of superseded_end() on entry. That end first, as
+	 * superseded_end() tells it; the state's on the next call. Returned
+	 * the other way, the first session's end was lost (and its owed END
+	 * record, written later, came after the second's end).
+	 */
+	if (c->seen_inc != c->ended_inc && c->seen_inc != c->gone_inc &&
+	    (ret = superseded_end(c)) != 0)
+		return ret;
 	return session_end(c, c->gone_inc, gone);
 }
 
@@ -955,7 +981,17 @@ static int read_end_record(struct shmq_consumer *c)
 	 * own session wrote is published before that session's state, so it
 	 * was never returned from the state.
 	 */
-	if (e.inc == c->ended_inc ||
+	/*
+	 * END records lie in the ring in the order of their sessions (the
+	 * owed ones first, in order: flush_owed()), and an end is returned
+	 * from the state only with nothing left to read, after the ends of
+	 * the sessions before it (check_end in wait_data()). So an END of a
+	 * session up to the last end returned was returned already: from
+	 * the state, when its producer (and the next one) found no room for
+	 * it. Only the last one was skipped before: the owed END of a
+	 * session two ends back came again (as "died").
+	 */
+	if ((c->ended_inc && !inc_before(c->ended_inc, e.inc)) ||
 	    (c->resumed && e.inc == c->passed_inc && c->view.inc != e.inc) ||
 	    (!c->resumed && !saw(c, e.inc) &&
 	     (c->view.inc != e.inc || !pos_before(c->view.pos, c->attach_w)))) {
