@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Adversarial cases of the NATS bridge, second review: the exporter's
+# expectations against a stream that forgot its last message id or takes
+# someone else's messages, and a stop while the stream refuses. Real
+# nats-server processes on 127.0.0.1 (random ports, temporary storage,
+# every process ended by its PID at exit).
+# usage: test_bridge_adv2.sh SHMQ_NATS NATS_PEER SHMQ
+set -uo pipefail
+NATSB=$1
+PEER=$2
+SHMQ=$3
+SEED=${SHMQ_NATS_SEED:-$RANDOM}
+T=$(mktemp -d "${TMPDIR:-/tmp}/shmq-nadv2.XXXXXX")
+. "$(dirname "$0")/lib.sh"
+
+# start_server NAME PORT: its PID in SRV[NAME]; storage in T/NAME.js,
+# kept across a restart with the same NAME
+declare -A SRV
+start_server() {
+	local name=$1 port=$2
+	nats-server -a 127.0.0.1 -p "$port" -js -sd "$T/$name.js" \
+		--server_name "$name" >>"$T/$name.log" 2>&1 &
+	SRV[$name]=$!
+	PIDS+=("$!")
+	wait_port "$port" || { fail "nats-server $name did not listen on $port"; return 1; }
+}
+
+stop_pid() {
+	kill -TERM "$1" 2>/dev/null
+	for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+}
+
+# bounded PID SECONDS: wait for PID (a child) at most SECONDS; its status,
+# or 124 after a KILL when it did not end (a stuck bridge ignores TERM)
+bounded() {
+	local i
+	for i in $(seq $(($2 * 10))); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$1" 2>/dev/null && { kill -KILL "$1"; wait "$1" 2>/dev/null; return 124; }
+	wait "$1"
+}
+
+# far QUEUE N URL STREAM SUBJECT [MANY]: import, check N messages, the
+# last session closed; MANY: several sessions (an importer restarted with
+# --until-end after an end ends at once): it runs until TERM
+far() {
+	local chk imp st opt=--until-end
+	[ -z "${6:-}" ] || opt=--batch=64
+	"$PEER" check "$T/$1" "$2" "$SEED" reader closed 30 >"$T/$1.chk" 2>&1 &
+	chk=$!; PIDS+=("$chk")
+	"$NATSB" import "$T/$1" --create --server "$3" --stream "$4" \
+		--subject "$5" --durable far $opt 2>>"$T/$1.err" &
+	imp=$!; PIDS+=("$imp")
+	[ -z "${6:-}" ] || { bounded $chk 30; kill -TERM $imp; }
+	bounded $imp 30; st=$?
+	[ $st -eq 0 ] || fail "$1: import: status $st: $(tail -2 "$T/$1.err")"
+	wait $chk || fail "$1: the far consumer: $(cat "$T/$1.chk")"
+}
+
+# ---- window: the stream forgot its last message id -------------------------
+# A server keeps the stream's last message id (what Nats-Expected-Last-Msg-Id
+# is checked against) in memory; at a restart it rebuilds it only from the
+# messages still within the de-duplication window. The exporter expected
+# the id of the last message it had read, the stream had none: refused,
+# read the last id again, refused, for ever (with the default window: a
+# server restart after two minutes of quiet). Now the first publish after
+# a read expects our subject's last sequence.
+window() {
+	local port url exp st
+	port=$(free_port)
+	url=nats://127.0.0.1:$port
+	start_server win "$port" || return
+	timeout 60 "$PEER" send "$T/wa" 300 "$SEED" died || { fail "window: sender 1"; return; }
+	timeout 60 "$NATSB" export "$T/wa" --server "$url" --stream WIN \
+		--dup-window 1 --until-end 2>>"$T/wa.err" ||
+		{ fail "window: export 1: status $?: $(tail -2 "$T/wa.err")"; return; }
+	stop_pid "${SRV[win]}"
+	sleep 1.5	# the last message is now older than the window
+	start_server win "$port" || return
+	timeout 60 "$PEER" send "$T/wa" 300 "$SEED" closed 0 300 || { fail "window: sender 2"; return; }
+	"$NATSB" export "$T/wa" --server "$url" --stream WIN --until-end 2>>"$T/wa.err" &
+	exp=$!; PIDS+=("$exp")
+	bounded $exp 20; st=$?
+	[ $st -eq 0 ] || fail "window: export after the server's restart: status $st: $(tail -2 "$T/wa.err")"
+	far wb 600 "$url" WIN shmq.WIN many
+	note "window: 600 messages across a server restart past the window: $(cat "$T/wb.chk")"
+	stop_pid "${SRV[win]}"
+}
+
+# ---- foreign: someone else publishes into another subject of the stream ----
+# An existing stream that takes the bridge's subject is used (mix.> for
+# mix.q); its last message id is the stream's, whatever the subject: a
+# message on mix.other between two of ours made the exporter's next
+# publish wrong for ever.
+foreign() {
+	local port url send exp st
+	port=$(free_port)
+	url=nats://127.0.0.1:$port
+	start_server mix "$port" || return
+	"$PEER" mkstream "$url" MIX 'mix.>' file || { fail "foreign: mkstream"; return; }
+	timeout 60 "$PEER" send "$T/fa" 2000 "$SEED" closed 100 &
+	send=$!; PIDS+=("$send")
+	while [ ! -e "$T/fa" ]; do sleep 0.05; done
+	timeout 60 "$PEER" pub "$url" mix.other 3000 &
+	PIDS+=("$!")
+	"$NATSB" export "$T/fa" --server "$url" --stream MIX --subject mix.q \
+		--until-end 2>>"$T/fa.err" &
+	exp=$!; PIDS+=("$exp")
+	bounded $exp 30; st=$?
+	[ $st -eq 0 ] || fail "foreign: export: status $st: $(tail -2 "$T/fa.err")"
+	wait $send || fail "foreign: the sender failed"
+	far fb 2000 "$url" MIX mix.q
+	note "foreign: 2000 messages among 3000 of another publisher: $(cat "$T/fb.chk")"
+	stop_pid "${SRV[mix]}"
+}
+
+# ---- stop: SIGTERM while the stream does not answer ------------------------
+# The batch's retry loop never looked at the stop flag: an exporter whose
+# stream refused or did not answer could be stopped only by SIGKILL. Now
+# it ends (status 1) within one publish wait, releasing nothing; the next
+# run carries everything exactly once.
+stop() {
+	local port url send exp st
+	port=$(free_port)
+	url=nats://127.0.0.1:$port
+	start_server stp "$port" || return
+	timeout 60 "$PEER" send "$T/sa" 3000 "$SEED" closed 100 &
+	send=$!; PIDS+=("$send")
+	while [ ! -e "$T/sa" ]; do sleep 0.05; done
+	"$NATSB" export "$T/sa" --server "$url" --stream STP 2>>"$T/sa.err" &
+	exp=$!; PIDS+=("$exp")
+	sleep 0.3
+	kill -STOP "${SRV[stp]}"
+	sleep 0.5
+	kill -TERM $exp
+	bounded $exp 15; st=$?
+	kill -CONT "${SRV[stp]}"
+	[ $st -eq 1 ] && grep -q 'stopped before the stream acknowledged' "$T/sa.err" ||
+		fail "stop: SIGTERM to an exporter whose server was stopped: status $st: $(tail -2 "$T/sa.err")"
+	wait $send || fail "stop: the sender failed"
+	timeout 60 "$NATSB" export "$T/sa" --server "$url" --stream STP --until-end 2>>"$T/sa.err" ||
+		fail "stop: export after the stop: status $?: $(tail -2 "$T/sa.err")"
+	far sb 3000 "$url" STP shmq.STP
+	note "stop: the exporter ended at SIGTERM with its server stopped: $(cat "$T/sb.chk")"
+	stop_pid "${SRV[stp]}"
+}
+
+for t in ${SHMQ_NATS_TESTS:-window foreign stop}; do
+	$t
+done
+if [ $fails -ne 0 ]; then
+	echo "$fails failure(s); seed $SEED" >&2
+	exit 1
+fi
+note "all adversarial bridge tests (2) passed"
+exit 0
