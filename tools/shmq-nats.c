@@ -311,6 +311,31 @@ static bool subject_covers(const char *pat, const char *subj)
 }
 
 /*
+ * The bridge's subject names one queue's messages: a literal subject,
+ * non-empty tokens without '*', '>' or white space. A wildcard was taken
+ * as a publish subject (the server stores it as it is), and the stream's
+ * last message on it was any subject's it matches: another queue's on
+ * w.x made an exporter on w.* resend its queue for ever; an importer's
+ * filter w.* mixed the sessions of every queue under it.
+ */
+static bool literal_subject(const char *subj)
+{
+	for (;;) {
+		size_t l = strcspn(subj, ".");
+
+		if (!l || (l == 1 && (*subj == '*' || *subj == '>')))
+			return false;
+		for (size_t i = 0; i < l; i++)
+			if (subj[i] == ' ' || subj[i] == '\t' || subj[i] == '\r' ||
+			    subj[i] == '\n')
+				return false;
+		if (!subj[l])
+			return true;
+		subj += l + 1;
+	}
+}
+
+/*
  * An existing stream must take our subject (or the exporter's publishes
  * find no stream, and the importer's filter waits on nothing); the
  * exporter also needs file storage: it releases what the stream
@@ -1083,6 +1108,10 @@ int main(int argc, char **argv)
 		snprintf(subject, sizeof(subject), "shmq.%s", a.stream);
 		a.subject = subject;
 	}
+	if (!literal_subject(a.subject))
+		return tool_usage_error("--subject %s: a literal subject (tokens not "
+					"empty, no '*' or '>' token, no white space)",
+					a.subject);
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);

@@ -150,7 +150,42 @@ stop() {
 	stop_pid "${SRV[stp]}"
 }
 
-for t in ${SHMQ_NATS_TESTS:-window foreign stop}; do
+# ---- subjects: --subject must name one queue's messages --------------------
+# A wildcard was taken as a publish subject (the server stores it as it
+# is): an exporter on w.* read the stream's last message on w.* (another
+# queue's on w.x), took its queue as never sent, and resent it for ever;
+# an importer on w.* mixed every queue's sessions. Empty tokens and white
+# space were left to the server's answer. All are usage errors now.
+subjects() {
+	local port url err st s
+	port=$(free_port)
+	url=nats://127.0.0.1:$port
+	start_server sub "$port" || return
+	"$PEER" mkstream "$url" W 'w.*' file || { fail "subjects: mkstream"; return; }
+	timeout 60 "$PEER" send "$T/ua" 10 "$SEED" closed || { fail "subjects: sender"; return; }
+	timeout 60 "$PEER" send "$T/ux" 10 "$SEED" closed || { fail "subjects: sender"; return; }
+	timeout 60 "$NATSB" export "$T/ux" --server "$url" --stream W --subject w.x \
+		--until-end 2>"$T/u.err" || fail "subjects: export on w.x: status $?: $(cat "$T/u.err")"
+	err=$T/u.err
+	for s in 'w.*' 'w.>' '>' 'w..a' '.w' 'w.' 'w. a' ''; do
+		"$NATSB" export "$T/ua" --server "$url" --stream W --subject "$s" \
+			--until-end 2>"$err" &
+		local exp=$!; PIDS+=("$exp")
+		bounded $exp 10; st=$?
+		[ $st -eq 2 ] && grep -q 'a literal subject' "$err" ||
+			fail "subjects: export --subject '$s': status $st: $(tail -1 "$err")"
+		"$NATSB" import "$T/ub" --create --server "$url" --stream W \
+			--subject "$s" --durable d --until-end 2>"$err" &
+		local imp=$!; PIDS+=("$imp")
+		bounded $imp 10; st=$?
+		[ $st -eq 2 ] && grep -q 'a literal subject' "$err" ||
+			fail "subjects: import --subject '$s': status $st: $(tail -1 "$err")"
+	done
+	note "subjects: wildcards, empty tokens and white space refused"
+	stop_pid "${SRV[sub]}"
+}
+
+for t in ${SHMQ_NATS_TESTS:-window foreign stop subjects}; do
 	$t
 done
 if [ $fails -ne 0 ]; then
