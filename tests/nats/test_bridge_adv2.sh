@@ -26,6 +26,11 @@ start_server() {
 	wait_port "$port" || { fail "nats-server $name did not listen on $port"; return 1; }
 }
 
+# sent_of QUEUE: how many records its producers sent
+sent_of() {
+	"$SHMQ" stat "$1" | sed -n 's/^sent *\([0-9]*\) messages.*/\1/p'
+}
+
 stop_pid() {
 	kill -TERM "$1" 2>/dev/null
 	for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
@@ -185,7 +190,60 @@ subjects() {
 	stop_pid "${SRV[sub]}"
 }
 
-for t in ${SHMQ_NATS_TESTS:-window foreign stop subjects}; do
+# ---- late: a killed exporter's publishes reach the stream late -----------
+# The first publish into a stream without our messages expected nothing.
+# An exporter killed with its publishes still on the way (a slow link, a
+# socket's buffer), a second exporter that carried everything, and the
+# first one's publishes arriving after the de-duplication window: its
+# first message was taken again, and each next one, expecting the one
+# before it, too: the queue twice in the stream. Now it expects our
+# subject's last sequence, 0: refused, and the rest with it.
+late() {
+	local port url pport exp imp held prev st
+	port=$(free_port)
+	url=nats://127.0.0.1:$port
+	start_server late "$port" || return
+	pport=$(free_port)
+	mkdir "$T/ctl"
+	python3 "$(dirname "$0")/holdproxy.py" "$pport" "$port" "$T/ctl" &
+	PIDS+=("$!")
+	for _ in $(seq 100); do [ -e "$T/ctl/ready" ] && break; sleep 0.05; done
+	timeout 60 "$PEER" send "$T/la" 50 "$SEED" closed || { fail "late: sender"; return; }
+	"$NATSB" export "$T/la" --server "nats://127.0.0.1:$pport" --stream LATE \
+		--dup-window 0.5 --until-end 2>>"$T/la.err" &
+	exp=$!; PIDS+=("$exp")
+	# Held: its publishes (about 100 KiB) stop coming; the exporter
+	# waits for their acknowledgements.
+	prev=-1
+	for _ in $(seq 100); do
+		sleep 0.2
+		held=$(cat "$T/ctl/held" 2>/dev/null || echo 0)
+		[ "$held" -gt 50000 ] && [ "$held" -eq "$prev" ] && break
+		prev=$held
+	done
+	kill -KILL $exp; wait $exp 2>/dev/null
+	timeout 60 "$NATSB" export "$T/la" --server "$url" --stream LATE --until-end \
+		2>>"$T/la.err" || fail "late: export 2: status $?: $(tail -2 "$T/la.err")"
+	sleep 1	# past the window
+	touch "$T/ctl/release"
+	for _ in $(seq 100); do [ -e "$T/ctl/delivered" ] && break; sleep 0.05; done
+	sleep 0.5
+	"$PEER" check "$T/lb" 50 "$SEED" reader closed 30 >"$T/lb.chk" 2>&1 &
+	local chk=$!; PIDS+=("$chk")
+	"$NATSB" import "$T/lb" --create --server "$url" --stream LATE \
+		--durable far 2>>"$T/lb.err" &
+	imp=$!; PIDS+=("$imp")
+	bounded $chk 30 || fail "late: the far consumer: $(cat "$T/lb.chk")"
+	sleep 1.5	# what the stream holds after the end comes in too
+	kill -TERM $imp
+	bounded $imp 10
+	st=$(sent_of "$T/lb")
+	[ "$st" = 50 ] || fail "late: the far queue received $st messages, not 50 (held $held bytes)"
+	note "late: $held bytes of a killed exporter's publishes delivered after the window: $st messages far"
+	stop_pid "${SRV[late]}"
+}
+
+for t in ${SHMQ_NATS_TESTS:-window foreign stop subjects late}; do
 	$t
 done
 if [ $fails -ne 0 ]; then
