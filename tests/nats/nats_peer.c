@@ -221,8 +221,7 @@ static int do_pub(char **argv)
 		s = natsConnection_FlushTimeout(nc, 5000);
 	if (s != NATS_OK)
 		fprintf(stderr, "pub: %s\n", natsStatus_GetText(s));
-	natsConnection_Destroy(nc);
-	nats_CloseAndWait(5000);
+	natsConnection_Destroy(nc);	/* no nats_Close(): see shmq-nats.c on main */
 	return s == NATS_OK ? 0 : 1;
 }
 
