@@ -225,6 +225,7 @@ struct last_id {
 	uint32_t inc;
 	uint64_t seq;
 	bool end;
+	uint64_t sseq;		/* its stream sequence; 0: nothing on our subject */
 	char id[ID_MAX];	/* "" when the stream holds nothing */
 };
 
@@ -238,8 +239,9 @@ static void make_id(char *out, const char *qid, uint32_t inc, uint64_t seq,
 }
 
 static int read_last_id(jsCtx *js, const struct args *a, const char *qid,
-			struct last_id *l)
+			struct last_id *out)
 {
+	struct last_id tmp, *l = &tmp;	/* OUT is left as it was on failure */
 	natsMsg *m = NULL;
 	jsErrCode jerr = 0;
 	const char *id = NULL;
@@ -249,10 +251,13 @@ static int read_last_id(jsCtx *js, const struct args *a, const char *qid,
 
 	memset(l, 0, sizeof(*l));
 	RETRY(js_GetLastMsg(&m, js, a->stream, a->subject, NULL, &jerr));
-	if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
+	if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
+		*out = tmp;
 		return 0;
+	}
 	if (s != NATS_OK)
 		return nats_fail("reading the stream's last message", s, jerr);
+	l->sseq = natsMsg_GetSequence(m);
 	if (natsMsgHeader_Get(m, "Nats-Msg-Id", &id) == NATS_OK && id) {
 		snprintf(l->id, sizeof(l->id), "%s", id);
 		if (sscanf(id, "%32[0-9a-f]-%u-%31s", q, &inc, tail) == 3 &&
@@ -265,6 +270,7 @@ static int read_last_id(jsCtx *js, const struct args *a, const char *qid,
 		}
 	}
 	natsMsg_Destroy(m);
+	*out = tmp;
 	return 0;
 }
 
@@ -301,6 +307,31 @@ static bool subject_covers(const char *pat, const char *subj)
 			return !*pat && !*subj;
 		pat++;
 		subj++;
+	}
+}
+
+/*
+ * The bridge's subject names one queue's messages: a literal subject,
+ * non-empty tokens without '*', '>' or white space. A wildcard was taken
+ * as a publish subject (the server stores it as it is), and the stream's
+ * last message on it was any subject's it matches: another queue's on
+ * w.x made an exporter on w.* resend its queue for ever; an importer's
+ * filter w.* mixed the sessions of every queue under it.
+ */
+static bool literal_subject(const char *subj)
+{
+	for (;;) {
+		size_t l = strcspn(subj, ".");
+
+		if (!l || (l == 1 && (*subj == '*' || *subj == '>')))
+			return false;
+		for (size_t i = 0; i < l; i++)
+			if (subj[i] == ' ' || subj[i] == '\t' || subj[i] == '\r' ||
+			    subj[i] == '\n')
+				return false;
+		if (!subj[l])
+			return true;
+		subj += l + 1;
 	}
 }
 
@@ -383,25 +414,42 @@ static int ensure_stream(jsCtx *js, const struct args *a, bool exporting)
 /* Has an asynchronous publish been made (its map of pending ones exists)? */
 static bool published;
 
-/* Publish one message (data or end) asynchronously, expecting PREV last. */
+/*
+ * Publish one message (data or end) asynchronously, expecting PREV last;
+ * or, the first publish after a read of the stream (ANCHOR: what was
+ * read), expecting the sequence of our subject's last message, 0 when it
+ * has none. The stream's last message id (what Nats-Expected-Last-Msg-Id
+ * checks) is not kept across a server restart once that message is
+ * older than the de-duplication window (the server rebuilds it from the
+ * ids within the window): an exporter expecting it was refused for ever.
+ * And a first publish without an expectation (an empty stream) could be
+ * stored twice: a publish of a killed exporter's that arrives late, after
+ * the window, is taken again, and its successors expecting it too.
+ */
 static natsStatus publish_one(jsCtx *js, const struct args *a, const void *data,
 			      size_t len, const char *id, const char *prev,
-			      const char *end_kind)
+			      const char *end_kind, const struct last_id *anchor)
 {
 	natsMsg *m = NULL;
 	jsPubOptions po;
 	natsStatus s;
+	char sseq[24];
 
 	s = natsMsg_Create(&m, a->subject, NULL, data, (int)len);
 	if (s == NATS_OK && end_kind)
 		s = natsMsgHeader_Set(m, HDR_END, end_kind);
+	if (s == NATS_OK && anchor) {
+		/* Set by hand: the library leaves out an expectation of 0. */
+		snprintf(sseq, sizeof(sseq), "%" PRIu64, anchor->sseq);
+		s = natsMsgHeader_Set(m, "Nats-Expected-Last-Subject-Sequence", sseq);
+	}
 	if (s != NATS_OK) {
 		natsMsg_Destroy(m);
 		return s;
 	}
 	jsPubOptions_Init(&po);
 	po.MsgId = id;
-	if (prev && *prev)
+	if (!anchor && prev && *prev)
 		po.ExpectLastMsgId = prev;
 	s = js_PublishMsgAsync(js, &m, &po);
 	published = true;
@@ -462,6 +510,19 @@ static int complete(jsCtx *js)
 	return ret;
 }
 
+/*
+ * SIGTERM or SIGINT while the stream refuses or does not answer: the
+ * batch at hand can take for ever, so the stop does not wait for it (a
+ * stuck exporter could not be stopped but by SIGKILL). What the stream
+ * did not acknowledge stays in the queue.
+ */
+static int stopped(const struct args *a)
+{
+	tool_msg("stopped before the stream acknowledged all of a batch; "
+		 "the rest stays in %s", a->queue);
+	return EXIT_ERROR;
+}
+
 static const char *end_name(int status)
 {
 	return status == SHMQ_EOF ? "closed" : status == SHMQ_EDIED ? "died" :
@@ -481,6 +542,7 @@ static int do_export(const struct args *a)
 	char qid[40], prev[ID_MAX] = "", id[ID_MAX];
 	int64_t maxpay;
 	bool ended;	/* the stream's last message is an end of ours */
+	bool anchor = true;	/* the next publish is the first since a read */
 	int ret, status = 0, retries = 0;
 
 	msgs = calloc((size_t)a->batch, sizeof(*msgs));
@@ -542,7 +604,8 @@ static int do_export(const struct args *a)
 				make_id(id, qid, inc, 0, true);
 				for (;;) {
 					natsStatus s = publish_one(js, a, "", 0, id, prev,
-								   end_name((int)n));
+								   end_name((int)n),
+								   anchor ? &last : NULL);
 					st = s == NATS_OK ? complete(js) : nats_exit(s);
 					if (st == 0)
 						break;
@@ -550,15 +613,21 @@ static int do_export(const struct args *a)
 						ret = st;
 						goto out;
 					}
+					if (stop) {
+						ret = stopped(a);
+						goto out;
+					}
 					/* Retry: where does the stream stand? */
 					usleep(200000);
 					if (read_last_id(js, a, qid, &last) == 0) {
 						snprintf(prev, sizeof(prev), "%s", last.id);
+						anchor = true;
 						if (covered(&last, inc, 0, true))
 							break;
 					}
 				}
 				snprintf(prev, sizeof(prev), "%s", id);
+				anchor = false;
 			}
 			if (a->until_end) {
 				status = (int)n;
@@ -573,6 +642,7 @@ static int do_export(const struct args *a)
 		}
 		for (;;) {
 			char first_prev[ID_MAX];
+			bool first_anchor = anchor;
 			natsStatus s = NATS_OK;
 
 			snprintf(first_prev, sizeof(first_prev), "%s", prev);
@@ -588,9 +658,11 @@ static int do_export(const struct args *a)
 				}
 				make_id(id, qid, msgs[i].inc, msgs[i].seq, false);
 				s = publish_one(js, a, msgs[i].data, msgs[i].len, id,
-						prev, NULL);
-				if (s == NATS_OK)
+						prev, NULL, anchor ? &last : NULL);
+				if (s == NATS_OK) {
 					snprintf(prev, sizeof(prev), "%s", id);
+					anchor = false;
+				}
 			}
 			st = s == NATS_OK ? complete(js) : (complete(js), nats_exit(s));
 			if (st == 0)
@@ -599,13 +671,20 @@ static int do_export(const struct args *a)
 				ret = st;
 				goto out;
 			}
+			if (stop) {
+				ret = stopped(a);
+				goto out;
+			}
 			if (++retries % 25 == 0)
 				tool_msg("the stream does not acknowledge; retrying");
 			usleep(200000);
-			if (read_last_id(js, a, qid, &last) == 0)
+			if (read_last_id(js, a, qid, &last) == 0) {
 				snprintf(prev, sizeof(prev), "%s", last.id);
-			else
+				anchor = true;
+			} else {
 				snprintf(prev, sizeof(prev), "%s", first_prev);
+				anchor = first_anchor;
+			}
 		}
 		retries = 0;
 		ended = false;
@@ -1029,6 +1108,10 @@ int main(int argc, char **argv)
 		snprintf(subject, sizeof(subject), "shmq.%s", a.stream);
 		a.subject = subject;
 	}
+	if (!literal_subject(a.subject))
+		return tool_usage_error("--subject %s: a literal subject (tokens not "
+					"empty, no '*' or '>' token, no white space)",
+					a.subject);
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);

@@ -5,10 +5,13 @@
  * from a seed and the message's index) and a far consumer that checks
  * them, byte for byte and in order, through the C API.
  *
- *   nats_peer send QUEUE N SEED [closed|aborted|died] [PAUSE_EVERY]
+ *   nats_peer send QUEUE N SEED [closed|aborted|died] [PAUSE_EVERY [FIRST]]
  *   nats_peer check QUEUE N SEED NAME END TIMEOUT_S
  *   nats_peer mkstream URL STREAM SUBJECT file|memory|mirror:ORIGIN
+ *   nats_peer pub URL SUBJECT N
  *
+ * send: messages FIRST (default 0) to FIRST + N - 1 (a later session
+ * goes on where an earlier one stopped, for one check of both).
  * check: a named consumer reads on across sessions that died (a killed
  * importer) and stops at the first other end, which must be END (closed,
  * aborted); it fails on a message out of order, duplicated, missing or
@@ -48,6 +51,7 @@ static int do_send(int argc, char **argv)
 	uint64_t n = strtoull(argv[3], NULL, 10), seed = strtoull(argv[4], NULL, 10);
 	const char *end = argc > 5 ? argv[5] : "closed";
 	uint64_t pause = argc > 6 ? strtoull(argv[6], NULL, 10) : 0;
+	uint64_t first = argc > 7 ? strtoull(argv[7], NULL, 10) : 0;
 	char buf[4096];
 	int ret;
 
@@ -58,7 +62,7 @@ static int do_send(int argc, char **argv)
 		fprintf(stderr, "send: %s (%s)\n", shmq_strerror(ret), shmq_errdetail());
 		return 1;
 	}
-	for (uint64_t i = 0; i < n; i++) {
+	for (uint64_t i = first; i < first + n; i++) {
 		size_t len = msg_len(seed, i);
 
 		h_msg_fill(buf, len, seed, i);
@@ -199,6 +203,27 @@ static int do_mkstream(char **argv)
 	return s == NATS_OK ? 0 : 1;
 }
 
+/* pub: N plain messages (no id) on SUBJECT, someone else's traffic. */
+static int do_pub(char **argv)
+{
+	natsConnection *nc = NULL;
+	natsStatus s;
+	int n = atoi(argv[4]);
+
+	s = natsConnection_ConnectTo(&nc, argv[2]);
+	for (int i = 0; i < n && s == NATS_OK; i++) {
+		s = natsConnection_PublishString(nc, argv[3], "foreign");
+		if (i % 100 == 99)
+			usleep(10000);
+	}
+	if (s == NATS_OK)
+		s = natsConnection_FlushTimeout(nc, 5000);
+	if (s != NATS_OK)
+		fprintf(stderr, "pub: %s\n", natsStatus_GetText(s));
+	natsConnection_Destroy(nc);	/* no nats_Close(): see shmq-nats.c on main */
+	return s == NATS_OK ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 5 && !strcmp(argv[1], "send"))
@@ -207,6 +232,8 @@ int main(int argc, char **argv)
 		return do_check(argv);
 	if (argc == 6 && !strcmp(argv[1], "mkstream"))
 		return do_mkstream(argv);
-	fprintf(stderr, "usage: nats_peer send QUEUE N SEED [END [PAUSE]] | check QUEUE N SEED NAME END TIMEOUT_S | mkstream URL STREAM SUBJECT file|memory|mirror:ORIGIN\n");
+	if (argc == 5 && !strcmp(argv[1], "pub"))
+		return do_pub(argv);
+	fprintf(stderr, "usage: nats_peer send QUEUE N SEED [END [PAUSE]] | check QUEUE N SEED NAME END TIMEOUT_S | mkstream URL STREAM SUBJECT file|memory|mirror:ORIGIN | pub URL SUBJECT N\n");
 	return 2;
 }
