@@ -446,20 +446,6 @@ static int producer_gone(struct shmq_consumer *c)
 	return 0;
 }
 
-/*
- * S1: the producer closed or aborted (acquire: then the final write_pos
- * is visible). Both end the session the same way for a consumer (the
- * status aside), and either may have found no room for its END record:
- * an abort is told by the state exactly as a close is, not only by the
- * liveness probe every LIVE_CHECK_NS (which left a waiter asleep on the
- * abort's futex value for a slice, and a poller at -EAGAIN).
- */
-static bool state_ended(const struct shmq_hdr *h)
-{
-	uint32_t st = load_acquire(&h->prod_state);	/* S1 */
-
-	return st == SHMQ_PSTATE_CLOSED || st == SHMQ_PSTATE_ABORTED;
-}
 
 /*
  * Sessions (docs/decisions.md): the state-based end of the current
@@ -476,6 +462,20 @@ static bool saw(const struct shmq_consumer *c, uint32_t inc)
 static bool end_owed(struct shmq_consumer *c)
 {
 	return c->ended_inc != c->gone_inc && saw(c, c->gone_inc);
+}
+
+/*
+ * S1: the producer closed or aborted (acquire: then the final write_pos
+ * is visible), maybe without room for its END record, and the session
+ * is one whose end we owe. A close and an abort are told by the state
+ * alike, not only by the liveness probe every LIVE_CHECK_NS.
+ */
+static bool state_end_due(struct shmq_consumer *c)
+{
+	uint32_t st = load_acquire(&c->q->hdr->prod_state);	/* S1 */
+
+	return (st == SHMQ_PSTATE_CLOSED || st == SHMQ_PSTATE_ABORTED) &&
+	       producer_gone(c) && end_owed(c);
 }
 
 /*
@@ -752,8 +752,7 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	 * miss on it once per message. A close that wrote its END (the usual
 	 * case) ends the spin with that record.
 	 */
-	if (timeout_ns == 0 && state_ended(h) && producer_gone(c) &&
-	    end_owed(c))
+	if (timeout_ns == 0 && state_end_due(c))
 		goto check_end;
 	if (timeout_ns == 0 && c->ps) {
 		ret = poll_arm(c);
@@ -805,9 +804,9 @@ static int wait_data(struct shmq_consumer *c, int64_t timeout_ns,
 	 * data_futex: a V from before the increment makes FUTEX_WAIT(V)
 	 * return, and a V from after it (acquire) shows CLOSED here. Read
 	 * before V, a close between the two loads slept a whole slice. An
-	 * abort stores its state the same way: so does it (state_ended()).
+	 * abort stores its state the same way.
 	 */
-	if (state_ended(h) && producer_gone(c) && end_owed(c))
+	if (state_end_due(c))
 		goto check_end;
 	/*
 	 * F2 (re-sleep): after a sleep that ran out its slice, with
@@ -969,27 +968,22 @@ static int read_end_record(struct shmq_consumer *c)
 	/*
 	 * Ours to return: an end we have not returned yet, of a session we
 	 * saw (live, or a record of it), or one its own producer wrote
-	 * before we attached (an empty session still delivers its end). Not
-	 * the END a new producer writes for a session that died and was
-	 * read before we came (whenever it is written): we wait for the
-	 * next session, as a FIFO reader does.
-	 */
-	/*
-	 * Nor, for a named consumer that came back, the END a later producer
-	 * wrote for the session whose end it returned from the state (a
-	 * death) and passed before it closed (slot.ended_inc). An END its
-	 * own session wrote is published before that session's state, so it
-	 * was never returned from the state.
-	 */
-	/*
-	 * END records lie in the ring in the order of their sessions (the
-	 * owed ones first, in order: flush_owed()), and an end is returned
-	 * from the state only with nothing left to read, after the ends of
-	 * the sessions before it (check_end in wait_data()). So an END of a
-	 * session up to the last end returned was returned already: from
-	 * the state, when its producer (and the next one) found no room for
-	 * it. Only the last one was skipped before: the owed END of a
-	 * session two ends back came again (as "died").
+	 * before we attached (an empty session still delivers its end). So
+	 * not:
+	 * - the END of a session up to the last end we returned: END
+	 *   records lie in the ring in the order of their sessions (owed
+	 *   ones first, in order: flush_owed()), and an end is returned from
+	 *   the state only with nothing left to read and after the ends
+	 *   before it (check_end in wait_data()), so that end came from the
+	 *   state when its producer, and the next, found no room for it;
+	 * - for a named consumer that came back, the END a later producer
+	 *   wrote for the session whose end it returned from the state (a
+	 *   death) and passed before it closed (slot.ended_inc); an END its
+	 *   own session wrote is published before that session's state, so
+	 *   it was never returned from the state;
+	 * - the END a new producer writes for a session that died and was
+	 *   read before we came (whenever it is written): we wait for the
+	 *   next session, as a FIFO reader does.
 	 */
 	if ((c->ended_inc && !inc_before(c->ended_inc, e.inc)) ||
 	    (c->resumed && e.inc == c->passed_inc && c->view.inc != e.inc) ||

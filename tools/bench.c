@@ -602,6 +602,16 @@ static pid_t spawn(void)
 	return pid;
 }
 
+/* The queue's ring for messages of SIZE: 1 MiB, or four messages if more. */
+static uint64_t ring_bytes(uint64_t size)
+{
+	uint64_t cap = 1u << 20;
+
+	while (cap < 4 * size)
+		cap <<= 1;
+	return cap;
+}
+
 /*
  * Create the run's queue under a fresh name in DIR: O_EXCL (inside
  * shmq_create) never touches an existing file; a taken name is retried
@@ -615,9 +625,7 @@ static int create_queue(const struct bench_opts *o, size_t size)
 	uint64_t rnd;
 	int r = -EEXIST;
 
-	cfg.capacity = 1u << 20;
-	while (cfg.capacity < 4 * (uint64_t)size)
-		cfg.capacity <<= 1;
+	cfg.capacity = ring_bytes(size);
 	cfg.max_message = (uint32_t)size;
 	/* A group takes a slot of its own besides its members'. */
 	if (o->consumers + o->group > 64)
@@ -924,16 +932,14 @@ static int parse_count(const char *opt, const char *s, uint32_t *out,
 static int check_memory(const struct bench_opts *o)
 {
 	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-	uint64_t max = 0, cap = 1u << 20, need, phys;
+	uint64_t max = 0, need, phys;
 	char a[32], b[32], c[32];
 
 	for (int i = 0; i < o->nsizes; i++)
 		if (o->sizes[i] > max)
 			max = o->sizes[i];
-	while (cap < 4 * max)
-		cap <<= 1;
 	/* + 1: the producer's buffer (the pipe's reader has one, too). */
-	need = ((uint64_t)o->consumers + 1) * max + cap;
+	need = ((uint64_t)o->consumers + 1) * max + ring_bytes(max);
 	if (pages <= 0 || psz <= 0)
 		return 0;
 	phys = (uint64_t)pages * (uint64_t)psz;

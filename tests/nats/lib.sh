@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
 # Sourced by the NATS bridge tests after they set T (their temporary
-# directory) and SEED: the PIDs to end at exit, note/fail, the cleanup
-# that ends every process by its PID (those in PIDS, and those whose
-# PID a test left in T/*.pid) and removes T, and loopback ports.
+# directory), SEED and SHMQ: the PIDs to end at exit, note/fail, the
+# cleanup that ends every process by its PID (those in PIDS, and those
+# whose PID a test left in T/*.pid) and removes T, loopback ports,
+# JetStream servers and a queue's message count.
 PIDS=()
 fails=0
 
@@ -18,9 +19,7 @@ cleanup() {
 		kill -TERM "$p" 2>/dev/null
 	done
 	for p in "${PIDS[@]}"; do
-		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
+		stop_pid "$p"
 	done
 	[ -n "${SHMQ_NATS_KEEP:-}" ] || rm -rf "$T"
 }
@@ -41,3 +40,33 @@ wait_port() {
 	return 1
 }
 
+
+# stop_pid PID: TERM, up to 5 s, then KILL; reaped
+stop_pid() {
+	kill -TERM "$1" 2>/dev/null
+	for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+}
+
+# start_server NAME PORT [CONFIG]: a JetStream server (storage in
+# T/NAME.js, kept across a restart with the same NAME; or as CONFIG says),
+# its PID in SRV[NAME]
+declare -A SRV
+start_server() {
+	local name=$1 port=$2 conf=${3:-}
+	if [ -n "$conf" ]; then
+		nats-server -c "$conf" >>"$T/$name.log" 2>&1 &
+	else
+		nats-server -a 127.0.0.1 -p "$port" -js -sd "$T/$name.js" \
+			--server_name "$name" >>"$T/$name.log" 2>&1 &
+	fi
+	SRV[$name]=$!
+	PIDS+=("$!")
+	wait_port "$port" || { fail "nats-server $name did not listen on $port"; return 1; }
+}
+
+# sent_of QUEUE: how many records its producers sent
+sent_of() {
+	"$SHMQ" stat "$1" | sed -n 's/^sent *\([0-9]*\) messages.*/\1/p'
+}

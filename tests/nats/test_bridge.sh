@@ -19,28 +19,6 @@ SEED=${SHMQ_NATS_SEED:-$RANDOM}
 T=$(mktemp -d "${TMPDIR:-/tmp}/shmq-nats.XXXXXX")
 . "$(dirname "$0")/lib.sh"
 
-# start_server NAME PORT [config file]: a JetStream server, its PID in SRV[NAME]
-declare -A SRV
-start_server() {
-	local name=$1 port=$2 conf=${3:-}
-	if [ -n "$conf" ]; then
-		nats-server -c "$conf" >>"$T/$name.log" 2>&1 &
-	else
-		nats-server -a 127.0.0.1 -p "$port" -js -sd "$T/$name.js" \
-			--server_name "$name" >>"$T/$name.log" 2>&1 &
-	fi
-	SRV[$name]=$!
-	PIDS+=("$!")
-	wait_port "$port" || { fail "nats-server $name did not listen on $port"; return 1; }
-}
-
-stop_pid() {
-	kill -TERM "$1" 2>/dev/null
-	for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-	kill -KILL "$1" 2>/dev/null
-	wait "$1" 2>/dev/null
-}
-
 # ---- 1. 100,000 messages, byte-identical ---------------------------------
 t1() {
 	local port url

@@ -14,25 +14,6 @@ SEED=${SHMQ_NATS_SEED:-$RANDOM}
 T=$(mktemp -d "${TMPDIR:-/tmp}/shmq-nadv.XXXXXX")
 . "$(dirname "$0")/lib.sh"
 
-# start_server NAME PORT [extra nats-server args]: its PID in SRV[NAME]
-declare -A SRV
-start_server() {
-	local name=$1 port=$2
-	shift 2
-	nats-server -a 127.0.0.1 -p "$port" -js -sd "$T/$name.js" \
-		--server_name "$name" "$@" >>"$T/$name.log" 2>&1 &
-	SRV[$name]=$!
-	PIDS+=("$!")
-	wait_port "$port" || { fail "nats-server $name did not listen on $port"; return 1; }
-}
-
-stop_pid() {
-	kill -TERM "$1" 2>/dev/null
-	for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-	kill -KILL "$1" 2>/dev/null
-	wait "$1" 2>/dev/null
-}
-
 # export_all QUEUE N URL STREAM END: N messages from a sender through an
 # exporter into STREAM, which then holds them and the end.
 export_all() {
@@ -43,11 +24,6 @@ export_all() {
 	timeout 60 "$NATSB" export "$1" --server "$3" --stream "$4" --until-end ||
 		{ st=$?; fail "export into $4: status $st"; return 1; }
 	wait $send || { fail "the sender into $1 failed"; return 1; }
-}
-
-# sent_of QUEUE: how many records its producers sent
-sent_of() {
-	"$SHMQ" stat "$1" | sed -n 's/^sent *\([0-9]*\) messages.*/\1/p'
 }
 
 # ---- ring: a far queue smaller than one fetched batch ----------------------

@@ -14,30 +14,6 @@ SEED=${SHMQ_NATS_SEED:-$RANDOM}
 T=$(mktemp -d "${TMPDIR:-/tmp}/shmq-nadv2.XXXXXX")
 . "$(dirname "$0")/lib.sh"
 
-# start_server NAME PORT: its PID in SRV[NAME]; storage in T/NAME.js,
-# kept across a restart with the same NAME
-declare -A SRV
-start_server() {
-	local name=$1 port=$2
-	nats-server -a 127.0.0.1 -p "$port" -js -sd "$T/$name.js" \
-		--server_name "$name" >>"$T/$name.log" 2>&1 &
-	SRV[$name]=$!
-	PIDS+=("$!")
-	wait_port "$port" || { fail "nats-server $name did not listen on $port"; return 1; }
-}
-
-# sent_of QUEUE: how many records its producers sent
-sent_of() {
-	"$SHMQ" stat "$1" | sed -n 's/^sent *\([0-9]*\) messages.*/\1/p'
-}
-
-stop_pid() {
-	kill -TERM "$1" 2>/dev/null
-	for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-	kill -KILL "$1" 2>/dev/null
-	wait "$1" 2>/dev/null
-}
-
 # bounded PID SECONDS: wait for PID (a child) at most SECONDS; its status,
 # or 124 after a KILL when it did not end (a stuck bridge ignores TERM)
 bounded() {

@@ -55,22 +55,15 @@ BOUNDED="timeout -k 5 ${WATCHDOG:-60}"
 # tracer then waits forever, the command spins at 100 % CPU, and the test
 # hangs (seen in CI under ASan: 1 run in 200 on a loaded machine).
 run_for() {
-	local secs=$1 sig=$2 pid i
+	local secs=$1 sig=$2 pid
 	shift 2
 	"$@" &
 	pid=$!
+	track $pid
 	sleep "$secs"
 	kill -"$sig" "$pid" 2>/dev/null
-	for i in $(seq 1 400); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.05
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		kill -KILL "$pid"
-		wait "$pid" 2>/dev/null
-		fail "$1: still running 20 s after SIG$sig"
-	fi
-	wait "$pid"
+	wait_pid "$pid" "$1 after SIG$sig" 20
+	return $WAITED_STATUS
 }
 
 # Remember a background job so that cleanup can kill it by its pid.
