@@ -145,7 +145,6 @@ if [ -x "$TOOLS_SHMQ" ] && "$TOOLS_SHMQ" put --help >/dev/null 2>&1 &&
 	CONFIGS+=("pipeline shmq" "pipeline shmq-full" "pipeline fifo"
 		  "pipeline shmq busy" "pipeline fifo busy")
 else
-	# TODO(pipeline): runs by itself once tools/shmq has put and get.
 	note "pipeline skipped: $TOOLS_SHMQ with put/get not built yet"
 fi
 if [ -n "$ONLY" ]; then
@@ -153,6 +152,8 @@ if [ -n "$ONLY" ]; then
 	for c in "${CONFIGS[@]}"; do
 		[[ $c =~ $ONLY ]] && FILTERED+=("$c")
 	done
+	[ ${#FILTERED[@]} -gt 0 ] ||
+		{ echo "run.sh: --only '$ONLY' matches no configuration" >&2; exit 2; }
 	CONFIGS=("${FILTERED[@]}")
 fi
 
